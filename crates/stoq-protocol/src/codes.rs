@@ -1,0 +1,114 @@
+//! Error codes shared by ERROR frames, stream resets and connection closes.
+
+/// A STOQ error code. The same number is used in an ERROR frame, as the application error code
+/// of a QUIC stream reset or STOP_SENDING, and as the application close code of a connection,
+/// so a peer always learns *why* in one vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Orderly close; nothing went wrong.
+    NoError,
+    /// The peer broke the framing rules (bad header, frame out of place).
+    ProtocolViolation,
+    /// A frame longer than the receiver's maximum frame size.
+    FrameTooLarge,
+    /// A frame header carried a protocol version this peer does not speak.
+    UnsupportedVersion,
+    /// A frame kind this version does not define.
+    UnknownFrameKind,
+    /// The node is at its configured connection limit; try another node or later.
+    ConnectionLimit,
+    /// The node is shutting down gracefully.
+    ShuttingDown,
+    /// The handler failed for a reason of its own.
+    Internal,
+    /// The request was understood but is not valid.
+    BadRequest,
+    /// The thing asked for does not exist here.
+    NotFound,
+    /// The request needs a credential it did not carry.
+    Unauthorized,
+    /// A code this version does not know; kept so it can be reported.
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The code's number on the wire.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            ErrorCode::NoError => 0x00,
+            ErrorCode::ProtocolViolation => 0x01,
+            ErrorCode::FrameTooLarge => 0x02,
+            ErrorCode::UnsupportedVersion => 0x03,
+            ErrorCode::UnknownFrameKind => 0x04,
+            ErrorCode::ConnectionLimit => 0x10,
+            ErrorCode::ShuttingDown => 0x11,
+            ErrorCode::Internal => 0x12,
+            ErrorCode::BadRequest => 0x13,
+            ErrorCode::NotFound => 0x14,
+            ErrorCode::Unauthorized => 0x15,
+            ErrorCode::Other(n) => n,
+        }
+    }
+
+    /// The code for a number read off the wire; unknown numbers become [`ErrorCode::Other`].
+    pub fn from_u16(n: u16) -> Self {
+        match n {
+            0x00 => ErrorCode::NoError,
+            0x01 => ErrorCode::ProtocolViolation,
+            0x02 => ErrorCode::FrameTooLarge,
+            0x03 => ErrorCode::UnsupportedVersion,
+            0x04 => ErrorCode::UnknownFrameKind,
+            0x10 => ErrorCode::ConnectionLimit,
+            0x11 => ErrorCode::ShuttingDown,
+            0x12 => ErrorCode::Internal,
+            0x13 => ErrorCode::BadRequest,
+            0x14 => ErrorCode::NotFound,
+            0x15 => ErrorCode::Unauthorized,
+            other => ErrorCode::Other(other),
+        }
+    }
+
+    /// The code for a QUIC application error code (VarInt range); codes above `u16::MAX`
+    /// are not STOQ codes and are reported as [`ErrorCode::Other`] with `u16::MAX`.
+    pub fn from_quic(code: u64) -> Self {
+        u16::try_from(code).map_or(ErrorCode::Other(u16::MAX), ErrorCode::from_u16)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            ErrorCode::NoError => "no error",
+            ErrorCode::ProtocolViolation => "protocol violation",
+            ErrorCode::FrameTooLarge => "frame too large",
+            ErrorCode::UnsupportedVersion => "unsupported version",
+            ErrorCode::UnknownFrameKind => "unknown frame kind",
+            ErrorCode::ConnectionLimit => "connection limit reached",
+            ErrorCode::ShuttingDown => "shutting down",
+            ErrorCode::Internal => "internal error",
+            ErrorCode::BadRequest => "bad request",
+            ErrorCode::NotFound => "not found",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Other(_) => "unknown error code",
+        };
+        write!(f, "{name} (0x{:02x})", self.to_u16())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_number_round_trips() {
+        for n in 0..=u16::MAX {
+            assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
+        }
+    }
+
+    #[test]
+    fn huge_quic_codes_are_not_mistaken_for_stoq_codes() {
+        assert_eq!(ErrorCode::from_quic(0x1_0000), ErrorCode::Other(u16::MAX));
+        assert_eq!(ErrorCode::from_quic(0x10), ErrorCode::ConnectionLimit);
+    }
+}

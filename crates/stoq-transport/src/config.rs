@@ -1,0 +1,370 @@
+//! Transport configuration: every field here is applied to the socket, quinn or rustls.
+//!
+//! Sizes are bytes, durations are milliseconds. `None` means "no limit" where a limit is
+//! optional. [`TransportConfig::validate`] names the field and the reason for anything it
+//! refuses, so a bad config file never half-applies.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stoq_protocol::{DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_SIZE_CEILING, MIN_MAX_FRAME_SIZE};
+
+use crate::{addr::ensure_ipv6, NodeId, TransportError};
+
+/// The congestion controller quinn runs for every connection of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CongestionController {
+    /// CUBIC (RFC 8312): quinn's default, loss-based.
+    #[default]
+    Cubic,
+    /// BBR: model-based; better on long fat pipes with random loss.
+    Bbr,
+    /// NewReno (RFC 6582): the classic, conservative.
+    NewReno,
+}
+
+/// How the node proves itself and whom it trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first). Unset: the node generates a self-signed certificate
+    /// in its data dir on first start and reuses it afterwards.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for `cert_file`. Required exactly when `cert_file` is set.
+    pub key_file: Option<PathBuf>,
+    /// PEM bundle of CA certificates trusted for peers that present CA-issued certificates
+    /// (connections made by server name, and client certificates under `mutual`).
+    pub ca_bundle: Option<PathBuf>,
+    /// Node ids trusted as clients when `mutual` is on (in addition to `ca_bundle`).
+    pub trusted_peers: Vec<NodeId>,
+    /// Mutual TLS: require every client to present a certificate that is either pinned in
+    /// `trusted_peers` or issued by `ca_bundle`.
+    pub mutual: bool,
+}
+
+/// Bounds of the per-peer connection pool used when this node dials others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Most peers kept connected at once; the least recently used is dropped beyond it.
+    /// `None` = unbounded.
+    pub max_size: Option<usize>,
+    /// A pooled connection unused this long is dropped.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_size: Some(1024),
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// The transport section of a STOQ configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Address to listen on; must be IPv6. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Most connections accepted at once. The next peer is refused with code
+    /// `CONNECTION_LIMIT` and existing connections are untouched. `None` = unlimited.
+    pub max_connections: Option<u32>,
+    /// Longest frame this node accepts, in bytes (256 KiB to 16 MiB).
+    pub max_frame_size: u32,
+    /// A connection with no traffic for this long is closed (QUIC max_idle_timeout).
+    pub idle_timeout_ms: u64,
+    /// Send a keep-alive this often so idle connections survive NATs and the idle timeout.
+    /// `None` = no keep-alives.
+    pub keep_alive_interval_ms: Option<u64>,
+    /// The congestion controller.
+    pub congestion: CongestionController,
+    /// Bidirectional streams a peer may have open at once on one connection.
+    pub max_concurrent_bidi_streams: u32,
+    /// Unidirectional streams a peer may have open at once on one connection.
+    pub max_concurrent_uni_streams: u32,
+    /// Flow-control window of one stream: bytes a peer may send ahead of our reads.
+    pub stream_receive_window: u64,
+    /// Flow-control window of a whole connection.
+    pub connection_receive_window: u64,
+    /// Bytes we buffer for sending per connection.
+    pub send_window: u64,
+    /// UDP socket send buffer (SO_SNDBUF). `None` = the kernel default.
+    pub socket_send_buffer: Option<usize>,
+    /// UDP socket receive buffer (SO_RCVBUF). `None` = the kernel default.
+    pub socket_recv_buffer: Option<usize>,
+    /// Use UDP generic segmentation offload where the kernel supports it.
+    pub gso: bool,
+    /// UDP payload size used before path MTU discovery confirms more (at least 1200).
+    pub initial_mtu: u16,
+    /// Upper bound for path MTU discovery; equal to `initial_mtu` turns discovery off.
+    pub max_mtu: u16,
+    /// Bytes of incoming QUIC datagrams buffered per connection before old ones are dropped.
+    pub datagram_receive_buffer: usize,
+    /// How long a graceful shutdown waits for in-flight streams before closing.
+    pub shutdown_grace_ms: u64,
+    /// Certificates and trust.
+    pub tls: TlsConfig,
+    /// The outgoing connection pool.
+    pub pool: PoolConfig,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            listen: "[::1]:4433".parse().expect("valid literal"),
+            max_connections: None,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            idle_timeout_ms: 30_000,
+            keep_alive_interval_ms: Some(10_000),
+            congestion: CongestionController::Cubic,
+            max_concurrent_bidi_streams: 256,
+            max_concurrent_uni_streams: 64,
+            stream_receive_window: 4 * 1024 * 1024,
+            connection_receive_window: 16 * 1024 * 1024,
+            send_window: 16 * 1024 * 1024,
+            socket_send_buffer: Some(4 * 1024 * 1024),
+            socket_recv_buffer: Some(4 * 1024 * 1024),
+            gso: true,
+            initial_mtu: 1200,
+            max_mtu: 1452,
+            datagram_receive_buffer: 1024 * 1024,
+            shutdown_grace_ms: 5_000,
+            tls: TlsConfig::default(),
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Checks every field; the error names the first bad one (under `prefix`, such as
+    /// `transport`) and why.
+    pub fn validate(&self, prefix: &str) -> Result<(), TransportError> {
+        let field = |name: &str| format!("{prefix}.{name}");
+        ensure_ipv6(self.listen)
+            .map_err(|e| TransportError::config(field("listen"), e.to_string()))?;
+        if self.max_connections == Some(0) {
+            return Err(TransportError::config(
+                field("max_connections"),
+                "0 would refuse every peer; omit the field for unlimited",
+            ));
+        }
+        if !(MIN_MAX_FRAME_SIZE..=MAX_FRAME_SIZE_CEILING).contains(&self.max_frame_size) {
+            return Err(TransportError::config(
+                field("max_frame_size"),
+                format!(
+                    "{} is outside {MIN_MAX_FRAME_SIZE}..={MAX_FRAME_SIZE_CEILING} bytes",
+                    self.max_frame_size
+                ),
+            ));
+        }
+        if self.idle_timeout_ms == 0 || quinn::IdleTimeout::try_from(self.idle_duration()).is_err()
+        {
+            return Err(TransportError::config(
+                field("idle_timeout_ms"),
+                "must be between 1 ms and 2^62 ms",
+            ));
+        }
+        if let Some(k) = self.keep_alive_interval_ms {
+            if k == 0 || k >= self.idle_timeout_ms {
+                return Err(TransportError::config(
+                    field("keep_alive_interval_ms"),
+                    format!(
+                        "{k} must be above 0 and below idle_timeout_ms ({})",
+                        self.idle_timeout_ms
+                    ),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("stream_receive_window", self.stream_receive_window),
+            ("connection_receive_window", self.connection_receive_window),
+            ("send_window", self.send_window),
+        ] {
+            if v < 16 * 1024 || quinn::VarInt::from_u64(v).is_err() {
+                return Err(TransportError::config(
+                    field(name),
+                    format!("{v} must be at least 16384 bytes and below 2^62"),
+                ));
+            }
+        }
+        if self.stream_receive_window > self.connection_receive_window {
+            return Err(TransportError::config(
+                field("stream_receive_window"),
+                "must not exceed connection_receive_window",
+            ));
+        }
+        if self.max_concurrent_bidi_streams == 0 {
+            return Err(TransportError::config(
+                field("max_concurrent_bidi_streams"),
+                "must be at least 1: every request runs on a bidirectional stream",
+            ));
+        }
+        for (name, v) in [
+            ("socket_send_buffer", self.socket_send_buffer),
+            ("socket_recv_buffer", self.socket_recv_buffer),
+        ] {
+            if v.is_some_and(|v| v < 64 * 1024) {
+                return Err(TransportError::config(
+                    field(name),
+                    "must be at least 65536 bytes",
+                ));
+            }
+        }
+        if self.initial_mtu < 1200 {
+            return Err(TransportError::config(
+                field("initial_mtu"),
+                "QUIC needs at least 1200 bytes",
+            ));
+        }
+        if self.max_mtu < self.initial_mtu {
+            return Err(TransportError::config(
+                field("max_mtu"),
+                format!(
+                    "{} is below initial_mtu ({})",
+                    self.max_mtu, self.initial_mtu
+                ),
+            ));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(TransportError::config(
+                field("tls.key_file"),
+                "cert_file and key_file must be set together",
+            ));
+        }
+        if self.tls.mutual && self.tls.trusted_peers.is_empty() && self.tls.ca_bundle.is_none() {
+            return Err(TransportError::config(
+                field("tls.mutual"),
+                "mutual TLS needs trusted_peers or ca_bundle to check clients against",
+            ));
+        }
+        if self.pool.max_size == Some(0) {
+            return Err(TransportError::config(
+                field("pool.max_size"),
+                "0 would keep no connection; omit the field for unbounded",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_duration(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// The graceful-shutdown deadline as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// The quinn transport parameters this config stands for. Assumes `validate` passed.
+    pub(crate) fn quinn_transport(&self) -> quinn::TransportConfig {
+        let mut t = quinn::TransportConfig::default();
+        let var = |v: u64| quinn::VarInt::from_u64(v).unwrap_or(quinn::VarInt::MAX);
+        t.max_concurrent_bidi_streams(self.max_concurrent_bidi_streams.into())
+            .max_concurrent_uni_streams(self.max_concurrent_uni_streams.into())
+            .max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_duration()).ok())
+            .keep_alive_interval(self.keep_alive_interval_ms.map(Duration::from_millis))
+            .stream_receive_window(var(self.stream_receive_window))
+            .receive_window(var(self.connection_receive_window))
+            .send_window(self.send_window)
+            .enable_segmentation_offload(self.gso)
+            .initial_mtu(self.initial_mtu)
+            .datagram_receive_buffer_size(Some(self.datagram_receive_buffer));
+        if self.max_mtu > self.initial_mtu {
+            let mut mtu = quinn::MtuDiscoveryConfig::default();
+            mtu.upper_bound(self.max_mtu);
+            t.mtu_discovery_config(Some(mtu));
+        } else {
+            t.mtu_discovery_config(None);
+        }
+        match self.congestion {
+            CongestionController::Cubic => {
+                t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()))
+            }
+            CongestionController::Bbr => {
+                t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+            }
+            CongestionController::NewReno => t.congestion_controller_factory(Arc::new(
+                quinn::congestion::NewRenoConfig::default(),
+            )),
+        };
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(err: TransportError) -> String {
+        match err {
+            TransportError::Config { field, .. } => field,
+            other => panic!("expected a config error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        TransportConfig::default().validate("transport").unwrap();
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut TransportConfig)>)> = vec![
+            (
+                "transport.listen",
+                Box::new(|c| c.listen = "127.0.0.1:1".parse().unwrap()),
+            ),
+            (
+                "transport.max_connections",
+                Box::new(|c| c.max_connections = Some(0)),
+            ),
+            (
+                "transport.max_frame_size",
+                Box::new(|c| c.max_frame_size = 10),
+            ),
+            (
+                "transport.idle_timeout_ms",
+                Box::new(|c| c.idle_timeout_ms = 0),
+            ),
+            (
+                "transport.keep_alive_interval_ms",
+                Box::new(|c| c.keep_alive_interval_ms = Some(60_000)),
+            ),
+            ("transport.send_window", Box::new(|c| c.send_window = 1)),
+            (
+                "transport.stream_receive_window",
+                Box::new(|c| c.stream_receive_window = 1 << 30),
+            ),
+            ("transport.initial_mtu", Box::new(|c| c.initial_mtu = 500)),
+            ("transport.max_mtu", Box::new(|c| c.max_mtu = 1200)),
+            (
+                "transport.socket_recv_buffer",
+                Box::new(|c| c.socket_recv_buffer = Some(10)),
+            ),
+            (
+                "transport.tls.key_file",
+                Box::new(|c| c.tls.cert_file = Some("a.pem".into())),
+            ),
+            ("transport.tls.mutual", Box::new(|c| c.tls.mutual = true)),
+            (
+                "transport.pool.max_size",
+                Box::new(|c| c.pool.max_size = Some(0)),
+            ),
+        ];
+        for (expected, breaker) in cases {
+            let mut c = TransportConfig {
+                initial_mtu: 1300,
+                ..TransportConfig::default()
+            };
+            breaker(&mut c);
+            assert_eq!(field_of(c.validate("transport").unwrap_err()), expected);
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! A STOQ endpoint: one IPv6 UDP socket that accepts and dials QUIC connections.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls::RootCertStore;
+use stoq_protocol::{ErrorCode, ALPN};
+use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::trust::{self, PeerExpectation};
+use crate::{
+    addr::ensure_ipv6, socket::bind_udp, FramedRecv, FramedSend, NodeId, NodeIdentity,
+    StoqConnection, TransportConfig, TransportError,
+};
+
+/// Connections that finished their handshake and wait for [`StoqEndpoint::accept`].
+const ACCEPT_QUEUE: usize = 1024;
+
+/// One request arriving on a bidirectional stream, as handed to a [`StoqEndpoint::serve`]
+/// handler: the REQUEST payload is already read and checked.
+#[derive(Debug)]
+pub struct IncomingRequest {
+    /// The connection it came on (peer id, address, stats).
+    pub conn: StoqConnection,
+    /// The REQUEST frame's payload.
+    pub payload: Bytes,
+    /// The rest of the stream: a body, if the request has one.
+    pub body: FramedRecv,
+    /// Where the response goes. Finish it, or it is reset when dropped.
+    pub reply: FramedSend,
+}
+
+/// What a graceful shutdown achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether every in-flight stream finished before the deadline.
+    pub drained: bool,
+    /// Streams still running at the deadline, abandoned by the close.
+    pub abandoned: usize,
+}
+
+/// Counters of one endpoint since it was bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct EndpointCounters {
+    /// Connections accepted and handed to the application.
+    pub accepted: u64,
+    /// Connections refused because `max_connections` was reached.
+    pub refused_limit: u64,
+    /// Incoming connections whose handshake failed (wrong ALPN, untrusted client...).
+    pub failed_handshakes: u64,
+    /// Accepted connections open now.
+    pub open: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    refused_limit: AtomicU64,
+    failed_handshakes: AtomicU64,
+    open: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    endpoint: quinn::Endpoint,
+    identity: NodeIdentity,
+    config: TransportConfig,
+    transport: Arc<quinn::TransportConfig>,
+    ca_roots: Option<Arc<RootCertStore>>,
+    accepted: Mutex<mpsc::Receiver<StoqConnection>>,
+    counters: Counters,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// A STOQ node's endpoint. Cheap to clone; all clones share one socket.
+#[derive(Debug, Clone)]
+pub struct StoqEndpoint {
+    shared: Arc<Shared>,
+}
+
+impl StoqEndpoint {
+    /// Binds `config.listen` and starts accepting connections, enforcing `max_connections`.
+    pub fn bind(config: TransportConfig, identity: NodeIdentity) -> Result<Self, TransportError> {
+        Self::open(config, identity, true)
+    }
+
+    /// Binds an unspecified IPv6 address with an ephemeral port for dialling only; incoming
+    /// connections are refused.
+    pub fn client(config: TransportConfig, identity: NodeIdentity) -> Result<Self, TransportError> {
+        let config = TransportConfig {
+            listen: "[::]:0".parse().expect("valid literal"),
+            ..config
+        };
+        Self::open(config, identity, false)
+    }
+
+    fn open(
+        config: TransportConfig,
+        identity: NodeIdentity,
+        serve: bool,
+    ) -> Result<Self, TransportError> {
+        config.validate("transport")?;
+        let ca_roots = match &config.tls.ca_bundle {
+            Some(path) => Some(Arc::new(trust::load_ca_bundle(path)?)),
+            None => None,
+        };
+        let transport = Arc::new(config.quinn_transport());
+        let server_config = if serve {
+            let crypto = trust::server_crypto(&identity, &config.tls, ca_roots.as_ref())?;
+            let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(crypto))
+                .map_err(|e| TransportError::Certificate(e.to_string()))?;
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+            server.transport_config(transport.clone());
+            Some(server)
+        } else {
+            None
+        };
+        let socket = bind_udp(config.listen, &config)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            TransportError::Socket(std::io::Error::other("no async runtime running"))
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            server_config,
+            socket,
+            runtime,
+        )
+        .map_err(TransportError::Socket)?;
+        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let shared = Arc::new(Shared {
+            endpoint,
+            identity,
+            config,
+            transport,
+            ca_roots,
+            accepted: Mutex::new(rx),
+            counters: Counters::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        if serve {
+            tokio::spawn(accept_loop(shared.clone(), tx));
+        }
+        Ok(StoqEndpoint { shared })
+    }
+
+    /// The address the socket is bound to, with the real port when port 0 was asked.
+    pub fn local_addr(&self) -> Result<SocketAddr, TransportError> {
+        self.shared
+            .endpoint
+            .local_addr()
+            .map_err(TransportError::Socket)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.shared.identity.node_id()
+    }
+
+    /// The configuration the endpoint runs with.
+    pub fn config(&self) -> &TransportConfig {
+        &self.shared.config
+    }
+
+    /// Counters since the endpoint was bound.
+    pub fn counters(&self) -> EndpointCounters {
+        let c = &self.shared.counters;
+        EndpointCounters {
+            accepted: c.accepted.load(Ordering::Relaxed),
+            refused_limit: c.refused_limit.load(Ordering::Relaxed),
+            failed_handshakes: c.failed_handshakes.load(Ordering::Relaxed),
+            open: c.open.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Dials `addr` and checks the server as `expect` says (pinned node id or CA + name).
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        expect: &PeerExpectation,
+    ) -> Result<StoqConnection, TransportError> {
+        self.connect_with_alpn(addr, expect, ALPN).await
+    }
+
+    /// Dials with another ALPN. Exists so tests can show such a peer is refused.
+    #[doc(hidden)]
+    pub async fn connect_with_alpn(
+        &self,
+        addr: SocketAddr,
+        expect: &PeerExpectation,
+        alpn: &[u8],
+    ) -> Result<StoqConnection, TransportError> {
+        let addr = ensure_ipv6(addr)?;
+        if self.shared.shutdown.is_cancelled() {
+            return Err(TransportError::Shutdown);
+        }
+        let crypto = trust::client_crypto(
+            &self.shared.identity,
+            expect,
+            self.shared.ca_roots.as_ref(),
+            alpn,
+        )?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(crypto))
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+        client.transport_config(self.shared.transport.clone());
+        let connecting =
+            self.shared
+                .endpoint
+                .connect_with(client, addr, trust::server_name(expect))?;
+        let conn = connecting.await?;
+        Ok(StoqConnection::new(conn, self.shared.config.max_frame_size))
+    }
+
+    /// The next accepted connection; `None` once the endpoint shuts down.
+    pub async fn accept(&self) -> Option<StoqConnection> {
+        let mut rx = self.shared.accepted.lock().await;
+        tokio::select! {
+            conn = rx.recv() => conn,
+            _ = self.shared.shutdown.cancelled() => None,
+        }
+    }
+
+    /// Accepts connections and runs `handler` for every request stream, until shutdown.
+    /// Streams whose first frame is not a valid REQUEST are answered with an ERROR frame and
+    /// never reach the handler. Every handler runs as a tracked task, which graceful
+    /// [`StoqEndpoint::shutdown`] waits for.
+    pub fn serve<H, Fut>(&self, handler: H) -> tokio::task::JoinHandle<()>
+    where
+        H: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), TransportError>> + Send + 'static,
+    {
+        let endpoint = self.clone();
+        let handler = Arc::new(handler);
+        tokio::spawn(async move {
+            while let Some(conn) = endpoint.accept().await {
+                let tasks = endpoint.shared.tasks.clone();
+                let shutdown = endpoint.shared.shutdown.clone();
+                let handler = handler.clone();
+                endpoint
+                    .shared
+                    .tasks
+                    .spawn(serve_connection(conn, tasks, shutdown, handler));
+            }
+        })
+    }
+
+    /// Graceful shutdown: refuse new connections and streams at once, let in-flight request
+    /// handlers run until `deadline`, then close every connection with `SHUTTING_DOWN`.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        shared.endpoint.set_server_config(None);
+        shared.shutdown.cancel();
+        shared.tasks.close();
+        let drained = tokio::time::timeout(deadline, shared.tasks.wait())
+            .await
+            .is_ok();
+        let abandoned = shared.tasks.len();
+        shared.endpoint.close(
+            quinn::VarInt::from_u32(ErrorCode::ShuttingDown.to_u16().into()),
+            b"node shutting down",
+        );
+        // Give the close frames a moment to leave; never wait long for unresponsive peers.
+        let _ = tokio::time::timeout(Duration::from_secs(1), shared.endpoint.wait_idle()).await;
+        ShutdownReport { drained, abandoned }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<StoqConnection>) {
+    let limiter = shared
+        .config
+        .max_connections
+        .map(|max| Arc::new(Semaphore::new(max as usize)));
+    loop {
+        let incoming = tokio::select! {
+            incoming = shared.endpoint.accept() => incoming,
+            _ = shared.shutdown.cancelled() => None,
+        };
+        let Some(incoming) = incoming else { break };
+        let slot = match &limiter {
+            None => Slot::Unlimited,
+            Some(sem) => sem
+                .clone()
+                .try_acquire_owned()
+                .map_or(Slot::Full, Slot::Taken),
+        };
+        tokio::spawn(handshake(shared.clone(), incoming, slot, tx.clone()));
+    }
+}
+
+/// A connection's claim on the `max_connections` budget.
+enum Slot {
+    Unlimited,
+    /// Holds the permit until dropped when the connection closes; never read.
+    Taken(#[allow(dead_code)] OwnedSemaphorePermit),
+    Full,
+}
+
+async fn handshake(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    slot: Slot,
+    tx: mpsc::Sender<StoqConnection>,
+) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.accept() {
+        Ok(connecting) => connecting.await,
+        Err(e) => Err(e),
+    };
+    let conn = match conn {
+        Ok(conn) => conn,
+        Err(e) => {
+            shared
+                .counters
+                .failed_handshakes
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() != Some(ALPN) {
+        shared
+            .counters
+            .failed_handshakes
+            .fetch_add(1, Ordering::Relaxed);
+        conn.close(
+            quinn::VarInt::from_u32(ErrorCode::ProtocolViolation.to_u16().into()),
+            b"ALPN stoq/1 required",
+        );
+        return;
+    }
+    if let Slot::Full = slot {
+        shared
+            .counters
+            .refused_limit
+            .fetch_add(1, Ordering::Relaxed);
+        let max = shared.config.max_connections.unwrap_or_default();
+        warn!(%remote, max, "connection refused: limit reached");
+        let reason = format!("connection limit of {max} reached");
+        conn.close(
+            quinn::VarInt::from_u32(ErrorCode::ConnectionLimit.to_u16().into()),
+            reason.as_bytes(),
+        );
+        return;
+    }
+    shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    shared.counters.open.fetch_add(1, Ordering::Relaxed);
+    // Hold the slot until the connection is gone, however the application treats its handle.
+    let watcher = conn.clone();
+    let watched = shared.clone();
+    tokio::spawn(async move {
+        watcher.closed().await;
+        watched.counters.open.fetch_sub(1, Ordering::Relaxed);
+        drop(slot);
+    });
+    let conn = StoqConnection::new(conn, shared.config.max_frame_size);
+    if tx.send(conn.clone()).await.is_err() {
+        conn.close(ErrorCode::ShuttingDown, "node shutting down");
+    }
+}
+
+async fn serve_connection<H, Fut>(
+    conn: StoqConnection,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    handler: Arc<H>,
+) where
+    H: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), TransportError>> + Send + 'static,
+{
+    loop {
+        let stream = tokio::select! {
+            stream = conn.accept_bi() => stream,
+            _ = shutdown.cancelled() => break,
+        };
+        let (reply, body) = match stream {
+            Ok(Some(pair)) => pair,
+            Ok(None) => break,
+            Err(e) => {
+                debug!(peer = %conn.remote_addr(), error = %e, "connection ended");
+                break;
+            }
+        };
+        let handler = handler.clone();
+        let conn = conn.clone();
+        tasks.spawn(async move {
+            let peer = conn.remote_addr();
+            if let Err(e) = run_exchange(conn, reply, body, handler).await {
+                debug!(%peer, error = %e, "request failed");
+            }
+        });
+    }
+}
+
+async fn run_exchange<H, Fut>(
+    conn: StoqConnection,
+    mut reply: FramedSend,
+    mut body: FramedRecv,
+    handler: Arc<H>,
+) -> Result<(), TransportError>
+where
+    H: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), TransportError>> + Send + 'static,
+{
+    let payload = match body.recv_request().await {
+        Ok(payload) => payload,
+        Err(TransportError::Protocol(e)) => {
+            reply.send_error(e.code(), &e.to_string()).await?;
+            return Err(TransportError::Protocol(e));
+        }
+        Err(e) => return Err(e),
+    };
+    handler(IncomingRequest {
+        conn,
+        payload,
+        body,
+        reply,
+    })
+    .await
+}

@@ -1,0 +1,402 @@
+//! Framed halves of a QUIC stream: STOQ frames in, STOQ frames out.
+//!
+//! Small frames (REQUEST, RESPONSE, MESSAGE, ERROR) are read whole, never longer than the
+//! receiver's maximum frame size. Bodies travel as DATA frames and are handed over piece by
+//! piece as QUIC delivers them, so a body of any size streams through in bounded memory and
+//! without an extra copy.
+
+use bytes::{Bytes, BytesMut};
+use stoq_protocol::{
+    ErrorCode, ErrorFrame, Frame, FrameHeader, FrameKind, ProtocolError, DATA_FRAME_TARGET,
+    HEADER_LEN,
+};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::connection_error;
+use crate::TransportError;
+
+/// The sending half of a stream, writing STOQ frames.
+///
+/// Dropping it without [`FramedSend::finish`] resets the stream with `INTERNAL`, so the peer
+/// can never mistake an abandoned body for a complete one.
+#[derive(Debug)]
+pub struct FramedSend {
+    stream: quinn::SendStream,
+    done: bool,
+}
+
+impl FramedSend {
+    pub(crate) fn new(stream: quinn::SendStream) -> Self {
+        FramedSend {
+            stream,
+            done: false,
+        }
+    }
+
+    /// Writes one frame (header and payload, without copying the payload).
+    pub async fn send_frame(
+        &mut self,
+        kind: FrameKind,
+        payload: Bytes,
+    ) -> Result<(), TransportError> {
+        let length = u32::try_from(payload.len()).map_err(|_| ProtocolError::FrameTooLarge {
+            length: u32::MAX,
+            max: stoq_protocol::MAX_FRAME_SIZE_CEILING,
+        })?;
+        let header = FrameHeader { kind, length };
+        let mut chunks = [Bytes::copy_from_slice(&header.encode()), payload];
+        self.stream
+            .write_all_chunks(&mut chunks)
+            .await
+            .map_err(write_error)
+    }
+
+    /// Writes raw bytes, bypassing framing. Only for conformance tests that must put
+    /// malformed frames on the wire.
+    #[doc(hidden)]
+    pub async fn send_raw(&mut self, bytes: Bytes) -> Result<(), TransportError> {
+        self.stream
+            .write_all_chunks(&mut [bytes])
+            .await
+            .map_err(write_error)
+    }
+
+    /// Opens an exchange: a REQUEST frame with the application's request.
+    pub async fn send_request(&mut self, payload: impl Into<Bytes>) -> Result<(), TransportError> {
+        self.send_frame(FrameKind::Request, payload.into()).await
+    }
+
+    /// Answers an exchange: a RESPONSE frame.
+    pub async fn send_response(&mut self, payload: impl Into<Bytes>) -> Result<(), TransportError> {
+        self.send_frame(FrameKind::Response, payload.into()).await
+    }
+
+    /// A one-way MESSAGE frame (for unidirectional streams).
+    pub async fn send_message(&mut self, payload: impl Into<Bytes>) -> Result<(), TransportError> {
+        self.send_frame(FrameKind::Message, payload.into()).await
+    }
+
+    /// Sends body bytes as DATA frames of at most [`DATA_FRAME_TARGET`] bytes each.
+    pub async fn send_data(&mut self, mut body: Bytes) -> Result<(), TransportError> {
+        while !body.is_empty() {
+            let piece = body.split_to(body.len().min(DATA_FRAME_TARGET));
+            self.send_frame(FrameKind::Data, piece).await?;
+        }
+        Ok(())
+    }
+
+    /// Streams everything `reader` yields as DATA frames, holding one frame in memory at a
+    /// time, and returns the number of body bytes sent. Does not send END.
+    pub async fn send_data_from<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<u64, TransportError> {
+        let mut sent = 0u64;
+        loop {
+            let mut buf = BytesMut::with_capacity(DATA_FRAME_TARGET);
+            while buf.len() < DATA_FRAME_TARGET {
+                let n = reader
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|source| TransportError::Io {
+                        what: "cannot read body source",
+                        path: String::new(),
+                        source,
+                    })?;
+                if n == 0 {
+                    break;
+                }
+            }
+            if buf.is_empty() {
+                return Ok(sent);
+            }
+            sent += buf.len() as u64;
+            self.send_frame(FrameKind::Data, buf.freeze()).await?;
+        }
+    }
+
+    /// Ends a body with an END frame.
+    pub async fn send_end(&mut self) -> Result<(), TransportError> {
+        self.send_frame(FrameKind::End, Bytes::new()).await
+    }
+
+    /// Ends the exchange with an ERROR frame and finishes the stream.
+    pub async fn send_error(
+        &mut self,
+        code: ErrorCode,
+        reason: &str,
+    ) -> Result<(), TransportError> {
+        self.send_frame(FrameKind::Error, ErrorFrame::new(code, reason).encode())
+            .await?;
+        self.finish()
+    }
+
+    /// Finishes the stream: the peer reads everything sent and then a clean end.
+    pub fn finish(&mut self) -> Result<(), TransportError> {
+        self.done = true;
+        self.stream.finish()?;
+        Ok(())
+    }
+
+    /// Abandons the stream with `code`; data not yet delivered is discarded.
+    pub fn reset(&mut self, code: ErrorCode) {
+        self.done = true;
+        let _ = self
+            .stream
+            .reset(quinn::VarInt::from_u32(code.to_u16().into()));
+    }
+
+    /// Waits until the peer has received everything (or stopped the stream).
+    pub async fn stopped(&mut self) -> Result<(), TransportError> {
+        match self.stream.stopped().await {
+            Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(TransportError::Remote {
+                code: ErrorCode::from_quic(code.into_inner()),
+                reason: "peer stopped reading".into(),
+            }),
+            Err(quinn::StoppedError::ConnectionLost(e)) => Err(connection_error(e)),
+            Err(quinn::StoppedError::ZeroRttRejected) => {
+                Err(TransportError::UnexpectedEnd("0-RTT rejected"))
+            }
+        }
+    }
+}
+
+impl Drop for FramedSend {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .stream
+                .reset(quinn::VarInt::from_u32(ErrorCode::Internal.to_u16().into()));
+        }
+    }
+}
+
+fn write_error(e: quinn::WriteError) -> TransportError {
+    match e {
+        quinn::WriteError::Stopped(code) => TransportError::Remote {
+            code: ErrorCode::from_quic(code.into_inner()),
+            reason: "peer stopped reading the stream".into(),
+        },
+        quinn::WriteError::ConnectionLost(e) => connection_error(e),
+        other => TransportError::Write(other),
+    }
+}
+
+fn read_error(e: quinn::ReadError) -> TransportError {
+    match e {
+        quinn::ReadError::Reset(code) => TransportError::Remote {
+            code: ErrorCode::from_quic(code.into_inner()),
+            reason: "peer reset the stream".into(),
+        },
+        quinn::ReadError::ConnectionLost(e) => connection_error(e),
+        other => TransportError::Read(other),
+    }
+}
+
+/// The receiving half of a stream, reading STOQ frames.
+#[derive(Debug)]
+pub struct FramedRecv {
+    stream: quinn::RecvStream,
+    max_frame_size: u32,
+    /// Bytes read from QUIC but not yet handed out.
+    buffered: Bytes,
+    /// Payload bytes of the current DATA frame still to come.
+    data_remaining: usize,
+}
+
+impl FramedRecv {
+    pub(crate) fn new(stream: quinn::RecvStream, max_frame_size: u32) -> Self {
+        FramedRecv {
+            stream,
+            max_frame_size,
+            buffered: Bytes::new(),
+            data_remaining: 0,
+        }
+    }
+
+    /// Up to `max` bytes: buffered ones first, else one chunk from QUIC; `None` at stream end.
+    async fn read_some(&mut self, max: usize) -> Result<Option<Bytes>, TransportError> {
+        if !self.buffered.is_empty() {
+            let n = max.min(self.buffered.len());
+            return Ok(Some(self.buffered.split_to(n)));
+        }
+        match self
+            .stream
+            .read_chunk(max, true)
+            .await
+            .map_err(read_error)?
+        {
+            Some(chunk) => Ok(Some(chunk.bytes)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stops the peer's sending with the error's code and returns the error.
+    fn fail(&mut self, e: ProtocolError) -> TransportError {
+        let _ = self
+            .stream
+            .stop(quinn::VarInt::from_u32(e.code().to_u16().into()));
+        TransportError::Protocol(e)
+    }
+
+    /// The next frame header, or `None` if the stream ended cleanly between frames.
+    pub async fn recv_header(&mut self) -> Result<Option<FrameHeader>, TransportError> {
+        let mut header = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match self.read_some(HEADER_LEN - got).await? {
+                Some(piece) => {
+                    header[got..got + piece.len()].copy_from_slice(&piece);
+                    got += piece.len();
+                }
+                None if got == 0 => return Ok(None),
+                None => {
+                    return Err(self.fail(ProtocolError::Truncated {
+                        missing: HEADER_LEN - got,
+                    }))
+                }
+            }
+        }
+        FrameHeader::decode(header, self.max_frame_size)
+            .map(Some)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Reads exactly `len` payload bytes (at most the maximum frame size, already checked).
+    async fn recv_payload(&mut self, len: usize) -> Result<Bytes, TransportError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let first = self
+            .read_some(len)
+            .await?
+            .ok_or_else(|| self.fail(ProtocolError::Truncated { missing: len }))?;
+        if first.len() == len {
+            return Ok(first);
+        }
+        let mut payload = BytesMut::with_capacity(len);
+        payload.extend_from_slice(&first);
+        while payload.len() < len {
+            let missing = len - payload.len();
+            let piece = self
+                .read_some(missing)
+                .await?
+                .ok_or_else(|| self.fail(ProtocolError::Truncated { missing }))?;
+            payload.extend_from_slice(&piece);
+        }
+        Ok(payload.freeze())
+    }
+
+    /// The next whole frame, or `None` at a clean end of stream. An ERROR frame is returned
+    /// as [`TransportError::Remote`].
+    pub async fn recv_frame(&mut self) -> Result<Option<Frame>, TransportError> {
+        let Some(header) = self.recv_header().await? else {
+            return Ok(None);
+        };
+        let payload = self.recv_payload(header.length as usize).await?;
+        if header.kind == FrameKind::Error {
+            let e = ErrorFrame::decode(&payload).map_err(|e| self.fail(e))?;
+            return Err(TransportError::Remote {
+                code: e.code,
+                reason: e.reason,
+            });
+        }
+        Ok(Some(Frame::new(header.kind, payload)))
+    }
+
+    /// Reads a frame that must be of `kind`; anything else is a protocol error.
+    async fn recv_expected(
+        &mut self,
+        kind: FrameKind,
+        expected: &'static str,
+    ) -> Result<Bytes, TransportError> {
+        match self.recv_frame().await? {
+            Some(frame) if frame.kind == kind => Ok(frame.payload),
+            Some(frame) => Err(self.fail(ProtocolError::UnexpectedFrame {
+                got: frame.kind,
+                expected,
+            })),
+            None => Err(TransportError::UnexpectedEnd(expected)),
+        }
+    }
+
+    /// The REQUEST frame that opens an exchange.
+    pub async fn recv_request(&mut self) -> Result<Bytes, TransportError> {
+        self.recv_expected(FrameKind::Request, "a REQUEST frame")
+            .await
+    }
+
+    /// The RESPONSE frame that answers an exchange.
+    pub async fn recv_response(&mut self) -> Result<Bytes, TransportError> {
+        self.recv_expected(FrameKind::Response, "a RESPONSE frame")
+            .await
+    }
+
+    /// A one-way MESSAGE frame.
+    pub async fn recv_message(&mut self) -> Result<Bytes, TransportError> {
+        self.recv_expected(FrameKind::Message, "a MESSAGE frame")
+            .await
+    }
+
+    /// The next piece of a body, as QUIC delivered it; `None` after the END frame.
+    pub async fn recv_data(&mut self) -> Result<Option<Bytes>, TransportError> {
+        loop {
+            if self.data_remaining > 0 {
+                let missing = self.data_remaining;
+                let piece = self
+                    .read_some(missing)
+                    .await?
+                    .ok_or_else(|| self.fail(ProtocolError::Truncated { missing }))?;
+                self.data_remaining -= piece.len();
+                return Ok(Some(piece));
+            }
+            let header = self
+                .recv_header()
+                .await?
+                .ok_or(TransportError::UnexpectedEnd(
+                    "body ended without an END frame",
+                ))?;
+            match header.kind {
+                FrameKind::Data => self.data_remaining = header.length as usize,
+                FrameKind::End => return Ok(None),
+                FrameKind::Error => {
+                    let payload = self.recv_payload(header.length as usize).await?;
+                    let e = ErrorFrame::decode(&payload).map_err(|e| self.fail(e))?;
+                    return Err(TransportError::Remote {
+                        code: e.code,
+                        reason: e.reason,
+                    });
+                }
+                other => {
+                    return Err(self.fail(ProtocolError::UnexpectedFrame {
+                        got: other,
+                        expected: "a DATA or END frame",
+                    }))
+                }
+            }
+        }
+    }
+
+    /// Collects a whole body, refusing one longer than `limit` bytes as soon as it passes it.
+    pub async fn recv_body(&mut self, limit: usize) -> Result<Bytes, TransportError> {
+        let mut body = BytesMut::new();
+        while let Some(piece) = self.recv_data().await? {
+            if body.len() + piece.len() > limit {
+                return Err(self.fail(ProtocolError::FrameTooLarge {
+                    length: u32::try_from(body.len() + piece.len()).unwrap_or(u32::MAX),
+                    max: u32::try_from(limit).unwrap_or(u32::MAX),
+                }));
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok(body.freeze())
+    }
+
+    /// Tells the peer to stop sending on this stream.
+    pub fn stop(&mut self, code: ErrorCode) {
+        let _ = self
+            .stream
+            .stop(quinn::VarInt::from_u32(code.to_u16().into()));
+    }
+}
