@@ -1,1 +1,61 @@
-fn main() {}
+//! `stoq`: run a node, talk to one, benchmark the transport, or see it all in `stoq demo`.
+//!
+//! Exit status: 0 success, 2 usage or configuration error (with a message on stderr), 1 any
+//! other failure.
+
+mod bench;
+mod cli;
+mod demo;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{BenchName, Cli, Command, UsageError};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STOQ_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stoq: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Ping(args) => serve::ping(args).await,
+            Command::Config(args) => cli::print_config(args),
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => match args.name {
+                BenchName::Transport(t) => bench::transport::run(t).await,
+            },
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("stoq: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("stoq: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -316,7 +316,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut TransportConfig)>)> = vec![
+        type Breaker = Box<dyn Fn(&mut TransportConfig)>;
+        let cases: Vec<(&str, Breaker)> = vec![
             (
                 "transport.listen",
                 Box::new(|c| c.listen = "127.0.0.1:1".parse().unwrap()),

@@ -12,7 +12,7 @@ use stoq_protocol::{ErrorCode, ALPN};
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info};
 
 use crate::trust::{self, PeerExpectation};
 use crate::{
@@ -347,7 +347,7 @@ async fn handshake(
             .refused_limit
             .fetch_add(1, Ordering::Relaxed);
         let max = shared.config.max_connections.unwrap_or_default();
-        warn!(%remote, max, "connection refused: limit reached");
+        info!(%remote, max, "connection refused: limit reached");
         let reason = format!("connection limit of {max} reached");
         conn.close(
             quinn::VarInt::from_u32(ErrorCode::ConnectionLimit.to_u16().into()),

@@ -1,0 +1,405 @@
+//! `stoq bench transport`: the same bytes over [::1] through STOQ, raw quinn with its
+//! defaults, TCP + TLS 1.3 (tokio-rustls) and plain TCP, round-robin in one process.
+//!
+//! Each round sends `size` bytes from memory (split over `streams` streams or connections) to a
+//! receiver that reads every byte and answers with the count; the clock runs from the first
+//! write to that answer. Connection set-up is outside the clock for all four alike.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use bytes::Bytes;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use stoq::transport::{NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{gbps, machine, median};
+use crate::cli::{usage, TransportBenchArgs};
+
+const LOCALHOST: &str = "[::1]:0";
+
+/// Runs the benchmark and prints the figures (JSON with `--json`).
+pub async fn run(args: TransportBenchArgs) -> Result<()> {
+    if args.size == 0 || args.streams == 0 || args.rounds == 0 {
+        return Err(usage("--size, --streams and --rounds must be at least 1"));
+    }
+    let config = match &args.config {
+        Some(path) => stoq::StoqConfig::load(path).map_err(usage)?,
+        None => args.preset.config(),
+    };
+    let data = Bytes::from(pattern(args.size));
+    let mut stoq = Stoq::start(config.transport, args.streams).await?;
+    let mut quinn = RawQuinn::start(args.streams).await?;
+    let tls = TcpTls::start().await?;
+    let tcp = PlainTcp::start().await?;
+
+    let mut figures: [Vec<f64>; 4] = Default::default();
+    for round in 0..args.rounds {
+        figures[0].push(gbps(args.size, stoq.transfer(&data).await?));
+        figures[1].push(gbps(args.size, quinn.transfer(&data).await?));
+        figures[2].push(gbps(args.size, tls.transfer(&data, args.streams).await?));
+        figures[3].push(gbps(args.size, tcp.transfer(&data, args.streams).await?));
+        if !args.json {
+            eprintln!(
+                "round {}/{}: stoq {:.2}  quinn {:.2}  tcp+tls {:.2}  tcp {:.2} Gbit/s",
+                round + 1,
+                args.rounds,
+                figures[0][round],
+                figures[1][round],
+                figures[2][round],
+                figures[3][round]
+            );
+        }
+    }
+    let [s, q, t, p] = figures.map(|f| median(&f));
+    let stats = stoq.conns[0].stats();
+    let report = serde_json::json!({
+        "name": "transport",
+        "size_bytes": args.size,
+        "streams": args.streams,
+        "rounds": args.rounds,
+        "config": match &args.config {
+            Some(path) => path.display().to_string(),
+            None => format!("{:?}", args.preset).to_lowercase(),
+        },
+        "gbps": { "stoq": s, "quinn": q, "tcp_tls": t, "tcp": p },
+        "baseline": "quinn",
+        "ratio": { "quinn": s / q, "tcp_tls": s / t, "tcp": s / p },
+        "stoq_connection": {
+            "rtt_us": stats.rtt.as_micros() as u64,
+            "mtu": stats.mtu,
+            "packets_lost": stats.packets_lost,
+            "congestion_events": stats.congestion_events,
+        },
+        "machine": machine(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "transport: {} MiB x {} round(s), {} stream(s), medians over [::1]",
+            args.size >> 20,
+            args.rounds,
+            args.streams
+        );
+        println!("  stoq      {s:7.2} Gbit/s");
+        println!("  quinn     {q:7.2} Gbit/s   stoq/quinn   = {:.3}", s / q);
+        println!("  tcp+tls   {t:7.2} Gbit/s   stoq/tcp+tls = {:.3}", s / t);
+        println!("  tcp       {p:7.2} Gbit/s   stoq/tcp     = {:.3}", s / p);
+    }
+    Ok(())
+}
+
+/// Bytes that are not all alike, so nothing on the path can shortcut them.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+/// Splits `data` into `n` nearly equal zero-copy slices.
+fn split(data: &Bytes, n: usize) -> Vec<Bytes> {
+    let step = data.len().div_ceil(n);
+    (0..n)
+        .map(|i| data.slice((i * step).min(data.len())..((i + 1) * step).min(data.len())))
+        .collect()
+}
+
+fn self_signed() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    let key = PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+    Ok((cert.cert.der().clone(), key.into()))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// STOQ: one connection, SINK requests with DATA-framed bodies.
+struct Stoq {
+    _server: StoqEndpoint,
+    _client: StoqEndpoint,
+    conns: Vec<StoqConnection>,
+    streams: usize,
+}
+
+impl Stoq {
+    async fn start(mut config: stoq::transport::TransportConfig, streams: usize) -> Result<Self> {
+        config.listen = LOCALHOST.parse()?;
+        let server = StoqEndpoint::bind(config.clone(), NodeIdentity::generate()?)?;
+        let node_id = server.node_id().to_string();
+        server.serve(move |req| stoq::node::handle(req, node_id.clone()));
+        let client = StoqEndpoint::client(config, NodeIdentity::generate()?)?;
+        let conn = client
+            .connect(
+                server.local_addr()?,
+                &PeerExpectation::Node(server.node_id()),
+            )
+            .await?;
+        Ok(Stoq {
+            _server: server,
+            _client: client,
+            conns: vec![conn],
+            streams,
+        })
+    }
+
+    async fn transfer(&mut self, data: &Bytes) -> Result<Duration> {
+        let started = Instant::now();
+        let tasks: Vec<_> = split(data, self.streams)
+            .into_iter()
+            .map(|part| {
+                let conn = self.conns[0].clone();
+                tokio::spawn(async move { stoq::node::discard(&conn, part).await })
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await?? as usize;
+        }
+        let elapsed = started.elapsed();
+        ensure!(
+            total == data.len(),
+            "stoq receiver saw {total} of {} bytes",
+            data.len()
+        );
+        Ok(elapsed)
+    }
+}
+
+/// Raw quinn with its default configuration: the ceiling STOQ is held to.
+struct RawQuinn {
+    _server: quinn::Endpoint,
+    _client: quinn::Endpoint,
+    conn: quinn::Connection,
+    streams: usize,
+}
+
+impl RawQuinn {
+    async fn start(streams: usize) -> Result<Self> {
+        let (cert, key) = self_signed()?;
+        let server_config = quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?;
+        let server = quinn::Endpoint::server(server_config, LOCALHOST.parse()?)?;
+        let addr = server.local_addr()?;
+        let acceptor = server.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = acceptor.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        tokio::spawn(async move {
+                            let mut count = 0u64;
+                            while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
+                                count += chunk.bytes.len() as u64;
+                            }
+                            let _ = send.write_all(&count.to_be_bytes()).await;
+                            let _ = send.finish();
+                        });
+                    }
+                });
+            }
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert)?;
+        let client_config = quinn::ClientConfig::with_root_certificates(Arc::new(roots))?;
+        let mut client = quinn::Endpoint::client(LOCALHOST.parse()?)?;
+        client.set_default_client_config(client_config);
+        let conn = client.connect(addr, "localhost")?.await?;
+        Ok(RawQuinn {
+            _server: server,
+            _client: client,
+            conn,
+            streams,
+        })
+    }
+
+    async fn transfer(&mut self, data: &Bytes) -> Result<Duration> {
+        let started = Instant::now();
+        let tasks: Vec<_> = split(data, self.streams)
+            .into_iter()
+            .map(|part| {
+                let conn = self.conn.clone();
+                tokio::spawn(async move {
+                    let (mut send, mut recv) = conn.open_bi().await?;
+                    send.write_all_chunks(&mut [part]).await?;
+                    send.finish()?;
+                    let answer = recv.read_to_end(8).await?;
+                    anyhow::Ok(u64::from_be_bytes(answer.as_slice().try_into()?))
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await?? as usize;
+        }
+        let elapsed = started.elapsed();
+        ensure!(
+            total == data.len(),
+            "quinn receiver saw {total} of {} bytes",
+            data.len()
+        );
+        Ok(elapsed)
+    }
+}
+
+/// Reads a TCP-like stream to its end, then answers with the byte count.
+async fn count_and_answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut count = 0u64;
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        count += n as u64;
+    }
+    s.write_all(&count.to_be_bytes()).await?;
+    s.shutdown().await
+}
+
+/// Writes `part`, closes the write side, and reads the receiver's count.
+async fn send_and_count<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    part: Bytes,
+) -> Result<u64> {
+    s.write_all(&part).await?;
+    s.shutdown().await?;
+    let mut answer = [0u8; 8];
+    s.read_exact(&mut answer).await?;
+    Ok(u64::from_be_bytes(answer))
+}
+
+/// TCP with TLS 1.3 (tokio-rustls, ring): what a CDN runs today.
+struct TcpTls {
+    addr: SocketAddr,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl TcpTls {
+    async fn start() -> Result<Self> {
+        let (cert, key) = self_signed()?;
+        let server_config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let listener = TcpListener::bind(LOCALHOST).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        let _ = count_and_answer(tls).await;
+                    }
+                });
+            }
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert)?;
+        let client_config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TcpTls {
+            addr,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client_config)),
+        })
+    }
+
+    async fn transfer(&self, data: &Bytes, streams: usize) -> Result<Duration> {
+        let mut conns = Vec::new();
+        for _ in 0..streams {
+            let tcp = TcpStream::connect(self.addr).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from("localhost")?;
+            conns.push(
+                self.connector
+                    .connect(name, tcp)
+                    .await
+                    .context("TLS handshake")?,
+            );
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .zip(split(data, streams))
+            .map(|(conn, part)| tokio::spawn(send_and_count(conn, part)))
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await?? as usize;
+        }
+        let elapsed = started.elapsed();
+        ensure!(
+            total == data.len(),
+            "tcp+tls receiver saw {total} of {} bytes",
+            data.len()
+        );
+        Ok(elapsed)
+    }
+}
+
+/// Plain TCP: the kernel's ceiling on this machine.
+struct PlainTcp {
+    addr: SocketAddr,
+}
+
+impl PlainTcp {
+    async fn start() -> Result<Self> {
+        let listener = TcpListener::bind(LOCALHOST).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(count_and_answer(tcp));
+            }
+        });
+        Ok(PlainTcp { addr })
+    }
+
+    async fn transfer(&self, data: &Bytes, streams: usize) -> Result<Duration> {
+        let mut conns = Vec::new();
+        for _ in 0..streams {
+            conns.push(TcpStream::connect(self.addr).await?);
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .zip(split(data, streams))
+            .map(|(conn, part)| tokio::spawn(send_and_count(conn, part)))
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await?? as usize;
+        }
+        let elapsed = started.elapsed();
+        ensure!(
+            total == data.len(),
+            "tcp receiver saw {total} of {} bytes",
+            data.len()
+        );
+        Ok(elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_every_byte_once() {
+        let data = Bytes::from(pattern(1001));
+        for n in [1, 2, 3, 7, 1001] {
+            let parts = split(&data, n);
+            assert_eq!(parts.len(), n);
+            let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+            assert_eq!(&joined[..], &data[..]);
+        }
+    }
+}

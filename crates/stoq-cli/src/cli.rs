@@ -1,0 +1,193 @@
+//! The command-line surface (the contract in DESIGN.md) and how flags become a config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use stoq::transport::{parse_ipv6, NodeId};
+use stoq::StoqConfig;
+
+/// A usage or configuration error: the command exits with status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::error::Error for UsageError {}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Turns any displayable error into a usage error (exit status 2).
+pub fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(e.to_string()).into()
+}
+
+/// STOQ: QUIC-over-IPv6 transport and content delivery.
+#[derive(Debug, Parser)]
+#[command(name = "stoq", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node until Ctrl-C or SIGTERM, then shut down gracefully.
+    Serve(ServeArgs),
+    /// Ask a node for its id over a pinned connection (checks that it is up and who it is).
+    Ping(PingArgs),
+    /// Print a configuration as TOML (defaults, a preset, or a file merged with defaults).
+    Config(ConfigArgs),
+    /// Run the system on this machine and say what happened and how fast.
+    Demo(DemoArgs),
+    /// Measure against baselines in the same run.
+    Bench(BenchArgs),
+}
+
+/// `stoq serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (IPv6), e.g. `[::1]:4433`; port 0 picks a free one.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Where the node keeps its identity and data.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `stoq ping`.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// The node's address (IPv6).
+    #[arg(long)]
+    pub node: String,
+    /// The node id it must prove (as printed by `stoq serve`).
+    #[arg(long)]
+    pub node_id: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Built-in configurations.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// The defaults.
+    Default,
+    /// `StoqConfig::cdn_optimized()`.
+    Cdn,
+    /// `StoqConfig::high_performance()`.
+    HighPerformance,
+}
+
+impl Preset {
+    /// The configuration the preset names.
+    pub fn config(self) -> StoqConfig {
+        match self {
+            Preset::Default => StoqConfig::default(),
+            Preset::Cdn => StoqConfig::cdn_optimized(),
+            Preset::HighPerformance => StoqConfig::high_performance(),
+        }
+    }
+}
+
+/// `stoq config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Start from this preset.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+    /// Validate this file and print it merged with the defaults.
+    #[arg(long, conflicts_with = "preset")]
+    pub file: Option<PathBuf>,
+}
+
+/// `stoq demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Bytes moved in the throughput part.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub size: usize,
+}
+
+/// `stoq bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub name: BenchName,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchName {
+    /// Bulk transfer over [::1]: STOQ vs raw quinn vs TCP+TLS 1.3 vs plain TCP.
+    Transport(TransportBenchArgs),
+}
+
+/// `stoq bench transport`.
+#[derive(Debug, Args)]
+pub struct TransportBenchArgs {
+    /// Bytes moved per round and per transport.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub size: usize,
+    /// Concurrent streams (TCP: connections) the bytes are split across.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+    /// Rounds; each transport's figure is its median round.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Configuration STOQ runs with.
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+    /// A TOML configuration for STOQ instead of a preset (its listen address is ignored).
+    #[arg(long, conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An IPv6 address from the command line; IPv4 is a usage error.
+pub fn address(text: &str) -> Result<SocketAddr> {
+    parse_ipv6(text).map_err(usage)
+}
+
+/// A node id from the command line.
+pub fn node_id(text: &str) -> Result<NodeId> {
+    text.parse().map_err(usage)
+}
+
+/// Defaults, then the file, then flags; then validation. Every failure is a usage error.
+pub fn serve_config(args: &ServeArgs) -> Result<StoqConfig> {
+    let mut config = match &args.config {
+        Some(path) => StoqConfig::load(path).map_err(usage)?,
+        None => StoqConfig::default(),
+    };
+    if let Some(listen) = &args.listen {
+        config.transport.listen = address(listen)?;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.node.data_dir = dir.clone();
+    }
+    config.validate().map_err(usage)?;
+    Ok(config)
+}
+
+/// `stoq config`: prints the chosen configuration.
+pub fn print_config(args: ConfigArgs) -> Result<()> {
+    let config = match args.file {
+        Some(path) => StoqConfig::load(&path).map_err(usage)?,
+        None => args.preset.config(),
+    };
+    print!("{}", config.to_toml());
+    Ok(())
+}

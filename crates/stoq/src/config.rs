@@ -1,0 +1,249 @@
+//! One configuration for a whole node, in sections, loaded from TOML.
+//!
+//! Precedence: built-in defaults, then the file, then command-line flags; then [`StoqConfig::validate`]
+//! checks the result and names the first bad field. Unknown fields are refused, so a typo never
+//! silently does nothing. A section holds only settings that its layer applies: the routing,
+//! chunking and edge sections gain their fields as those layers land.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use stoq_transport::{CongestionController, PoolConfig, TransportConfig, TransportError};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key and line).
+    #[error("config {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said, naming the field.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid {
+        /// The field's path, such as `transport.max_frame_size`.
+        field: String,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+impl From<TransportError> for ConfigError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Config { field, reason } => ConfigError::Invalid { field, reason },
+            other => ConfigError::Invalid {
+                field: "transport".into(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Settings of the running node itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its identity (key and certificate) and, later, its content.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("./stoq-data"),
+        }
+    }
+}
+
+/// Routing settings (the routing matrix lands with issue #4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {}
+
+/// Chunking settings (the chunk engine lands with issue #3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {}
+
+/// Edge settings (the edge network lands with issue #5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {}
+
+/// A whole node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoqConfig {
+    /// QUIC, TLS, limits and the connection pool.
+    pub transport: TransportConfig,
+    /// The node itself.
+    pub node: NodeConfig,
+    /// Route selection.
+    pub routing: RoutingConfig,
+    /// How content is cut into chunks.
+    pub chunking: ChunkingConfig,
+    /// Edge caching and selection.
+    pub edge: EdgeConfig,
+}
+
+impl StoqConfig {
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: StoqConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML, every field spelled out (what `stoq config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config always serialises")
+    }
+
+    /// Checks every section; the error names the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.transport.validate("transport")?;
+        if self.node.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "node.data_dir".into(),
+                reason: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// For an edge or origin serving many clients: no connection cap, BBR (steadier on long
+    /// lossy paths to clients), more concurrent streams per client, keep-alives so idle
+    /// clients stay connected, and a large pool for upstream peers.
+    pub fn cdn_optimized() -> Self {
+        StoqConfig {
+            transport: TransportConfig {
+                max_connections: None,
+                congestion: CongestionController::Bbr,
+                idle_timeout_ms: 60_000,
+                keep_alive_interval_ms: Some(15_000),
+                max_concurrent_bidi_streams: 1024,
+                max_concurrent_uni_streams: 256,
+                stream_receive_window: 2 * 1024 * 1024,
+                connection_receive_window: 32 * 1024 * 1024,
+                send_window: 32 * 1024 * 1024,
+                pool: PoolConfig {
+                    max_size: Some(4096),
+                    idle_timeout_ms: 120_000,
+                },
+                ..TransportConfig::default()
+            },
+            ..StoqConfig::default()
+        }
+    }
+
+    /// For bulk transfer between a few nodes on fast links: large flow-control windows and
+    /// socket buffers so one connection can fill the pipe, GSO on.
+    pub fn high_performance() -> Self {
+        StoqConfig {
+            transport: TransportConfig {
+                stream_receive_window: 32 * 1024 * 1024,
+                connection_receive_window: 64 * 1024 * 1024,
+                send_window: 64 * 1024 * 1024,
+                socket_send_buffer: Some(16 * 1024 * 1024),
+                socket_recv_buffer: Some(16 * 1024 * 1024),
+                gso: true,
+                ..TransportConfig::default()
+            },
+            ..StoqConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_defaults_validate() {
+        StoqConfig::default().validate().unwrap();
+        StoqConfig::cdn_optimized().validate().unwrap();
+        StoqConfig::high_performance().validate().unwrap();
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_keeps_the_rest() {
+        let c = StoqConfig::from_toml(
+            "[transport]\nlisten = \"[::1]:9000\"\nmax_connections = 10\ncongestion = \"bbr\"\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(c.transport.listen.port(), 9000);
+        assert_eq!(c.transport.max_connections, Some(10));
+        assert_eq!(c.transport.congestion, CongestionController::Bbr);
+        assert_eq!(
+            c.transport.max_frame_size,
+            TransportConfig::default().max_frame_size
+        );
+    }
+
+    #[test]
+    fn printed_config_reads_back_identically() {
+        let c = StoqConfig::cdn_optimized();
+        assert_eq!(StoqConfig::from_toml(&c.to_toml(), "printed").unwrap(), c);
+    }
+
+    fn message(text: &str) -> String {
+        StoqConfig::from_toml(text, "stoq.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_broken_config_names_its_field() {
+        let m = message("[transport]\nmax_frame_size = \"big\"\n");
+        assert!(m.contains("max_frame_size"), "{m}");
+        let m = message("[transport]\nmax_conections = 5\n");
+        assert!(m.contains("max_conections"), "typo is named: {m}");
+        let m = message("[transport]\nmax_frame_size = 100\n");
+        assert!(m.contains("transport.max_frame_size"), "{m}");
+        let m = message("[transport]\nlisten = \"127.0.0.1:4433\"\n");
+        assert!(
+            m.contains("transport.listen") && m.contains("IPv6-only"),
+            "{m}"
+        );
+        let m = message("[transport.tls]\nmutual = true\n");
+        assert!(m.contains("transport.tls.mutual"), "{m}");
+        let m = message("[routing]\nweights = 1\n");
+        assert!(m.contains("weights"), "{m}");
+        let m = message("[node]\ndata_dir = \"\"\n");
+        assert!(m.contains("node.data_dir"), "{m}");
+        let m = message("not toml at all [");
+        assert!(m.contains("stoq.toml"), "{m}");
+    }
+
+    #[test]
+    fn a_missing_file_is_a_read_error() {
+        let err = StoqConfig::load(Path::new("/nonexistent/stoq.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

@@ -1,0 +1,194 @@
+//! The requests a running node answers so far, and the client side of each.
+//!
+//! A request's REQUEST payload starts with a one-byte operation code (see `docs/PROTOCOL.md`).
+//! The content operations (put, get, purge...) join this list with the CDN layers.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use stoq_transport::protocol::ErrorCode;
+use stoq_transport::{IncomingRequest, StoqConnection, TransportError};
+
+/// Operation codes, the first byte of a REQUEST payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Liveness: the response is the node's id as text.
+    Ping,
+    /// The body comes back as it arrives, then a RESPONSE with its BLAKE3 hash.
+    Echo,
+    /// The body is read and dropped; the RESPONSE is its length (u64 BE) and BLAKE3 hash.
+    Sink,
+    /// The body is read and dropped unhashed; the RESPONSE is its length (u64 BE). This is
+    /// what the transport benchmark uses, so it measures moving bytes and nothing else.
+    Discard,
+}
+
+impl Op {
+    /// The code on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            Op::Ping => 0x01,
+            Op::Echo => 0x02,
+            Op::Sink => 0x03,
+            Op::Discard => 0x04,
+        }
+    }
+
+    /// The operation for a code, if known.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0x01 => Some(Op::Ping),
+            0x02 => Some(Op::Echo),
+            0x03 => Some(Op::Sink),
+            0x04 => Some(Op::Discard),
+            _ => None,
+        }
+    }
+}
+
+/// What a SINK answered: how many body bytes arrived and their hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkReceipt {
+    /// Body bytes the node read.
+    pub bytes: u64,
+    /// BLAKE3 of those bytes.
+    pub hash: blake3::Hash,
+}
+
+impl SinkReceipt {
+    fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(40);
+        out.put_u64(self.bytes);
+        out.put_slice(self.hash.as_bytes());
+        out.freeze()
+    }
+
+    fn decode(payload: &[u8]) -> Result<Self, TransportError> {
+        let bad = || TransportError::Remote {
+            code: ErrorCode::ProtocolViolation,
+            reason: format!("SINK response must be 40 bytes, got {}", payload.len()),
+        };
+        let bytes: [u8; 8] = payload
+            .get(..8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?;
+        let hash: [u8; 32] = payload
+            .get(8..40)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?;
+        if payload.len() != 40 {
+            return Err(bad());
+        }
+        Ok(SinkReceipt {
+            bytes: u64::from_be_bytes(bytes),
+            hash: blake3::Hash::from_bytes(hash),
+        })
+    }
+}
+
+/// Answers one request with the node's basic operations. Unknown operations get an ERROR
+/// frame with `BAD_REQUEST`.
+pub async fn handle(mut req: IncomingRequest, node_id: String) -> Result<(), TransportError> {
+    let op = req.payload.first().copied().and_then(Op::from_code);
+    match op {
+        Some(Op::Ping) => {
+            req.reply.send_response(node_id).await?;
+        }
+        Some(Op::Echo) => {
+            let mut hasher = blake3::Hasher::new();
+            while let Some(piece) = req.body.recv_data().await? {
+                hasher.update(&piece);
+                req.reply.send_data(piece).await?;
+            }
+            req.reply.send_end().await?;
+            req.reply
+                .send_response(Bytes::copy_from_slice(hasher.finalize().as_bytes()))
+                .await?;
+        }
+        Some(Op::Sink) => {
+            let mut hasher = blake3::Hasher::new();
+            let mut bytes = 0u64;
+            while let Some(piece) = req.body.recv_data().await? {
+                bytes += piece.len() as u64;
+                hasher.update(&piece);
+            }
+            let receipt = SinkReceipt {
+                bytes,
+                hash: hasher.finalize(),
+            };
+            req.reply.send_response(receipt.encode()).await?;
+        }
+        Some(Op::Discard) => {
+            let mut bytes = 0u64;
+            while let Some(piece) = req.body.recv_data().await? {
+                bytes += piece.len() as u64;
+            }
+            req.reply
+                .send_response(bytes.to_be_bytes().to_vec())
+                .await?;
+        }
+        None => {
+            let reason = match req.payload.first() {
+                Some(code) => format!("unknown operation 0x{code:02x}"),
+                None => "empty request".to_owned(),
+            };
+            return req.reply.send_error(ErrorCode::BadRequest, &reason).await;
+        }
+    }
+    req.reply.finish()
+}
+
+/// Asks a node for its id.
+pub async fn ping(conn: &StoqConnection) -> Result<String, TransportError> {
+    let answer = conn.request(vec![Op::Ping.code()]).await?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Sends `body` to a node's SINK and returns its receipt.
+pub async fn sink(conn: &StoqConnection, body: Bytes) -> Result<SinkReceipt, TransportError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.send_request(vec![Op::Sink.code()]).await?;
+    send.send_data(body).await?;
+    send.send_end().await?;
+    send.finish()?;
+    SinkReceipt::decode(&recv.recv_response().await?)
+}
+
+/// Sends `body` to a node's DISCARD and returns how many bytes it read.
+pub async fn discard(conn: &StoqConnection, body: Bytes) -> Result<u64, TransportError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.send_request(vec![Op::Discard.code()]).await?;
+    send.send_data(body).await?;
+    send.send_end().await?;
+    send.finish()?;
+    let answer = recv.recv_response().await?;
+    let count: [u8; 8] = answer[..].try_into().map_err(|_| TransportError::Remote {
+        code: ErrorCode::ProtocolViolation,
+        reason: format!("DISCARD response must be 8 bytes, got {}", answer.len()),
+    })?;
+    Ok(u64::from_be_bytes(count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_codes_round_trip() {
+        for op in [Op::Ping, Op::Echo, Op::Sink, Op::Discard] {
+            assert_eq!(Op::from_code(op.code()), Some(op));
+        }
+        assert_eq!(Op::from_code(0xee), None);
+    }
+
+    #[test]
+    fn sink_receipts_round_trip_and_bad_lengths_are_errors() {
+        let r = SinkReceipt {
+            bytes: 42,
+            hash: blake3::hash(b"x"),
+        };
+        assert_eq!(SinkReceipt::decode(&r.encode()).unwrap(), r);
+        assert!(SinkReceipt::decode(&r.encode()[..39]).is_err());
+        assert!(SinkReceipt::decode(&[0u8; 41]).is_err());
+    }
+}
