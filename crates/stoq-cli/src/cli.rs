@@ -89,6 +89,15 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// The preset's name as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Default => "default",
+            Preset::Cdn => "cdn",
+            Preset::HighPerformance => "high-performance",
+        }
+    }
+
     /// The configuration the preset names.
     pub fn config(self) -> StoqConfig {
         match self {

@@ -63,7 +63,7 @@ pub async fn run(args: TransportBenchArgs) -> Result<()> {
         "rounds": args.rounds,
         "config": match &args.config {
             Some(path) => path.display().to_string(),
-            None => format!("{:?}", args.preset).to_lowercase(),
+            None => args.preset.name().to_owned(),
         },
         "gbps": { "stoq": s, "quinn": q, "tcp_tls": t, "tcp": p },
         "baseline": "quinn",
