@@ -10,12 +10,13 @@ use crate::cli::{self, PingArgs, ServeArgs};
 /// Runs a node until Ctrl-C or SIGTERM, then shuts it down gracefully.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = cli::serve_config(&args)?;
-    let identity = NodeIdentity::load_or_generate(&config.node.data_dir).with_context(|| {
-        format!(
-            "cannot set up the node identity in {}",
-            config.node.data_dir.display()
-        )
-    })?;
+    let identity = NodeIdentity::from_config(&config.transport.tls, &config.node.data_dir)
+        .with_context(|| {
+            format!(
+                "cannot set up the node identity in {}",
+                config.node.data_dir.display()
+            )
+        })?;
     let endpoint = StoqEndpoint::bind(config.transport.clone(), identity)
         .with_context(|| format!("cannot listen on {}", config.transport.listen))?;
     println!(

@@ -261,3 +261,44 @@ fn the_demo_runs_end_to_end() {
     }
     assert!(text.contains("BLAKE3 matches"), "{text}");
 }
+
+#[test]
+fn a_node_can_run_with_configured_certificate_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(&dir.path().join("first"));
+    let id = first.node_id.clone();
+    first.stop();
+    let file = dir.path().join("stoq.toml");
+    let cert = dir.path().join("first").join("node.cert.pem");
+    let key = dir.path().join("first").join("node.key.pem");
+    std::fs::write(
+        &file,
+        format!(
+            "[transport.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = stoq()
+        .args([
+            "serve",
+            "--listen",
+            "[::1]:0",
+            "--config",
+            file.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("second"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(line.trim_end().ends_with(&id), "{line}");
+    assert!(!dir.path().join("second").join("node.key.pem").exists());
+}

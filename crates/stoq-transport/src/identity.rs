@@ -142,6 +142,19 @@ impl NodeIdentity {
         Self::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
     }
 
+    /// The identity a TLS config names: its `cert_file` and `key_file` when set, else the
+    /// identity kept in (or first generated into) `data_dir`.
+    pub fn from_config(tls: &crate::TlsConfig, data_dir: &Path) -> Result<Self, TransportError> {
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => Self::from_pem_files(cert, key),
+            (None, None) => Self::load_or_generate(data_dir),
+            _ => Err(TransportError::config(
+                "transport.tls.key_file",
+                "cert_file and key_file must be set together",
+            )),
+        }
+    }
+
     /// Loads a PEM certificate chain (leaf first) and its PEM private key.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TransportError> {
         let cert_pem = std::fs::read(cert).map_err(io_err("cannot read certificate", cert))?;
@@ -286,6 +299,23 @@ mod tests {
         let b = NodeIdentity::generate().unwrap();
         let err = NodeIdentity::from_der(a.chain().to_vec(), b.key()).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn configured_files_win_over_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = NodeIdentity::load_or_generate(&dir.path().join("a")).unwrap();
+        let tls = crate::TlsConfig {
+            cert_file: Some(dir.path().join("a").join(CERT_FILE)),
+            key_file: Some(dir.path().join("a").join(KEY_FILE)),
+            ..Default::default()
+        };
+        let loaded = NodeIdentity::from_config(&tls, &dir.path().join("b")).unwrap();
+        assert_eq!(loaded.node_id(), kept.node_id());
+        assert!(
+            !dir.path().join("b").exists(),
+            "no identity generated when files are given"
+        );
     }
 
     #[test]

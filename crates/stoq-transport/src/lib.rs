@@ -47,5 +47,8 @@ pub use identity::{NodeId, NodeIdParseError, NodeIdentity, CERT_FILE, KEY_FILE};
 pub use pool::ConnectionPool;
 pub use trust::{load_ca_bundle, roots_from, PeerExpectation, PINNED_SERVER_NAME};
 
+/// quinn, whose error types appear inside [`TransportError`].
+pub use quinn;
+
 /// The wire format this transport speaks.
 pub use stoq_protocol as protocol;

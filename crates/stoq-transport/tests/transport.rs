@@ -545,3 +545,134 @@ async fn unlimited_by_default() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_idle_timeout_closes_a_silent_connection_and_keep_alives_prevent_it() {
+    bounded(async {
+        let quiet = TransportConfig {
+            idle_timeout_ms: 300,
+            keep_alive_interval_ms: None,
+            ..local_config()
+        };
+        let server = echo_server(quiet.clone());
+        let silent =
+            StoqEndpoint::client(quiet.clone(), NodeIdentity::generate().unwrap()).unwrap();
+        let conn = silent
+            .connect(server.local_addr().unwrap(), &expect(&server))
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let why = conn.closed().await;
+        assert!(
+            matches!(
+                why,
+                TransportError::Connection(quinn::ConnectionError::TimedOut)
+            ),
+            "{why}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "closed too early"
+        );
+
+        let chatty = StoqEndpoint::client(
+            TransportConfig {
+                keep_alive_interval_ms: Some(50),
+                ..quiet
+            },
+            NodeIdentity::generate().unwrap(),
+        )
+        .unwrap();
+        let conn = chatty
+            .connect(server.local_addr().unwrap(), &expect(&server))
+            .await
+            .unwrap();
+        // Outlive three idle timeouts: only keep-alives can hold it open.
+        let outlived = tokio::time::timeout(Duration::from_millis(1000), conn.closed()).await;
+        assert!(
+            outlived.is_err(),
+            "keep-alives did not keep the connection open"
+        );
+        echo_round_trip(&conn, payload(100, 6)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_body_streams_from_a_reader() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("body.bin");
+        let data = payload(3 * (1 << 20) + 12345, 8);
+        std::fs::write(&path, &data).unwrap();
+        let server = echo_server(local_config());
+        let conn = client()
+            .connect(server.local_addr().unwrap(), &expect(&server))
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let sender = tokio::spawn(async move {
+            send.send_request("echo").await.unwrap();
+            let sent = send.send_data_from(&mut file).await.unwrap();
+            send.send_end().await.unwrap();
+            send.finish().unwrap();
+            sent
+        });
+        let echoed = recv.recv_body(16 << 20).await.unwrap();
+        let hash = recv.recv_response().await.unwrap();
+        assert_eq!(sender.await.unwrap(), data.len() as u64);
+        assert_eq!(echoed, data);
+        assert_eq!(&hash[..], blake3::hash(&data).as_bytes());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_callers_limit_is_refused() {
+    bounded(async {
+        let server = echo_server(local_config());
+        let conn = client()
+            .connect(server.local_addr().unwrap(), &expect(&server))
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.send_request("echo").await.unwrap();
+        send.send_data(payload(1 << 20, 1)).await.unwrap();
+        send.send_end().await.unwrap();
+        send.finish().unwrap();
+        let err = recv.recv_body(64 * 1024).await.unwrap_err();
+        assert!(matches!(err, TransportError::Protocol(_)), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_an_unfinished_sender_resets_the_stream() {
+    bounded(async {
+        let server = server(local_config());
+        let client = client();
+        let addr = server.local_addr().unwrap();
+        let pinned = expect(&server);
+        let (conn, accepted) = tokio::join!(client.connect(addr, &pinned), server.accept());
+        let (conn, accepted) = (conn.unwrap(), accepted.unwrap());
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.send_request("half").await.unwrap();
+        send.send_data(payload(1000, 2)).await.unwrap();
+        drop(send); // never finished: a truncated body must not look complete
+        let (_reply, mut body) = accepted.accept_bi().await.unwrap().unwrap();
+        // A reset may overtake the data, so the error can come at any frame; what must never
+        // come is a clean END.
+        let outcome = async {
+            body.recv_request().await?;
+            while body.recv_data().await?.is_some() {}
+            Ok::<(), TransportError>(())
+        }
+        .await;
+        match outcome {
+            Err(TransportError::Remote { code, .. }) => assert_eq!(code, ErrorCode::Internal),
+            other => panic!("expected a reset with INTERNAL, got {other:?}"),
+        }
+    })
+    .await;
+}
