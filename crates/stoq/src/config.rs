@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stoq_transport::{CongestionController, PoolConfig, TransportConfig, TransportError};
 
+use crate::routing::CostWeights;
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,10 +70,13 @@ impl Default for NodeConfig {
     }
 }
 
-/// Routing settings (the routing matrix lands with issue #4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Routing settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
-pub struct RoutingConfig {}
+pub struct RoutingConfig {
+    /// Weights of the `balanced` objective's factors (see `stoq::routing::cost`).
+    pub weights: CostWeights,
+}
 
 /// Chunking settings (the chunk engine lands with issue #3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -84,7 +89,7 @@ pub struct ChunkingConfig {}
 pub struct EdgeConfig {}
 
 /// A whole node's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoqConfig {
     /// QUIC, TLS, limits and the connection pool.
@@ -127,6 +132,12 @@ impl StoqConfig {
     /// Checks every section; the error names the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.transport.validate("transport")?;
+        if let Some(name) = self.routing.weights.invalid_field() {
+            return Err(ConfigError::Invalid {
+                field: format!("routing.weights.{name}"),
+                reason: "must be a finite number, 0 or more".into(),
+            });
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 field: "node.data_dir".into(),
@@ -233,8 +244,10 @@ mod tests {
         );
         let m = message("[transport.tls]\nmutual = true\n");
         assert!(m.contains("transport.tls.mutual"), "{m}");
-        let m = message("[routing]\nweights = 1\n");
-        assert!(m.contains("weights"), "{m}");
+        let m = message("[routing]\nweight = 1\n");
+        assert!(m.contains("weight"), "{m}");
+        let m = message("[routing.weights]\nload = -2.0\n");
+        assert!(m.contains("routing.weights.load"), "{m}");
         let m = message("[node]\ndata_dir = \"\"\n");
         assert!(m.contains("node.data_dir"), "{m}");
         let m = message("not toml at all [");

@@ -5,12 +5,15 @@
 //!   `stoq-transport` crate, usable on its own);
 //! - [`protocol`]: the STOQ v1 wire format, with no IO;
 //! - [`config`]: one configuration for a whole node, loaded from TOML;
-//! - [`node`]: the requests a running node answers.
+//! - [`node`]: the requests a running node answers;
+//! - [`routing`]: the routing matrix, route objectives, failover alternatives and the latency
+//!   predictor, with no IO.
 //!
-//! The chunk engine, content store, routing matrix and edge network join as their issues land.
+//! The chunk engine, content store and edge network join as their issues land.
 
 pub mod config;
 pub mod node;
+pub mod routing;
 
 pub use config::{ConfigError, StoqConfig};
 pub use stoq_transport as transport;
