@@ -43,6 +43,8 @@ pub enum Command {
     Ping(PingArgs),
     /// Print a configuration as TOML (defaults, a preset, or a file merged with defaults).
     Config(ConfigArgs),
+    /// Compute routes over a topology file.
+    Route(RouteArgs),
     /// Run the system on this machine and say what happened and how fast.
     Demo(DemoArgs),
     /// Measure against baselines in the same run.
@@ -119,6 +121,53 @@ pub struct ConfigArgs {
     pub file: Option<PathBuf>,
 }
 
+/// What a route is chosen for (see `stoq::routing::Objective`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ObjectiveArg {
+    /// Lowest sum of link RTTs.
+    Latency,
+    /// Widest bottleneck, ties by latency.
+    Bandwidth,
+    /// The documented multi-factor cost.
+    Balanced,
+}
+
+impl From<ObjectiveArg> for stoq::routing::Objective {
+    fn from(o: ObjectiveArg) -> Self {
+        match o {
+            ObjectiveArg::Latency => stoq::routing::Objective::Latency,
+            ObjectiveArg::Bandwidth => stoq::routing::Objective::Bandwidth,
+            ObjectiveArg::Balanced => stoq::routing::Objective::Balanced,
+        }
+    }
+}
+
+/// `stoq route`.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// Topology JSON file: `{"nodes":[...],"links":[...]}` (see DESIGN.md).
+    #[arg(long)]
+    pub topology: PathBuf,
+    /// Source node id.
+    #[arg(long)]
+    pub from: String,
+    /// Destination node id.
+    #[arg(long)]
+    pub to: String,
+    /// What the route is chosen for.
+    #[arg(long, value_enum, default_value = "balanced")]
+    pub objective: ObjectiveArg,
+    /// Also list up to this many failover routes (node-disjoint first).
+    #[arg(long, default_value_t = 0)]
+    pub alternatives: usize,
+    /// TOML configuration whose `[routing.weights]` the balanced objective uses.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `stoq demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -140,6 +189,22 @@ pub struct BenchArgs {
 pub enum BenchName {
     /// Bulk transfer over [::1]: STOQ vs raw quinn vs TCP+TLS 1.3 vs plain TCP.
     Transport(TransportBenchArgs),
+    /// Route computation on realistic topologies vs petgraph's Dijkstra, and predictor error.
+    Route(RouteBenchArgs),
+}
+
+/// `stoq bench route`.
+#[derive(Debug, Args)]
+pub struct RouteBenchArgs {
+    /// Topology sizes to measure (repeat the flag); default 100, 1000 and 10000.
+    #[arg(long = "nodes")]
+    pub nodes: Vec<usize>,
+    /// Random source/destination pairs timed per size and objective.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `stoq bench transport`.

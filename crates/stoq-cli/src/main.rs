@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod demo;
+mod route;
 mod serve;
 
 use std::process::ExitCode;
@@ -41,9 +42,11 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Ping(args) => serve::ping(args).await,
             Command::Config(args) => cli::print_config(args),
+            Command::Route(args) => route::run(args),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => match args.name {
                 BenchName::Transport(t) => bench::transport::run(t).await,
+                BenchName::Route(r) => bench::route::run(r),
             },
         }
     });

@@ -611,3 +611,99 @@ proptest! {
         }
     }
 }
+
+/// Plain Dijkstra over explicit directed costs, as a reference for the bidirectional A*.
+fn reference_costs(n: usize, src: usize, cost: &dyn Fn(usize, usize) -> Option<f64>) -> Vec<f64> {
+    let mut dist = vec![f64::INFINITY; n];
+    let mut done = vec![false; n];
+    dist[src] = 0.0;
+    for _ in 0..n {
+        let Some(u) = (0..n)
+            .filter(|&v| !done[v] && dist[v].is_finite())
+            .min_by(|&a, &b| dist[a].total_cmp(&dist[b]))
+        else {
+            break;
+        };
+        done[u] = true;
+        for v in 0..n {
+            if let Some(c) = cost(u, v) {
+                dist[v] = dist[v].min(dist[u] + c);
+            }
+        }
+    }
+    dist
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn every_objective_matches_a_reference_dijkstra_on_larger_graphs(
+        seed in any::<u64>(),
+        n in 20usize..120,
+        extra in 0usize..200,
+    ) {
+        let mut rng = synthetic::SplitMix::new(seed);
+        let mut topology = Topology::default();
+        for i in 0..n {
+            topology.nodes.push(NodeSpec {
+                id: i.to_string(),
+                region: String::new(),
+                lat: Some(rng.unit() * 120.0 - 60.0),
+                lon: Some(rng.unit() * 340.0 - 170.0),
+                load: rng.unit() * 0.9,
+            });
+        }
+        let mut edges = std::collections::HashMap::new();
+        for i in 1..n {
+            edges.insert((rng.below(i), i), ());
+        }
+        for _ in 0..extra {
+            let (a, b) = (rng.below(n), rng.below(n));
+            if a != b && !edges.contains_key(&(b, a)) {
+                edges.insert((a, b), ());
+            }
+        }
+        let mut table = vec![vec![None; n]; n];
+        for &(a, b) in edges.keys() {
+            let spec = LinkSpec {
+                from: a.to_string(),
+                to: b.to_string(),
+                rtt_ms: 0.5 + rng.unit() * 200.0,
+                bandwidth_mbps: [100.0, 1000.0, 10_000.0][rng.below(3)],
+                loss: rng.unit() * 0.01,
+            };
+            table[a][b] = Some(spec.clone());
+            table[b][a] = Some(spec.clone());
+            topology.links.push(spec);
+        }
+        let weights = CostWeights::default();
+        let m = topology.clone().into_matrix(weights).unwrap();
+        let geo = |i: usize| stoq::routing::GeoPoint::new(topology.nodes[i].lat.unwrap(), topology.nodes[i].lon.unwrap()).unwrap();
+        let latency = |u: usize, v: usize| table[u][v].as_ref().map(|l| l.rtt_ms);
+        let balanced = |u: usize, v: usize| {
+            table[u][v].as_ref().map(|l| {
+                stoq::routing::cost::link_part(&weights, l.rtt_ms, l.bandwidth_mbps, l.loss, geo(u).distance_km(&geo(v)))
+                    + stoq::routing::cost::node_part(&weights, topology.nodes[v].load, 0.0)
+            })
+        };
+        let src = rng.below(n);
+        let by_latency = reference_costs(n, src, &latency);
+        let by_balanced = reference_costs(n, src, &balanced);
+        for dst in 0..n {
+            let (s, d) = (src.to_string(), dst.to_string());
+            let r = m.find_optimal_route(&s, &d, Objective::Latency).unwrap();
+            prop_assert!((r.latency_ms - by_latency[dst]).abs() < 1e-6 * by_latency[dst].max(1.0), "latency {} vs {}", r.latency_ms, by_latency[dst]);
+            let r = m.find_optimal_route(&s, &d, Objective::Balanced).unwrap();
+            prop_assert!((r.cost - by_balanced[dst]).abs() < 1e-6 * by_balanced[dst].max(1.0), "balanced {} vs {}", r.cost, by_balanced[dst]);
+            // Bandwidth: the reference keeps only links at least as wide as the route's bottleneck.
+            let r = m.find_optimal_route(&s, &d, Objective::Bandwidth).unwrap();
+            let wide = |u: usize, v: usize| table[u][v].as_ref().filter(|l| l.bandwidth_mbps >= r.bottleneck_mbps).map(|l| l.rtt_ms);
+            let wider = |u: usize, v: usize| table[u][v].as_ref().filter(|l| l.bandwidth_mbps > r.bottleneck_mbps).map(|l| l.rtt_ms);
+            if dst != src {
+                prop_assert!(reference_costs(n, src, &wider)[dst].is_infinite(), "a wider path exists");
+            }
+            prop_assert!((r.latency_ms - reference_costs(n, src, &wide)[dst]).abs() < 1e-6 * r.latency_ms.max(1.0));
+        }
+    }
+}

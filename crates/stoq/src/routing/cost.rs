@@ -88,14 +88,29 @@ pub struct LinkFactors {
 
 /// The balanced cost of one link (see the module documentation).
 pub fn balanced_cost(w: &CostWeights, f: &LinkFactors) -> f64 {
-    let rho = f.load.clamp(0.0, 0.95);
-    w.latency * f.rtt_ms
-        + w.bandwidth * 8000.0 / f.bandwidth_mbps
-        + w.loss * 1000.0 * f.loss
-        + w.load * 10.0 * rho / (1.0 - rho)
-        + w.geo * f.distance_km / 100.0
+    link_part(w, f.rtt_ms, f.bandwidth_mbps, f.loss, f.distance_km)
+        + node_part(w, f.load, f.failure_rate)
+}
+
+/// The terms that depend on the link alone: latency, bandwidth, loss, geography and the hop.
+pub fn link_part(
+    w: &CostWeights,
+    rtt_ms: f64,
+    bandwidth_mbps: f64,
+    loss: f64,
+    distance_km: f64,
+) -> f64 {
+    w.latency * rtt_ms
+        + w.bandwidth * 8000.0 / bandwidth_mbps
+        + w.loss * 1000.0 * loss
+        + w.geo * distance_km / 100.0
         + w.hop
-        + w.history * 100.0 * f.failure_rate
+}
+
+/// The terms that depend on the node entered: its load and its failure history.
+pub fn node_part(w: &CostWeights, load: f64, failure_rate: f64) -> f64 {
+    let rho = load.clamp(0.0, 0.95);
+    w.load * 10.0 * rho / (1.0 - rho) + w.history * 100.0 * failure_rate
 }
 
 #[cfg(test)]

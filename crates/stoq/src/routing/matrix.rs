@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::cost::CostWeights;
+use super::cost::{link_part, node_part, CostWeights};
 use super::ewma::RobustEwma;
 use super::geo::GeoPoint;
 use super::vivaldi::Vivaldi;
@@ -23,8 +23,6 @@ pub(crate) struct NodeState {
     pub(crate) id: String,
     pub(crate) region: String,
     pub(crate) geo: Option<GeoPoint>,
-    /// Unit vector of the position (for chord-distance lower bounds), zero if unknown.
-    pub(crate) unit: [f64; 3],
     pub(crate) load: RobustEwma,
     pub(crate) successes: u64,
     pub(crate) failures: u64,
@@ -59,11 +57,17 @@ impl LinkState {
     }
 }
 
-/// One entry of a node's adjacency list.
+/// One entry of a node's adjacency list, with copies of the link's smoothed metrics so a route
+/// search reads one contiguous list per node and nothing else (kept in step by
+/// `RoutingMatrix::refresh_link`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Adjacent {
     pub(crate) node: u32,
     pub(crate) link: u32,
+    pub(crate) rtt_ms: f64,
+    pub(crate) bandwidth_mbps: f64,
+    /// The balanced objective's link-only terms.
+    pub(crate) link_cost: f64,
 }
 
 /// Nodes, links and metrics; routes are computed from it by [`super::Router`].
@@ -78,7 +82,13 @@ pub struct RoutingMatrix {
     /// The smallest `rtt / distance` over links with a length: a lower bound on the RTT of any
     /// path per km of straight-line distance, used as A*'s heuristic. 0 disables it.
     pub(crate) rtt_per_km_floor: f64,
+    /// The link that sets `rtt_per_km_floor`.
+    floor_link: Option<u32>,
     pub(crate) nodes_without_geo: usize,
+    /// Per node: the balanced objective's terms for entering it (load, history).
+    pub(crate) entry_cost: Vec<f64>,
+    /// Per node: position as a unit vector (zero if unknown), for chord-distance bounds.
+    pub(crate) units: Vec<[f64; 3]>,
 }
 
 fn invalid(what: impl Into<String>, value: f64, reason: &'static str) -> RoutingError {
@@ -181,13 +191,14 @@ impl RoutingMatrix {
         self.nodes.push(NodeState {
             id: spec.id,
             region: spec.region,
-            unit: geo.as_ref().map_or([0.0; 3], unit_vector),
             geo,
             load: RobustEwma::new(load, 0.01),
             successes: 0,
             failures: 0,
             throughput_mbps: None,
         });
+        self.units.push(geo.as_ref().map_or([0.0; 3], unit_vector));
+        self.entry_cost.push(node_part(&self.weights, load, 0.0));
         self.adjacency.push(Vec::new());
         self.vivaldi.ensure(index as usize);
         Ok(())
@@ -223,10 +234,20 @@ impl RoutingMatrix {
             loss: RobustEwma::new(loss, 0.005),
             distance_km,
         });
-        self.adjacency[a as usize].push(Adjacent { node: b, link });
-        self.adjacency[b as usize].push(Adjacent { node: a, link });
+        let template = Adjacent {
+            node: b,
+            link,
+            rtt_ms: 0.0,
+            bandwidth_mbps: 0.0,
+            link_cost: 0.0,
+        };
+        self.adjacency[a as usize].push(template);
+        self.adjacency[b as usize].push(Adjacent {
+            node: a,
+            ..template
+        });
+        self.refresh_link(link);
         self.vivaldi.observe(a as usize, b as usize, rtt);
-        self.note_rtt_bound(link);
         Ok(())
     }
 
@@ -264,15 +285,16 @@ impl RoutingMatrix {
                 if let Some(v) = loss {
                     state.loss.update(v);
                 }
+                self.refresh_link(link);
                 if let Some(v) = rtt {
                     self.vivaldi.observe(a as usize, b as usize, v);
-                    self.note_rtt_bound(link);
                 }
             }
             MetricsUpdate::Load { node, load } => {
                 let i = self.node_index(&node)?;
                 let load = check_load(&format!("node {node:?}"), load)?;
                 self.nodes[i as usize].load.update(load);
+                self.refresh_node(i);
             }
             MetricsUpdate::Outcome {
                 node,
@@ -297,36 +319,69 @@ impl RoutingMatrix {
                         None => state.throughput_mbps = Some(RobustEwma::new(v, 1.0)),
                     }
                 }
+                self.refresh_node(i);
             }
         }
         Ok(())
     }
 
-    /// Keeps the A* lower bound valid after `link`'s RTT changed: lowering it is O(1); only if
-    /// the link that set the bound got slower is the bound recomputed over all links.
-    fn note_rtt_bound(&mut self, link: u32) {
+    /// Copies a link's smoothed metrics into both adjacency entries and keeps the A* bound
+    /// valid: a lower ratio lowers it in O(1); only if the link that set the bound got slower
+    /// is the bound recomputed over all links.
+    fn refresh_link(&mut self, link: u32) {
         let l = &self.links[link as usize];
-        if l.distance_km <= 0.0 {
-            return;
+        let (rtt_ms, bandwidth_mbps) = (l.rtt.mean(), l.bandwidth.mean());
+        let link_cost = link_part(
+            &self.weights,
+            rtt_ms,
+            bandwidth_mbps,
+            l.loss.mean(),
+            l.distance_km,
+        );
+        let ratio = (l.distance_km > 0.0).then(|| rtt_ms / l.distance_km);
+        for end in [l.a, l.b] {
+            for adj in self.adjacency[end as usize]
+                .iter_mut()
+                .filter(|adj| adj.link == link)
+            {
+                adj.rtt_ms = rtt_ms;
+                adj.bandwidth_mbps = bandwidth_mbps;
+                adj.link_cost = link_cost;
+            }
         }
-        let ratio = l.rtt.mean() / l.distance_km;
-        if self.links.len() == 1 || ratio < self.rtt_per_km_floor {
-            self.rtt_per_km_floor = ratio;
-        } else {
-            self.recompute_rtt_bound();
+        let Some(ratio) = ratio else { return };
+        match self.floor_link {
+            None => {
+                self.rtt_per_km_floor = ratio;
+                self.floor_link = Some(link);
+            }
+            Some(_) if ratio < self.rtt_per_km_floor => {
+                self.rtt_per_km_floor = ratio;
+                self.floor_link = Some(link);
+            }
+            Some(holder) if holder == link => self.recompute_rtt_bound(),
+            Some(_) => {}
         }
     }
 
     fn recompute_rtt_bound(&mut self) {
-        self.rtt_per_km_floor = self
+        let best = self
             .links
             .iter()
-            .filter(|l| l.distance_km > 0.0)
-            .map(|l| l.rtt.mean() / l.distance_km)
-            .fold(f64::INFINITY, f64::min);
-        if !self.rtt_per_km_floor.is_finite() {
-            self.rtt_per_km_floor = 0.0;
-        }
+            .enumerate()
+            .filter(|(_, l)| l.distance_km > 0.0)
+            .map(|(i, l)| (i as u32, l.rtt.mean() / l.distance_km))
+            .min_by(|x, y| x.1.total_cmp(&y.1));
+        (self.floor_link, self.rtt_per_km_floor) = match best {
+            Some((i, ratio)) => (Some(i), ratio),
+            None => (None, 0.0),
+        };
+    }
+
+    /// Recomputes the balanced cost of entering node `i` after its load or history changed.
+    fn refresh_node(&mut self, i: u32) {
+        let n = &self.nodes[i as usize];
+        self.entry_cost[i as usize] = node_part(&self.weights, n.load.mean(), n.failure_rate());
     }
 
     pub(crate) fn node_index(&self, id: &str) -> Result<u32, RoutingError> {
@@ -346,11 +401,11 @@ impl RoutingMatrix {
     /// Straight-line (chord) distance in km: never more than the great-circle distance, so it
     /// is a safe lower bound. 0 when a position is unknown.
     pub(crate) fn chord_km(&self, a: u32, b: u32) -> f64 {
-        let (p, q) = (&self.nodes[a as usize], &self.nodes[b as usize]);
-        if p.geo.is_none() || q.geo.is_none() {
+        let (p, q) = (&self.units[a as usize], &self.units[b as usize]);
+        if *p == [0.0; 3] || *q == [0.0; 3] {
             return 0.0;
         }
-        let d: f64 = (0..3).map(|k| (p.unit[k] - q.unit[k]).powi(2)).sum();
+        let d: f64 = (0..3).map(|k| (p[k] - q[k]).powi(2)).sum();
         EARTH_RADIUS_KM * d.sqrt()
     }
 
@@ -425,6 +480,8 @@ impl RoutingMatrix {
                 .sum::<usize>();
         let links = self.links.capacity() * size_of::<LinkState>();
         let predictor = self.nodes.len() * size_of::<super::vivaldi::Coordinate>();
-        map + nodes + adjacency + links + predictor
+        let hot = self.entry_cost.capacity() * size_of::<f64>()
+            + self.units.capacity() * size_of::<[f64; 3]>();
+        map + nodes + adjacency + links + predictor + hot
     }
 }

@@ -4,8 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::cost::{balanced_cost, LinkFactors};
-use super::matrix::{LinkState, RoutingMatrix};
+use super::matrix::RoutingMatrix;
 use super::{Alternatives, Objective, Route, RoutingError};
 
 /// A heap entry ordered by `key` (smallest first for costs; callers negate for widest).
@@ -36,6 +35,35 @@ impl Ord for Entry {
     }
 }
 
+/// A widest-path heap entry: widest first; among equal widths, the one nearest the destination
+/// (so ties, common when many links share a speed, are explored towards the goal).
+#[derive(Debug, Clone, Copy)]
+struct WidthEntry {
+    width: f64,
+    distance: f64,
+    node: u32,
+}
+
+impl PartialEq for WidthEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for WidthEntry {}
+impl PartialOrd for WidthEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for WidthEntry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.width
+            .total_cmp(&other.width)
+            .then_with(|| other.distance.total_cmp(&self.distance))
+            .then_with(|| other.node.cmp(&self.node))
+    }
+}
+
 /// Nodes and links a search must not use (empty vectors ban nothing).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Banned {
@@ -60,6 +88,52 @@ impl Banned {
     }
 }
 
+/// One direction of a bidirectional search.
+struct Side {
+    cost: Vec<f64>,
+    via: Vec<u32>,
+    settled: Vec<bool>,
+    heap: BinaryHeap<Entry>,
+}
+
+impl Side {
+    fn new(n: usize) -> Self {
+        Side {
+            cost: vec![f64::INFINITY; n],
+            via: vec![u32::MAX; n],
+            settled: vec![false; n],
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn reach(&mut self, v: u32, cost: f64, via: u32, key: f64) {
+        self.cost[v as usize] = cost;
+        self.via[v as usize] = via;
+        self.heap.push(Entry { key, node: v });
+    }
+
+    /// The smallest live key, discarding entries of nodes already settled.
+    fn top(&mut self) -> f64 {
+        while let Some(e) = self.heap.peek() {
+            if self.settled[e.node as usize] {
+                self.heap.pop();
+            } else {
+                return e.key;
+            }
+        }
+        f64::INFINITY
+    }
+
+    fn settle_next(&mut self) -> Option<u32> {
+        let e = self.heap.pop()?;
+        if self.settled[e.node as usize] {
+            return None;
+        }
+        self.settled[e.node as usize] = true;
+        Some(e.node)
+    }
+}
+
 /// A path as node and link indices.
 struct Path {
     nodes: Vec<u32>,
@@ -67,18 +141,6 @@ struct Path {
 }
 
 impl RoutingMatrix {
-    fn factors(&self, link: &LinkState, to: u32) -> LinkFactors {
-        let node = &self.nodes[to as usize];
-        LinkFactors {
-            rtt_ms: link.rtt.mean(),
-            bandwidth_mbps: link.bandwidth.mean(),
-            loss: link.loss.mean(),
-            load: node.load.mean(),
-            distance_km: link.distance_km,
-            failure_rate: node.failure_rate(),
-        }
-    }
-
     /// Per-km lower bound of the objective's cost, for A*; 0 turns A* into Dijkstra.
     fn heuristic_scale(&self, objective: Objective) -> f64 {
         if self.nodes_without_geo > 0 {
@@ -93,8 +155,13 @@ impl RoutingMatrix {
     }
 
     /// Cheapest path from `src` to `dst` under an additive link cost, skipping banned nodes and
-    /// links and links narrower than `min_bandwidth`. A* with the chord-distance bound, which is
-    /// consistent, so the first time `dst` is settled its cost is optimal.
+    /// links and links narrower than `min_bandwidth`.
+    ///
+    /// Bidirectional A*: a forward search from `src` and a backward one from `dst` run in turn,
+    /// each guided by the "average" potential `p(v) = (π_dst(v) − π_src(v)) / 2` built from
+    /// chord-distance lower bounds π (consistent, so each search is a Dijkstra on reduced
+    /// costs). The best meeting so far, μ, is optimal once the two queues' smallest keys add
+    /// up to μ or more.
     fn cheapest(
         &self,
         src: u32,
@@ -103,63 +170,106 @@ impl RoutingMatrix {
         banned: &Banned,
         min_bandwidth: f64,
     ) -> Option<Path> {
+        if src == dst {
+            return Some(Path {
+                nodes: vec![src],
+                links: Vec::new(),
+            });
+        }
         let n = self.nodes.len();
         let scale = self.heuristic_scale(objective);
-        let mut cost = vec![f64::INFINITY; n];
-        let mut via = vec![u32::MAX; n];
-        let mut settled = vec![false; n];
-        let mut heap = BinaryHeap::new();
-        cost[src as usize] = 0.0;
-        heap.push(Entry {
-            key: scale * self.chord_km(src, dst),
-            node: src,
-        });
-        while let Some(Entry { node: u, .. }) = heap.pop() {
-            if settled[u as usize] {
-                continue;
+        let potential = |v: u32| {
+            if scale > 0.0 {
+                scale * (self.chord_km(v, dst) - self.chord_km(src, v)) / 2.0
+            } else {
+                0.0
             }
-            settled[u as usize] = true;
-            if u == dst {
+        };
+        // Cost of crossing `adj`'s link into `entered` (the node the traffic enters).
+        let step = |adj: &super::matrix::Adjacent, entered: u32| match objective {
+            Objective::Latency | Objective::Bandwidth => adj.rtt_ms,
+            Objective::Balanced => adj.link_cost + self.entry_cost[entered as usize],
+        };
+        let usable = |adj: &super::matrix::Adjacent| {
+            !banned.node(adj.node) && !banned.link(adj.link) && adj.bandwidth_mbps >= min_bandwidth
+        };
+
+        let mut side = [Side::new(n), Side::new(n)];
+        side[0].reach(src, 0.0, u32::MAX, potential(src));
+        side[1].reach(dst, 0.0, u32::MAX, -potential(dst));
+        let mut best = f64::INFINITY;
+        let mut meeting = u32::MAX;
+        loop {
+            let (top_f, top_r) = (side[0].top(), side[1].top());
+            if top_f.is_infinite() && top_r.is_infinite() {
                 break;
             }
+            if top_f + top_r >= best {
+                break;
+            }
+            // Expand the side whose queue is smaller (ties: forward).
+            let dir = usize::from(side[1].heap.len() < side[0].heap.len() || top_f.is_infinite());
+            let Some(u) = side[dir].settle_next() else {
+                continue;
+            };
+            let (this, other) = if dir == 0 { (0, 1) } else { (1, 0) };
             for adj in &self.adjacency[u as usize] {
+                if !usable(adj) || side[this].settled[adj.node as usize] {
+                    continue;
+                }
                 let v = adj.node;
-                if settled[v as usize] || banned.node(v) || banned.link(adj.link) {
-                    continue;
+                // Forward: u → v enters v. Backward: the traffic goes v → u, entering u.
+                let cost = side[this].cost[u as usize]
+                    + if this == 0 {
+                        step(adj, v)
+                    } else {
+                        step(adj, u)
+                    };
+                if cost < side[this].cost[v as usize] {
+                    let key = cost
+                        + if this == 0 {
+                            potential(v)
+                        } else {
+                            -potential(v)
+                        };
+                    side[this].reach(v, cost, adj.link, key);
+                    let through = cost + side[other].cost[v as usize];
+                    if through < best {
+                        best = through;
+                        meeting = v;
+                    }
                 }
-                let link = &self.links[adj.link as usize];
-                if link.bandwidth.mean() < min_bandwidth {
-                    continue;
-                }
-                let step = match objective {
-                    Objective::Latency | Objective::Bandwidth => link.rtt.mean(),
-                    Objective::Balanced => balanced_cost(&self.weights, &self.factors(link, v)),
-                };
-                let candidate = cost[u as usize] + step;
-                if candidate < cost[v as usize] {
-                    cost[v as usize] = candidate;
-                    via[v as usize] = adj.link;
-                    heap.push(Entry {
-                        key: candidate + scale * self.chord_km(v, dst),
-                        node: v,
-                    });
+            }
+            if side[other].cost[u as usize].is_finite() {
+                let through = side[this].cost[u as usize] + side[other].cost[u as usize];
+                if through < best {
+                    best = through;
+                    meeting = u;
                 }
             }
         }
-        if !cost[dst as usize].is_finite() {
+        if meeting == u32::MAX {
             return None;
         }
-        let mut nodes = vec![dst];
+        // Walk back from the meeting node to each end.
+        let mut nodes = vec![meeting];
         let mut links = Vec::new();
-        let mut at = dst;
+        let mut at = meeting;
         while at != src {
-            let link = via[at as usize];
+            let link = side[0].via[at as usize];
             links.push(link);
             at = self.links[link as usize].other(at);
             nodes.push(at);
         }
         nodes.reverse();
         links.reverse();
+        let mut at = meeting;
+        while at != dst {
+            let link = side[1].via[at as usize];
+            links.push(link);
+            at = self.links[link as usize].other(at);
+            nodes.push(at);
+        }
         Some(Path { nodes, links })
     }
 
@@ -170,11 +280,12 @@ impl RoutingMatrix {
         let mut settled = vec![false; n];
         let mut heap = BinaryHeap::new();
         width[src as usize] = f64::INFINITY;
-        heap.push(Entry {
-            key: -f64::INFINITY,
+        heap.push(WidthEntry {
+            width: f64::INFINITY,
+            distance: self.chord_km(src, dst),
             node: src,
         });
-        while let Some(Entry { node: u, .. }) = heap.pop() {
+        while let Some(WidthEntry { node: u, .. }) = heap.pop() {
             if settled[u as usize] {
                 continue;
             }
@@ -187,10 +298,14 @@ impl RoutingMatrix {
                 if settled[v as usize] || banned.node(v) || banned.link(adj.link) {
                     continue;
                 }
-                let w = width[u as usize].min(self.links[adj.link as usize].bandwidth.mean());
+                let w = width[u as usize].min(adj.bandwidth_mbps);
                 if w > width[v as usize] {
                     width[v as usize] = w;
-                    heap.push(Entry { key: -w, node: v });
+                    heap.push(WidthEntry {
+                        width: w,
+                        distance: self.chord_km(v, dst),
+                        node: v,
+                    });
                 }
             }
         }
@@ -217,11 +332,14 @@ impl RoutingMatrix {
         let mut balanced = 0.0;
         for (i, &l) in path.links.iter().enumerate() {
             let link = &self.links[l as usize];
+            let entered = path.nodes[i + 1];
             latency_ms += link.rtt.mean();
             bottleneck_mbps = bottleneck_mbps.min(link.bandwidth.mean());
-            if objective == Objective::Balanced {
-                balanced += balanced_cost(&self.weights, &self.factors(link, path.nodes[i + 1]));
-            }
+            let adj = self.adjacency[path.nodes[i] as usize]
+                .iter()
+                .find(|a| a.link == l)
+                .expect("path links are adjacent");
+            balanced += adj.link_cost + self.entry_cost[entered as usize];
         }
         let cost = match objective {
             Objective::Latency => latency_ms,
