@@ -302,3 +302,181 @@ fn a_node_can_run_with_configured_certificate_files() {
     assert!(line.trim_end().ends_with(&id), "{line}");
     assert!(!dir.path().join("second").join("node.key.pem").exists());
 }
+
+const TOPOLOGY: &str = r#"{
+  "nodes": [
+    {"id":"fra","region":"eu-central","lat":50.1,"lon":8.7,"load":0.3},
+    {"id":"ams","region":"eu-west","lat":52.4,"lon":4.9,"load":0.1},
+    {"id":"lon","region":"eu-west","lat":51.5,"lon":-0.1,"load":0.2},
+    {"id":"par","region":"eu-west","lat":48.9,"lon":2.4,"load":0.9},
+    {"id":"nyc","region":"us-east","lat":40.7,"lon":-74.0,"load":0.1}
+  ],
+  "links": [
+    {"from":"fra","to":"ams","rtt_ms":7.2,"bandwidth_mbps":10000,"loss":0.0},
+    {"from":"ams","to":"lon","rtt_ms":6.0,"bandwidth_mbps":10000,"loss":0.0},
+    {"from":"fra","to":"par","rtt_ms":9.0,"bandwidth_mbps":100000,"loss":0.0},
+    {"from":"par","to":"lon","rtt_ms":8.5,"bandwidth_mbps":100000,"loss":0.001},
+    {"from":"fra","to":"lon","rtt_ms":16.0,"bandwidth_mbps":1000,"loss":0.0},
+    {"from":"lon","to":"nyc","rtt_ms":70.0,"bandwidth_mbps":40000,"loss":0.0}
+  ]
+}"#;
+
+fn topology_file(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("topology.json");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn route_json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn route_answers_each_objective_over_a_topology_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = topology_file(dir.path(), TOPOLOGY);
+    let base = [
+        "route",
+        "--topology",
+        &file,
+        "--from",
+        "fra",
+        "--to",
+        "nyc",
+        "--json",
+    ];
+
+    let j = route_json(&[&base[..], &["--objective", "latency"]].concat());
+    assert_eq!(j["path"], serde_json::json!(["fra", "ams", "lon", "nyc"]));
+    assert!((j["latency_ms"].as_f64().unwrap() - 83.2).abs() < 1e-9);
+    assert_eq!(j["cost"], j["latency_ms"]);
+    assert_eq!(j["bottleneck_mbps"], 10000.0);
+
+    let j = route_json(&[&base[..], &["--objective", "bandwidth"]].concat());
+    assert_eq!(j["path"], serde_json::json!(["fra", "par", "lon", "nyc"]));
+    assert_eq!(j["bottleneck_mbps"], 40000.0);
+    assert!((j["latency_ms"].as_f64().unwrap() - 87.5).abs() < 1e-9);
+
+    // Every way to nyc crosses lon, so there is one route; fra to lon has three disjoint ones.
+    let j = route_json(
+        &[
+            &base[..],
+            &["--objective", "balanced", "--alternatives", "3"],
+        ]
+        .concat(),
+    );
+    assert!(j["cost"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["alternatives"].as_array().unwrap().len(), 1);
+    let j = route_json(&[
+        "route",
+        "--topology",
+        &file,
+        "--from",
+        "fra",
+        "--to",
+        "lon",
+        "--objective",
+        "latency",
+        "--alternatives",
+        "3",
+        "--json",
+    ]);
+    let paths: Vec<_> = j["alternatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            serde_json::json!(["fra", "ams", "lon"]),
+            serde_json::json!(["fra", "lon"]),
+            serde_json::json!(["fra", "par", "lon"])
+        ]
+    );
+    assert_eq!(j["node_disjoint"], 3);
+
+    // Weights from a config file change the balanced choice: with latency alone, it is the
+    // latency route.
+    let config = dir.path().join("stoq.toml");
+    std::fs::write(&config, "[routing.weights]\nbandwidth = 0.0\nloss = 0.0\nload = 0.0\ngeo = 0.0\nhop = 0.0\nhistory = 0.0\n").unwrap();
+    let j = route_json(
+        &[
+            &base[..],
+            &[
+                "--objective",
+                "balanced",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(j["path"], serde_json::json!(["fra", "ams", "lon", "nyc"]));
+    assert!((j["cost"].as_f64().unwrap() - 83.2).abs() < 1e-9);
+}
+
+#[test]
+fn route_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = topology_file(
+        dir.path(),
+        r#"{"nodes":[{"id":"a"}],"links":[{"from":"a","to":"b","rtt_ms":1,"bandwidth_mbps":1}]}"#,
+    );
+    let out = run(&["route", "--topology", &bad, "--from", "a", "--to", "a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown node \"b\""),
+        "{}",
+        stderr(&out)
+    );
+
+    let island = topology_file(
+        dir.path(),
+        r#"{"nodes":[{"id":"a"},{"id":"b"}],"links":[]}"#,
+    );
+    let out = run(&["route", "--topology", &island, "--from", "a", "--to", "b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no route"), "{}", stderr(&out));
+
+    let out = run(&["route", "--topology", &island, "--from", "a", "--to", "zz"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&[
+        "route",
+        "--topology",
+        "/nonexistent.json",
+        "--from",
+        "a",
+        "--to",
+        "b",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bench_route_reports_times_memory_and_predictor_error() {
+    let j = route_json(&[
+        "bench",
+        "route",
+        "--nodes",
+        "200",
+        "--queries",
+        "50",
+        "--json",
+    ]);
+    assert_eq!(j["name"], "route");
+    assert_eq!(j["baseline"], "petgraph_dijkstra");
+    let size = &j["sizes"][0];
+    assert_eq!(size["nodes"], 200);
+    for o in ["latency", "bandwidth", "balanced", "petgraph"] {
+        assert!(size["p99_us"][o].as_f64().unwrap() >= size["p50_us"][o].as_f64().unwrap());
+    }
+    assert!(size["memory_bytes_per_node"].as_f64().unwrap() > 100.0);
+    assert!(j["p99_us"].as_f64().unwrap() > 0.0);
+    assert!(j["ratio"]["petgraph"].as_f64().unwrap() > 0.0);
+    let median = j["predictor"]["median_error"].as_f64().unwrap();
+    assert!(median > 0.0 && median < j["predictor"]["naive_median_error"].as_f64().unwrap());
+}

@@ -257,3 +257,20 @@ impl Router for RoutingMatrix {
         RoutingMatrix::latency_ms(self, a, b)
     }
 }
+
+/// A link measurement taken from a live QUIC connection's own statistics: the smoothed RTT
+/// quinn keeps for the path and the loss rate of the packets sent so far. Peers that already
+/// talk need no probe traffic to keep the matrix current.
+pub fn link_update_from_quic(
+    local: &str,
+    peer: &str,
+    stats: &stoq_transport::ConnectionStats,
+) -> MetricsUpdate {
+    MetricsUpdate::Link {
+        from: local.to_owned(),
+        to: peer.to_owned(),
+        rtt_ms: Some(stats.rtt.as_secs_f64() * 1e3),
+        bandwidth_mbps: None,
+        loss: (stats.packets_sent > 0).then(|| stats.loss_rate().min(0.999)),
+    }
+}

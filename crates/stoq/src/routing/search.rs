@@ -274,42 +274,65 @@ impl RoutingMatrix {
     }
 
     /// The largest bottleneck bandwidth of any path from `src` to `dst` (widest path).
+    ///
+    /// Searches from both ends at once; each side settles nodes widest first (ties: nearest the
+    /// other end). `best` is the widest meeting found so far; once it is at least either side's
+    /// widest open label, no wider path can exist: all its nodes would have that side's label
+    /// above `best` and be settled already, the far end included.
     fn widest_bottleneck(&self, src: u32, dst: u32, banned: &Banned) -> Option<f64> {
+        if src == dst {
+            return Some(f64::INFINITY);
+        }
         let n = self.nodes.len();
-        let mut width = vec![0.0f64; n];
-        let mut settled = vec![false; n];
-        let mut heap = BinaryHeap::new();
-        width[src as usize] = f64::INFINITY;
-        heap.push(WidthEntry {
-            width: f64::INFINITY,
-            distance: self.chord_km(src, dst),
-            node: src,
-        });
-        while let Some(WidthEntry { node: u, .. }) = heap.pop() {
-            if settled[u as usize] {
-                continue;
+        let ends = [src, dst];
+        let mut width = [vec![0.0f64; n], vec![0.0f64; n]];
+        let mut settled = [vec![false; n], vec![false; n]];
+        let mut heaps = [BinaryHeap::new(), BinaryHeap::new()];
+        for side in 0..2 {
+            width[side][ends[side] as usize] = f64::INFINITY;
+            heaps[side].push(WidthEntry {
+                width: f64::INFINITY,
+                distance: 0.0,
+                node: ends[side],
+            });
+        }
+        let mut best = 0.0f64;
+        loop {
+            for side in 0..2 {
+                while heaps[side]
+                    .peek()
+                    .is_some_and(|e| settled[side][e.node as usize])
+                {
+                    heaps[side].pop();
+                }
             }
-            settled[u as usize] = true;
-            if u == dst {
-                return Some(width[dst as usize]);
+            let top = [0, 1].map(|side| heaps[side].peek().map_or(0.0, |e| e.width));
+            if top[0] <= 0.0 || top[1] <= 0.0 || best >= top[0].min(top[1]) {
+                break;
             }
+            let side = usize::from(heaps[1].len() < heaps[0].len());
+            let other = 1 - side;
+            let u = heaps[side].pop().expect("peeked").node;
+            settled[side][u as usize] = true;
+            best = best.max(width[side][u as usize].min(width[other][u as usize]));
             for adj in &self.adjacency[u as usize] {
                 let v = adj.node;
-                if settled[v as usize] || banned.node(v) || banned.link(adj.link) {
+                if settled[side][v as usize] || banned.node(v) || banned.link(adj.link) {
                     continue;
                 }
-                let w = width[u as usize].min(adj.bandwidth_mbps);
-                if w > width[v as usize] {
-                    width[v as usize] = w;
-                    heap.push(WidthEntry {
+                let w = width[side][u as usize].min(adj.bandwidth_mbps);
+                if w > width[side][v as usize] {
+                    width[side][v as usize] = w;
+                    best = best.max(w.min(width[other][v as usize]));
+                    heaps[side].push(WidthEntry {
                         width: w,
-                        distance: self.chord_km(v, dst),
+                        distance: self.chord_km(v, ends[other]),
                         node: v,
                     });
                 }
             }
         }
-        None
+        (best > 0.0).then_some(best)
     }
 
     /// The best path for `objective`. For bandwidth: first the widest bottleneck, then the
