@@ -97,6 +97,13 @@ pub fn roots_from(certs: Vec<CertificateDer<'static>>) -> Result<RootCertStore, 
     Ok(roots)
 }
 
+/// QUIC runs TLS 1.3 only; a TLS 1.2 signature never reaches a STOQ verifier.
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls13RequiredForQuic,
+    ))
+}
+
 /// Checks a server's certificate by the node id its key hashes to.
 #[derive(Debug)]
 struct PinnedServerVerifier {
@@ -132,9 +139,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -189,9 +194,7 @@ impl ClientCertVerifier for PeerClientVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(

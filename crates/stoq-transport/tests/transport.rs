@@ -311,18 +311,23 @@ async fn shutdown_abandons_streams_that_outlive_the_deadline() {
     .await;
 }
 
+/// A server config that requires client certificates and pins exactly `trusted`.
+fn mutual_tls_trusting(trusted: &NodeIdentity) -> TransportConfig {
+    TransportConfig {
+        tls: TlsConfig {
+            mutual: true,
+            trusted_peers: vec![trusted.node_id()],
+            ..TlsConfig::default()
+        },
+        ..local_config()
+    }
+}
+
 #[tokio::test]
 async fn mutual_tls_admits_pinned_clients_and_refuses_others() {
     bounded(async {
         let trusted = NodeIdentity::generate().unwrap();
-        let server = echo_server(TransportConfig {
-            tls: TlsConfig {
-                mutual: true,
-                trusted_peers: vec![trusted.node_id()],
-                ..TlsConfig::default()
-            },
-            ..local_config()
-        });
+        let server = echo_server(mutual_tls_trusting(&trusted));
         let addr = server.local_addr().unwrap();
         let good = StoqEndpoint::client(local_config(), trusted.clone()).unwrap();
         let conn = good.connect(addr, &expect(&server)).await.unwrap();
@@ -344,14 +349,7 @@ async fn mutual_tls_admits_pinned_clients_and_refuses_others() {
 async fn the_server_learns_a_mutual_tls_clients_node_id() {
     bounded(async {
         let trusted = NodeIdentity::generate().unwrap();
-        let server = server(TransportConfig {
-            tls: TlsConfig {
-                mutual: true,
-                trusted_peers: vec![trusted.node_id()],
-                ..TlsConfig::default()
-            },
-            ..local_config()
-        });
+        let server = server(mutual_tls_trusting(&trusted));
         server.serve(|mut req| async move {
             let who = req
                 .conn

@@ -11,9 +11,11 @@
 //!
 //! The chunk engine, content store and edge network join as their issues land.
 
+pub mod chunking;
 pub mod config;
 pub mod node;
 pub mod routing;
+pub mod store;
 
 pub use config::{ConfigError, StoqConfig};
 pub use stoq_transport as transport;

@@ -108,6 +108,30 @@ fn split(data: &Bytes, n: usize) -> Vec<Bytes> {
         .collect()
 }
 
+/// Sends one part per sender at once and times them all; checks the receivers saw every byte.
+async fn timed<F, Fut>(name: &str, data: &Bytes, parts: usize, mut send: F) -> Result<Duration>
+where
+    F: FnMut(Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<u64>> + Send + 'static,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = split(data, parts)
+        .into_iter()
+        .map(|part| tokio::spawn(send(part)))
+        .collect();
+    let mut total = 0u64;
+    for task in tasks {
+        total += task.await??;
+    }
+    let elapsed = started.elapsed();
+    ensure!(
+        total as usize == data.len(),
+        "{name} receiver saw {total} of {} bytes",
+        data.len()
+    );
+    Ok(elapsed)
+}
+
 fn self_signed() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
     let key = PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
@@ -148,25 +172,12 @@ impl Stoq {
     }
 
     async fn transfer(&mut self, data: &Bytes) -> Result<Duration> {
-        let started = Instant::now();
-        let tasks: Vec<_> = split(data, self.streams)
-            .into_iter()
-            .map(|part| {
-                let conn = self.conns[0].clone();
-                tokio::spawn(async move { stoq::node::discard(&conn, part).await })
-            })
-            .collect();
-        let mut total = 0;
-        for task in tasks {
-            total += task.await?? as usize;
-        }
-        let elapsed = started.elapsed();
-        ensure!(
-            total == data.len(),
-            "stoq receiver saw {total} of {} bytes",
-            data.len()
-        );
-        Ok(elapsed)
+        let conn = self.conns[0].clone();
+        timed("stoq", data, self.streams, move |part| {
+            let conn = conn.clone();
+            async move { Ok(stoq::node::discard(&conn, part).await?) }
+        })
+        .await
     }
 }
 
@@ -217,31 +228,18 @@ impl RawQuinn {
     }
 
     async fn transfer(&mut self, data: &Bytes) -> Result<Duration> {
-        let started = Instant::now();
-        let tasks: Vec<_> = split(data, self.streams)
-            .into_iter()
-            .map(|part| {
-                let conn = self.conn.clone();
-                tokio::spawn(async move {
-                    let (mut send, mut recv) = conn.open_bi().await?;
-                    send.write_all_chunks(&mut [part]).await?;
-                    send.finish()?;
-                    let answer = recv.read_to_end(8).await?;
-                    anyhow::Ok(u64::from_be_bytes(answer.as_slice().try_into()?))
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for task in tasks {
-            total += task.await?? as usize;
-        }
-        let elapsed = started.elapsed();
-        ensure!(
-            total == data.len(),
-            "quinn receiver saw {total} of {} bytes",
-            data.len()
-        );
-        Ok(elapsed)
+        let conn = self.conn.clone();
+        timed("quinn", data, self.streams, move |part| {
+            let conn = conn.clone();
+            async move {
+                let (mut send, mut recv) = conn.open_bi().await?;
+                send.write_all_chunks(&mut [part]).await?;
+                send.finish()?;
+                let answer = recv.read_to_end(8).await?;
+                Ok(u64::from_be_bytes(answer.as_slice().try_into()?))
+            }
+        })
+        .await
     }
 }
 
@@ -326,23 +324,11 @@ impl TcpTls {
                     .context("TLS handshake")?,
             );
         }
-        let started = Instant::now();
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .zip(split(data, streams))
-            .map(|(conn, part)| tokio::spawn(send_and_count(conn, part)))
-            .collect();
-        let mut total = 0;
-        for task in tasks {
-            total += task.await?? as usize;
-        }
-        let elapsed = started.elapsed();
-        ensure!(
-            total == data.len(),
-            "tcp+tls receiver saw {total} of {} bytes",
-            data.len()
-        );
-        Ok(elapsed)
+        let mut conns = conns.into_iter();
+        timed("tcp+tls", data, streams, move |part| {
+            send_and_count(conns.next().expect("one connection per part"), part)
+        })
+        .await
     }
 }
 
@@ -368,23 +354,11 @@ impl PlainTcp {
         for _ in 0..streams {
             conns.push(TcpStream::connect(self.addr).await?);
         }
-        let started = Instant::now();
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .zip(split(data, streams))
-            .map(|(conn, part)| tokio::spawn(send_and_count(conn, part)))
-            .collect();
-        let mut total = 0;
-        for task in tasks {
-            total += task.await?? as usize;
-        }
-        let elapsed = started.elapsed();
-        ensure!(
-            total == data.len(),
-            "tcp receiver saw {total} of {} bytes",
-            data.len()
-        );
-        Ok(elapsed)
+        let mut conns = conns.into_iter();
+        timed("tcp", data, streams, move |part| {
+            send_and_count(conns.next().expect("one connection per part"), part)
+        })
+        .await
     }
 }
 

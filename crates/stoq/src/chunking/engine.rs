@@ -1,0 +1,220 @@
+//! The chunk engine: content-defined boundaries (FastCDC 2020) and BLAKE3 ids.
+
+use std::io::{self, Read};
+use std::sync::mpsc;
+
+use fastcdc::v2020::{FastCDC, StreamCDC};
+
+use super::manifest::{ChunkId, Hash32};
+use super::profile::{sniff, ChunkProfile, ContentKind};
+
+/// Bytes read from the start of a stream to choose its profile.
+pub const SNIFF_LEN: usize = 8 * 1024;
+
+/// A cut chunk: its id, where it starts, and its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    /// BLAKE3 of `data`.
+    pub id: ChunkId,
+    /// Offset in the content.
+    pub offset: u64,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// A chunk's place in a buffer: its id, offset and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSpan {
+    /// BLAKE3 of the bytes.
+    pub id: ChunkId,
+    /// Offset in the buffer.
+    pub offset: usize,
+    /// Length.
+    pub length: usize,
+}
+
+/// How content becomes chunks. [`FastCdcEngine`] is the default; a host may inject its own.
+pub trait ChunkEngine: Send + Sync {
+    /// The content kind and chunk sizes for content starting with `head`.
+    fn profile_for(&self, head: &[u8]) -> (ContentKind, ChunkProfile);
+
+    /// Cuts an in-memory buffer into chunks and names each.
+    fn chunk_slice(&self, data: &[u8], profile: ChunkProfile) -> Vec<ChunkSpan>;
+
+    /// Cuts a stream, handing each chunk to `sink` in order, holding at most one maximum-size
+    /// chunk (plus the cutter's window) in memory. Returns the bytes read.
+    fn chunk_stream(
+        &self,
+        reader: &mut dyn Read,
+        profile: ChunkProfile,
+        sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64>;
+}
+
+/// FastCDC (the 2020 algorithm, normalisation level 1) with BLAKE3 ids.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastCdcEngine;
+
+/// Boundaries handed from the cutting thread to the hashing one, this many at a time.
+const BATCH: usize = 64;
+
+impl ChunkEngine for FastCdcEngine {
+    fn profile_for(&self, head: &[u8]) -> (ContentKind, ChunkProfile) {
+        let kind = sniff(head);
+        (kind, kind.profile())
+    }
+
+    /// Cuts on one thread and hashes on another, so on two cores hashing hides behind cutting.
+    fn chunk_slice(&self, data: &[u8], p: ChunkProfile) -> Vec<ChunkSpan> {
+        if data.is_empty() {
+            return Vec::new();
+        }
+        let (tx, rx) = mpsc::sync_channel::<Vec<(usize, usize)>>(8);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                for c in FastCDC::new(data, p.min, p.avg, p.max) {
+                    batch.push((c.offset, c.length));
+                    if batch.len() == BATCH
+                        && tx
+                            .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = tx.send(batch);
+            });
+            let mut spans = Vec::with_capacity(data.len() / p.avg as usize + 1);
+            for batch in rx {
+                for (offset, length) in batch {
+                    spans.push(ChunkSpan {
+                        id: Hash32::of(&data[offset..offset + length]),
+                        offset,
+                        length,
+                    });
+                }
+            }
+            spans
+        })
+    }
+
+    fn chunk_stream(
+        &self,
+        reader: &mut dyn Read,
+        p: ChunkProfile,
+        sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let mut total = 0u64;
+        for chunk in StreamCDC::new(reader, p.min, p.avg, p.max) {
+            let chunk = chunk.map_err(|e| match e {
+                fastcdc::v2020::Error::IoError(e) => e,
+                other => io::Error::other(other.to_string()),
+            })?;
+            total += chunk.length as u64;
+            sink(Chunk {
+                id: Hash32::of(&chunk.data),
+                offset: chunk.offset,
+                data: &chunk.data,
+            })?;
+        }
+        Ok(total)
+    }
+}
+
+/// A stream whose first bytes were already read for sniffing, replayed in front of the rest.
+pub type Replayed<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+/// Reads up to [`SNIFF_LEN`] bytes from the start of `reader` and returns them with a reader
+/// that yields the whole stream again (those bytes, then the rest).
+pub fn sniff_head<R: Read>(mut reader: R) -> io::Result<(Vec<u8>, Replayed<R>)> {
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    (&mut reader)
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)?;
+    let replay = io::Cursor::new(head.clone());
+    Ok((head, replay.chain(reader)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    const SMALL: ChunkProfile = ChunkProfile::new(256, 1024, 4096);
+
+    #[test]
+    fn slice_and_stream_cut_the_same_chunks() {
+        let data = noise(300_000, 1);
+        let slice = FastCdcEngine.chunk_slice(&data, SMALL);
+        let mut streamed = Vec::new();
+        let total = FastCdcEngine
+            .chunk_stream(&mut &data[..], SMALL, &mut |c| {
+                streamed.push(ChunkSpan {
+                    id: c.id,
+                    offset: c.offset as usize,
+                    length: c.data.len(),
+                });
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(total, data.len() as u64);
+        assert_eq!(slice, streamed);
+        assert!(slice.iter().all(|c| c.length <= 4096));
+    }
+
+    #[test]
+    fn the_sniffed_head_is_replayed() {
+        let data = noise(20_000, 2);
+        let (head, mut all) = sniff_head(&data[..]).unwrap();
+        assert_eq!(head.len(), SNIFF_LEN);
+        let mut back = Vec::new();
+        all.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn chunks_tile_the_input_exactly(len in 0usize..40_000, seed in any::<u64>()) {
+            let data = noise(len, seed);
+            let spans = FastCdcEngine.chunk_slice(&data, SMALL);
+            let mut next = 0;
+            for s in &spans {
+                prop_assert_eq!(s.offset, next);
+                prop_assert!(s.id.matches(&data[s.offset..s.offset + s.length]));
+                next += s.length;
+            }
+            prop_assert_eq!(next, data.len());
+        }
+
+        #[test]
+        fn boundaries_resynchronise_after_an_insertion(seed in any::<u64>(), at in 1000usize..50_000, insert in proptest::collection::vec(any::<u8>(), 1..200)) {
+            let data = noise(80_000, seed);
+            let mut edited = data[..at].to_vec();
+            edited.extend_from_slice(&insert);
+            edited.extend_from_slice(&data[at..]);
+            let before: std::collections::HashSet<_> = FastCdcEngine.chunk_slice(&data, SMALL).iter().map(|c| c.id).collect();
+            let after = FastCdcEngine.chunk_slice(&edited, SMALL);
+            let new = after.iter().filter(|c| !before.contains(&c.id)).count();
+            // The edit disturbs the chunk it lands in and at most a couple after it; everything
+            // downstream is cut exactly as before.
+            prop_assert!(new <= 4, "{} new chunks after one insertion", new);
+            let tail = after.last().unwrap();
+            prop_assert!(before.contains(&tail.id), "the last chunk should be unchanged");
+        }
+    }
+}

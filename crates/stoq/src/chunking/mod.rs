@@ -1,0 +1,19 @@
+//! The chunk engine: how bytes become named chunks, manifests and shards, and where those
+//! should live. Pure: no files, no sockets (the `store` module keeps chunks on disk).
+//!
+//! - [`FastCdcEngine`]: FastCDC 2020 boundaries with content profiles ([`sniff`]), BLAKE3 ids;
+//! - [`Manifest`]: the ordered chunks of a piece of content; its hash is the content id;
+//! - [`erasure`]: k data + m parity shards per chunk (reed-solomon-simd);
+//! - [`placement::plan`]: rendezvous-hash placement across nodes and regions.
+
+mod engine;
+pub mod erasure;
+mod manifest;
+pub mod placement;
+mod profile;
+
+pub use engine::{sniff_head, Chunk, ChunkEngine, ChunkSpan, FastCdcEngine, SNIFF_LEN};
+pub use manifest::{
+    ChunkEntry, ChunkId, ContentId, ErasurePolicy, Hash32, Manifest, ManifestError, ShardSet,
+};
+pub use profile::{sniff, ChunkProfile, ContentKind, MAX_CHUNK_LEN};

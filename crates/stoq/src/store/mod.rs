@@ -1,0 +1,606 @@
+//! The on-disk content store: chunk data as content-addressed files, an embedded redb index.
+//!
+//! Layout under the data dir:
+//! - `blobs/ab/abcdef…`: one file per chunk (or erasure shard), named by its BLAKE3 hash;
+//! - `tmp/`: blobs being written; emptied at open;
+//! - `index.redb`: blob refcounts and lengths, and the manifests.
+//!
+//! Writes are atomic and durable in this order: each new blob is written to `tmp/`, renamed
+//! into `blobs/`, the filesystem is synced, and only then does the index transaction that
+//! refers to them commit. A crash at any point leaves every committed object intact and no
+//! index entry pointing at missing data; blobs of an interrupted put are orphans that
+//! [`Store::gc`] removes. Every read is checked against its id.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::chunking::{
+    erasure, sniff_head, ChunkEngine, ChunkEntry, ChunkId, ContentId, ContentKind, ErasurePolicy,
+    FastCdcEngine, Hash32, Manifest, ManifestError, ShardSet,
+};
+
+/// Blob id → (refcount, length).
+const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
+/// Content id → encoded manifest.
+const MANIFESTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("manifests");
+
+/// Why a store operation failed. The store is intact after every one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk is full; nothing of the failed operation was committed.
+    #[error("disk full while writing {path}: nothing was committed, the store is intact")]
+    DiskFull {
+        /// The file being written.
+        path: String,
+    },
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The index database failed.
+    #[error("index: {0}")]
+    Index(String),
+    /// No such content in this store.
+    #[error("content {0} is not in this store")]
+    NotFound(ContentId),
+    /// A chunk's bytes do not match its id and no parity could rebuild it.
+    #[error("chunk {chunk} of content {content} is corrupt or missing and cannot be rebuilt here")]
+    Corrupt {
+        /// The bad chunk.
+        chunk: ChunkId,
+        /// The content it belongs to.
+        content: ContentId,
+    },
+    /// A stored manifest is unreadable.
+    #[error("manifest: {0}")]
+    Manifest(#[from] ManifestError),
+    /// Erasure coding failed.
+    #[error("erasure: {0}")]
+    Erasure(#[from] erasure::ErasureError),
+}
+
+macro_rules! index_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Index(e.to_string())
+            }
+        }
+    )*};
+}
+index_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.display().to_string();
+    move |source| {
+        if source.kind() == io::ErrorKind::StorageFull {
+            StoreError::DiskFull { path }
+        } else {
+            StoreError::Io { what, path, source }
+        }
+    }
+}
+
+/// Options of a put.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutOptions {
+    /// Erasure-code every chunk into k+m shards (stored instead of the chunk).
+    pub erasure: Option<ErasurePolicy>,
+    /// Chunk as this kind instead of sniffing the content.
+    pub kind: Option<ContentKind>,
+}
+
+/// What a put did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PutReport {
+    /// The content id.
+    #[serde(serialize_with = "as_text")]
+    pub id: ContentId,
+    /// Bytes of content.
+    pub size: u64,
+    /// Chunks in the manifest.
+    pub chunks: usize,
+    /// Chunks this store did not have before.
+    pub new_chunks: usize,
+    /// Bytes written for new blobs (chunks or shards).
+    pub new_bytes: u64,
+    /// The content kind used for chunking.
+    pub kind: ContentKind,
+}
+
+fn as_text<S: serde::Serializer>(id: &ContentId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
+/// What a read found and fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ReadReport {
+    /// Bytes delivered.
+    pub bytes: u64,
+    /// Shards found corrupt or missing and rewritten from parity.
+    pub repaired_shards: usize,
+}
+
+/// Totals of a store.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StoreStats {
+    /// Objects (manifests).
+    pub objects: u64,
+    /// Sum of the objects' sizes.
+    pub logical_bytes: u64,
+    /// Distinct blobs.
+    pub blobs: u64,
+    /// Bytes of distinct blobs on disk.
+    pub stored_bytes: u64,
+    /// logical / stored (1 with no sharing; higher is better; 0 for an empty store).
+    pub dedup_ratio: f64,
+}
+
+/// What a garbage collection removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct GcReport {
+    /// Blob files no index entry refers to (from interrupted puts or deletes).
+    pub orphans_removed: u64,
+    /// Their bytes.
+    pub bytes_freed: u64,
+}
+
+/// The content store of one node.
+pub struct Store {
+    root: PathBuf,
+    db: Database,
+    engine: Arc<dyn ChunkEngine>,
+    tmp_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `root` with the default chunk engine.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::open_with(root, Arc::new(FastCdcEngine))
+    }
+
+    /// Opens (or creates) the store in `root` with a chunk engine of the host's choosing.
+    pub fn open_with(root: &Path, engine: Arc<dyn ChunkEngine>) -> Result<Self, StoreError> {
+        for dir in [root.to_path_buf(), root.join("blobs"), root.join("tmp")] {
+            fs::create_dir_all(&dir).map_err(io_error("cannot create", &dir))?;
+        }
+        // Half-written blobs of an interrupted put: never referenced, safe to drop.
+        let tmp = root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(io_error("cannot list", &tmp))? {
+            let path = entry.map_err(io_error("cannot list", &tmp))?.path();
+            let _ = fs::remove_file(&path);
+        }
+        let db = Database::create(root.join("index.redb"))?;
+        let txn = db.begin_write()?;
+        txn.open_table(BLOBS)?;
+        txn.open_table(MANIFESTS)?;
+        txn.commit()?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            db,
+            engine,
+            tmp_counter: AtomicU64::new(0),
+        })
+    }
+
+    fn blob_path(&self, id: &ChunkId) -> PathBuf {
+        let hex = id.to_string();
+        self.root.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    /// Writes a blob file atomically (temp file, then rename). Durability comes from the
+    /// filesystem sync before the index commit.
+    fn write_blob(&self, id: &ChunkId, data: &[u8]) -> Result<(), StoreError> {
+        let path = self.blob_path(id);
+        let dir = path.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir).map_err(io_error("cannot create", dir))?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{id}.{}.{n}", std::process::id()));
+        let result = (|| {
+            let mut file = File::create(&tmp).map_err(io_error("cannot create", &tmp))?;
+            file.write_all(data)
+                .map_err(io_error("cannot write", &tmp))?;
+            fs::rename(&tmp, &path).map_err(io_error("cannot rename into", &path))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Flushes every written file of this filesystem before the index commits.
+    fn sync_data(&self) -> Result<(), StoreError> {
+        let dir = File::open(&self.root).map_err(io_error("cannot open", &self.root))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io_error("cannot sync", &self.root)(e.into()))
+    }
+
+    /// Reads a blob and checks it against its id; `None` if missing or corrupt.
+    fn read_verified(&self, id: &ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.blob_path(id);
+        match fs::read(&path) {
+            Ok(bytes) if id.matches(&bytes) => Ok(Some(bytes)),
+            Ok(_) => {
+                tracing::warn!(blob = %id, "corrupt blob: bytes do not match their id");
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::warn!(blob = %id, "blob missing from disk");
+                Ok(None)
+            }
+            Err(e) => Err(io_error("cannot read", &path)(e)),
+        }
+    }
+
+    /// Chunks and stores what `reader` yields. Memory stays bounded by the largest chunk,
+    /// whatever the content's size.
+    pub fn put_reader<R: Read>(
+        &mut self,
+        reader: R,
+        options: PutOptions,
+    ) -> Result<PutReport, StoreError> {
+        let (head, mut reader) =
+            sniff_head(reader).map_err(io_error("cannot read", Path::new("input")))?;
+        let (sniffed, _) = self.engine.profile_for(&head);
+        let kind = options.kind.unwrap_or(sniffed);
+        let profile = kind.profile();
+        let known: HashSet<[u8; 32]> = {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(BLOBS)?;
+            let mut known = HashSet::new();
+            for row in table.iter()? {
+                known.insert(*row?.0.value());
+            }
+            known
+        };
+        let mut written: HashSet<ChunkId> = HashSet::new();
+        let mut chunks = Vec::new();
+        let mut new_chunks = 0usize;
+        let mut new_bytes = 0u64;
+        let mut failure: Option<StoreError> = None;
+        let store_blob = |store: &Self,
+                          id: ChunkId,
+                          data: &[u8],
+                          written: &mut HashSet<ChunkId>|
+         -> Result<bool, StoreError> {
+            if known.contains(&id.0) || written.contains(&id) {
+                return Ok(false);
+            }
+            store.write_blob(&id, data)?;
+            written.insert(id);
+            Ok(true)
+        };
+        let this = &*self;
+        let result = this
+            .engine
+            .chunk_stream(&mut reader, profile, &mut |chunk| {
+                let outcome = (|| {
+                    let shards = match options.erasure {
+                        None => {
+                            if store_blob(this, chunk.id, chunk.data, &mut written)? {
+                                new_chunks += 1;
+                                new_bytes += chunk.data.len() as u64;
+                            }
+                            None
+                        }
+                        Some(policy) => {
+                            let shards = erasure::encode(chunk.data, policy)?;
+                            let mut ids = Vec::with_capacity(shards.len());
+                            let mut any_new = false;
+                            for shard in &shards {
+                                let id = Hash32::of(shard);
+                                if store_blob(this, id, shard, &mut written)? {
+                                    any_new = true;
+                                    new_bytes += shard.len() as u64;
+                                }
+                                ids.push(id);
+                            }
+                            new_chunks += usize::from(any_new);
+                            Some(ShardSet {
+                                shard_len: shards[0].len() as u32,
+                                ids,
+                            })
+                        }
+                    };
+                    chunks.push(ChunkEntry {
+                        id: chunk.id,
+                        offset: chunk.offset,
+                        length: chunk.data.len() as u32,
+                        shards,
+                    });
+                    Ok(())
+                })();
+                outcome.map_err(|e: StoreError| {
+                    failure = Some(e);
+                    io::Error::other("store write failed")
+                })
+            });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let size = result.map_err(io_error("cannot read", Path::new("input")))?;
+        let manifest = Manifest {
+            kind,
+            size,
+            erasure: options.erasure,
+            chunks,
+        };
+        let id = manifest.content_id();
+        self.sync_data()?;
+        self.commit_manifest(&id, &manifest)?;
+        Ok(PutReport {
+            id,
+            size,
+            chunks: manifest.chunks.len(),
+            new_chunks,
+            new_bytes,
+            kind,
+        })
+    }
+
+    /// Stores a file.
+    pub fn put_file(&mut self, path: &Path, options: PutOptions) -> Result<PutReport, StoreError> {
+        let file = File::open(path).map_err(io_error("cannot open", path))?;
+        self.put_reader(io::BufReader::with_capacity(1 << 20, file), options)
+    }
+
+    /// The distinct blobs a manifest refers to, with their lengths.
+    fn blobs_of(manifest: &Manifest) -> HashMap<ChunkId, u64> {
+        let mut blobs = HashMap::new();
+        for c in &manifest.chunks {
+            match &c.shards {
+                None => {
+                    blobs.insert(c.id, u64::from(c.length));
+                }
+                Some(s) => {
+                    for id in &s.ids {
+                        blobs.insert(*id, u64::from(s.shard_len));
+                    }
+                }
+            }
+        }
+        blobs
+    }
+
+    /// One index transaction: the manifest, and one more reference on each distinct blob.
+    /// Storing content that is already there changes nothing.
+    fn commit_manifest(&self, id: &ContentId, manifest: &Manifest) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut manifests = txn.open_table(MANIFESTS)?;
+            if manifests.get(&id.0)?.is_some() {
+                return Ok(());
+            }
+            manifests.insert(&id.0, manifest.encode().as_slice())?;
+            let mut blobs = txn.open_table(BLOBS)?;
+            for (blob, len) in Self::blobs_of(manifest) {
+                let refs = blobs.get(&blob.0)?.map_or(0, |v| v.value().0);
+                blobs.insert(&blob.0, (refs + 1, len))?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The manifest of stored content.
+    pub fn manifest(&self, id: &ContentId) -> Result<Manifest, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MANIFESTS)?;
+        let bytes = table.get(&id.0)?.ok_or(StoreError::NotFound(*id))?;
+        Ok(Manifest::decode(bytes.value())?)
+    }
+
+    /// Whether the store holds this content.
+    pub fn contains(&self, id: &ContentId) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(MANIFESTS)?.get(&id.0)?.is_some())
+    }
+
+    /// The bytes of one chunk, verified; erasure-coded chunks are rebuilt from any k good
+    /// shards and bad shards are rewritten.
+    pub fn read_chunk(
+        &self,
+        content: &ContentId,
+        entry: &ChunkEntry,
+        policy: Option<ErasurePolicy>,
+    ) -> Result<(Vec<u8>, usize), StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            chunk: entry.id,
+            content: *content,
+        };
+        match (&entry.shards, policy) {
+            (Some(set), Some(policy)) => {
+                let k = usize::from(policy.k);
+                let mut shards: Vec<Option<Vec<u8>>> = Vec::with_capacity(set.ids.len());
+                for (i, id) in set.ids.iter().enumerate() {
+                    // Parity is read only if a data shard is bad.
+                    if i >= k && shards.iter().take(k).all(Option::is_some) {
+                        shards.push(None);
+                        continue;
+                    }
+                    shards.push(self.read_verified(id)?);
+                }
+                let chunk = erasure::decode(&shards, policy, entry.length as usize)
+                    .map_err(|_| corrupt())?;
+                if !entry.id.matches(&chunk) {
+                    return Err(corrupt());
+                }
+                let bad: Vec<usize> = (0..shards.len())
+                    .filter(|&i| i < k && shards[i].is_none())
+                    .collect();
+                if !bad.is_empty() {
+                    let fresh = erasure::encode(&chunk, policy)?;
+                    for &i in &bad {
+                        self.write_blob(&set.ids[i], &fresh[i])?;
+                        tracing::warn!(shard = %set.ids[i], "repaired shard from parity");
+                    }
+                    self.sync_data()?;
+                }
+                Ok((chunk, bad.len()))
+            }
+            _ => {
+                let bytes = self.read_verified(&entry.id)?.ok_or_else(corrupt)?;
+                Ok((bytes, 0))
+            }
+        }
+    }
+
+    /// Writes the content to `out`, chunk by chunk, each verified before it is written.
+    pub fn get_to<W: Write>(&self, id: &ContentId, out: &mut W) -> Result<ReadReport, StoreError> {
+        let manifest = self.manifest(id)?;
+        let mut report = ReadReport::default();
+        for entry in &manifest.chunks {
+            let (bytes, repaired) = self.read_chunk(id, entry, manifest.erasure)?;
+            out.write_all(&bytes)
+                .map_err(io_error("cannot write", Path::new("output")))?;
+            report.bytes += bytes.len() as u64;
+            report.repaired_shards += repaired;
+        }
+        Ok(report)
+    }
+
+    /// Removes content; blobs no other content uses are deleted.
+    pub fn delete(&mut self, id: &ContentId) -> Result<GcReport, StoreError> {
+        let manifest = self.manifest(id)?;
+        let mut freed = Vec::new();
+        let txn = self.db.begin_write()?;
+        {
+            let mut manifests = txn.open_table(MANIFESTS)?;
+            manifests.remove(&id.0)?;
+            let mut blobs = txn.open_table(BLOBS)?;
+            for (blob, len) in Self::blobs_of(&manifest) {
+                let refs = blobs.get(&blob.0)?.map_or(0, |v| v.value().0);
+                if refs <= 1 {
+                    blobs.remove(&blob.0)?;
+                    freed.push((blob, len));
+                } else {
+                    blobs.insert(&blob.0, (refs - 1, len))?;
+                }
+            }
+        }
+        txn.commit()?;
+        let mut report = GcReport::default();
+        for (blob, len) in freed {
+            if fs::remove_file(self.blob_path(&blob)).is_ok() {
+                report.orphans_removed += 1;
+                report.bytes_freed += len;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes blob files that no index entry refers to.
+    pub fn gc(&mut self) -> Result<GcReport, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOBS)?;
+        let mut report = GcReport::default();
+        let blobs = self.root.join("blobs");
+        for dir in fs::read_dir(&blobs).map_err(io_error("cannot list", &blobs))? {
+            let dir = dir.map_err(io_error("cannot list", &blobs))?.path();
+            let Ok(files) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let referenced = match name.parse::<Hash32>() {
+                    Ok(id) => table.get(&id.0)?.is_some(),
+                    Err(_) => false,
+                };
+                if !referenced {
+                    let len = file.metadata().map_or(0, |m| m.len());
+                    if fs::remove_file(&path).is_ok() {
+                        report.orphans_removed += 1;
+                        report.bytes_freed += len;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Checks that every indexed blob exists and matches its id, and that every manifest's
+    /// blobs are indexed. Returns the problems found (empty = consistent).
+    pub fn check(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let blobs = txn.open_table(BLOBS)?;
+        let manifests = txn.open_table(MANIFESTS)?;
+        let mut problems = Vec::new();
+        for row in blobs.iter()? {
+            let (id, _) = row?;
+            let id = Hash32(*id.value());
+            if self.read_verified(&id)?.is_none() {
+                problems.push(format!("blob {id} is indexed but missing or corrupt"));
+            }
+        }
+        for row in manifests.iter()? {
+            let (id, bytes) = row?;
+            let manifest = Manifest::decode(bytes.value())?;
+            for blob in Self::blobs_of(&manifest).keys() {
+                if blobs.get(&blob.0)?.is_none() {
+                    problems.push(format!(
+                        "content {} refers to unindexed blob {blob}",
+                        Hash32(*id.value())
+                    ));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Totals: objects, logical and stored bytes, dedup ratio.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.db.begin_read()?;
+        let blobs = txn.open_table(BLOBS)?;
+        let manifests = txn.open_table(MANIFESTS)?;
+        let mut stored_bytes = 0u64;
+        for row in blobs.iter()? {
+            stored_bytes += row?.1.value().1;
+        }
+        let mut logical_bytes = 0u64;
+        for row in manifests.iter()? {
+            logical_bytes += Manifest::decode(row?.1.value())?.size;
+        }
+        Ok(StoreStats {
+            objects: manifests.len()?,
+            logical_bytes,
+            blobs: blobs.len()?,
+            stored_bytes,
+            dedup_ratio: if stored_bytes == 0 {
+                0.0
+            } else {
+                logical_bytes as f64 / stored_bytes as f64
+            },
+        })
+    }
+}
