@@ -209,12 +209,14 @@ mod tests {
             edited.extend_from_slice(&data[at..]);
             let before: std::collections::HashSet<_> = FastCdcEngine.chunk_slice(&data, SMALL).iter().map(|c| c.id).collect();
             let after = FastCdcEngine.chunk_slice(&edited, SMALL);
+            // The edit disturbs the chunks around it; a few maximum chunk lengths later the
+            // cutter is back on the old boundaries and everything downstream is unchanged.
+            let settled = at + insert.len() + 3 * SMALL.max as usize;
+            for c in after.iter().filter(|c| c.offset >= settled) {
+                prop_assert!(before.contains(&c.id), "chunk at {} differs; edit at {}", c.offset, at);
+            }
             let new = after.iter().filter(|c| !before.contains(&c.id)).count();
-            // The edit disturbs the chunk it lands in and at most a couple after it; everything
-            // downstream is cut exactly as before.
-            prop_assert!(new <= 4, "{} new chunks after one insertion", new);
-            let tail = after.last().unwrap();
-            prop_assert!(before.contains(&tail.id), "the last chunk should be unchanged");
+            prop_assert!(new <= 8, "{} new chunks after one insertion", new);
         }
     }
 }
