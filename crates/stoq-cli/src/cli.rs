@@ -43,6 +43,16 @@ pub enum Command {
     Ping(PingArgs),
     /// Print a configuration as TOML (defaults, a preset, or a file merged with defaults).
     Config(ConfigArgs),
+    /// Store a file: chunk it, deduplicate, optionally erasure-code; prints the content id.
+    Put(PutArgs),
+    /// Read content back by id, every chunk verified.
+    Get(GetArgs),
+    /// Show a store's totals (objects, logical and stored bytes, dedup ratio).
+    Status(StatusArgs),
+    /// Remove content from a store; chunks other content shares stay.
+    Delete(DeleteArgs),
+    /// Remove blob files no content refers to (left by interrupted puts).
+    Gc(StatusArgs),
     /// Compute routes over a topology file.
     Route(RouteArgs),
     /// Run the system on this machine and say what happened and how fast.
@@ -119,6 +129,86 @@ pub struct ConfigArgs {
     /// Validate this file and print it merged with the defaults.
     #[arg(long, conflicts_with = "preset")]
     pub file: Option<PathBuf>,
+}
+
+/// `stoq put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The file to store.
+    pub file: PathBuf,
+    /// The store's directory.
+    #[arg(long, default_value = "./stoq-data")]
+    pub data_dir: PathBuf,
+    /// Erasure-code each chunk into K data + M parity shards, e.g. `4+2`.
+    #[arg(long)]
+    pub erasure: Option<String>,
+    /// Chunk as this kind instead of sniffing the content.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Content kinds, for `--kind`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    /// Small chunks (16 KiB average).
+    Text,
+    /// Medium chunks (64 KiB average).
+    Binary,
+    /// Large chunks (1 MiB average).
+    Media,
+}
+
+impl From<KindArg> for stoq::chunking::ContentKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Text => stoq::chunking::ContentKind::Text,
+            KindArg::Binary => stoq::chunking::ContentKind::Binary,
+            KindArg::Media => stoq::chunking::ContentKind::Media,
+        }
+    }
+}
+
+/// `stoq get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The content id (64 hex digits).
+    pub id: String,
+    /// Where to write it (written whole, then renamed into place); standard output if absent.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+    /// The store's directory.
+    #[arg(long, default_value = "./stoq-data")]
+    pub data_dir: PathBuf,
+    /// Print one JSON object (needs -o).
+    #[arg(long, requires = "output")]
+    pub json: bool,
+}
+
+/// `stoq status` and `stoq gc`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The store's directory.
+    #[arg(long, default_value = "./stoq-data")]
+    pub data_dir: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The content id.
+    pub id: String,
+    /// The store's directory.
+    #[arg(long, default_value = "./stoq-data")]
+    pub data_dir: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What a route is chosen for (see `stoq::routing::Objective`).

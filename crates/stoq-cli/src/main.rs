@@ -5,6 +5,7 @@
 
 mod bench;
 mod cli;
+mod content;
 mod demo;
 mod route;
 mod serve;
@@ -42,6 +43,11 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Ping(args) => serve::ping(args).await,
             Command::Config(args) => cli::print_config(args),
+            Command::Put(args) => content::put(args),
+            Command::Get(args) => content::get(args),
+            Command::Status(args) => content::status(args),
+            Command::Delete(args) => content::delete(args),
+            Command::Gc(args) => content::gc(args),
             Command::Route(args) => route::run(args),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => match args.name {

@@ -480,3 +480,238 @@ fn bench_route_reports_times_memory_and_predictor_error() {
     let median = j["predictor"]["median_error"].as_f64().unwrap();
     assert!(median > 0.0 && median < j["predictor"]["naive_median_error"].as_f64().unwrap());
 }
+
+/// Writes `len` pseudo-random bytes to `path` without holding them in memory.
+fn write_noise(path: &std::path::Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let bytes = x.to_le_bytes();
+        let n = left.min(8) as usize;
+        file.write_all(&bytes[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn put_get_and_status_work_on_a_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("in.bin");
+    write_noise(&file, 3 << 20, 1);
+    let d = data.to_str().unwrap();
+
+    let put = json_of(&run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--data-dir",
+        d,
+        "--json",
+    ]));
+    let id = put["id"].as_str().unwrap().to_owned();
+    assert_eq!(put["size"], 3 << 20);
+    assert!(put["chunks"].as_u64().unwrap() > 10);
+    assert_eq!(put["new_chunks"], put["chunks"]);
+    assert_eq!(put["new_bytes"], 3 << 20);
+
+    let again = json_of(&run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--data-dir",
+        d,
+        "--json",
+    ]));
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["new_chunks"], 0);
+
+    let out = dir.path().join("out.bin");
+    let got = json_of(&run(&[
+        "get",
+        &id,
+        "-o",
+        out.to_str().unwrap(),
+        "--data-dir",
+        d,
+        "--json",
+    ]));
+    assert_eq!(got["size"], 3 << 20);
+    assert_eq!(got["sources"][0]["bytes"], 3 << 20);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+
+    let status = json_of(&run(&["status", "--data-dir", d, "--json"]));
+    assert_eq!(status["objects"], 1);
+    assert_eq!(status["logical_bytes"], 3 << 20);
+    assert_eq!(status["stored_bytes"], 3 << 20);
+    assert_eq!(status["dedup_ratio"], 1.0);
+
+    // Erasure coding stores (K+M)/K of the data, and reads back the same bytes.
+    let put = json_of(&run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--data-dir",
+        d,
+        "--erasure",
+        "4+2",
+        "--json",
+    ]));
+    let overhead = put["new_bytes"].as_f64().unwrap() / f64::from(3 << 20);
+    assert!(
+        (overhead - 1.5).abs() < 0.001,
+        "overhead {overhead} (shards are padded to an even length)"
+    );
+    let out2 = dir.path().join("out2.bin");
+    run(&[
+        "get",
+        put["id"].as_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--data-dir",
+        d,
+    ]);
+    assert_eq!(std::fs::read(&out2).unwrap(), std::fs::read(&file).unwrap());
+}
+
+#[test]
+fn content_commands_refuse_bad_input_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"hello").unwrap();
+    for args in [
+        vec![
+            "put",
+            file.to_str().unwrap(),
+            "--data-dir",
+            d,
+            "--erasure",
+            "4",
+        ],
+        vec![
+            "put",
+            file.to_str().unwrap(),
+            "--data-dir",
+            d,
+            "--erasure",
+            "0+1",
+        ],
+        vec!["put", "/no/such/file", "--data-dir", d],
+        vec!["get", "not-an-id", "--data-dir", d],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let missing = "ab".repeat(32);
+    let out = run(&[
+        "get",
+        &missing,
+        "-o",
+        dir.path().join("x").to_str().unwrap(),
+        "--data-dir",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not in this store"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("x").exists() && !dir.path().join("x.part").exists());
+}
+
+#[test]
+fn put_streams_large_files_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    write_noise(&file, 512 << 20, 3);
+    let put = json_of(&run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("d").to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(put["size"], 512u64 << 20);
+    let rss = put["peak_rss_bytes"].as_u64().unwrap();
+    assert!(
+        rss < 64 << 20,
+        "peak RSS {} MiB for a 512 MiB file",
+        rss >> 20
+    );
+}
+
+/// `kill -9` in the middle of a put: what was committed before is intact, no index entry
+/// points at missing data, and the orphans of the killed put are collected.
+#[test]
+fn a_put_killed_with_sigkill_leaves_the_store_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let small = dir.path().join("small.bin");
+    write_noise(&small, 2 << 20, 5);
+    let kept = json_of(&run(&[
+        "put",
+        small.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]));
+    let big = dir.path().join("big.bin");
+    write_noise(&big, 1 << 30, 6);
+
+    let mut child = stoq()
+        .args([
+            "put",
+            big.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the put has written a good number of new blobs, then kill it mid-way.
+    let count = || {
+        std::fs::read_dir(data.join("blobs"))
+            .unwrap()
+            .flatten()
+            .map(|d| std::fs::read_dir(d.path()).map_or(0, |f| f.count()))
+            .sum::<usize>()
+    };
+    let before = count();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count() < before + 500 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the put finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "the put wrote nothing");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let mut store = stoq::store::Store::open(&data).unwrap();
+    assert_eq!(store.check().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        store.stats().unwrap().objects,
+        1,
+        "the killed put committed nothing"
+    );
+    let mut back = Vec::new();
+    store
+        .get_to(&kept["id"].as_str().unwrap().parse().unwrap(), &mut back)
+        .unwrap();
+    assert_eq!(back, std::fs::read(&small).unwrap());
+    assert!(store.gc().unwrap().orphans_removed >= 500);
+    assert!(store.check().unwrap().is_empty());
+}

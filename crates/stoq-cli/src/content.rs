@@ -1,0 +1,170 @@
+//! `stoq put`, `get`, `status`, `delete` and `gc` against a local content store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use stoq::chunking::{ContentId, ErasurePolicy};
+use stoq::store::{PutOptions, Store};
+
+use crate::cli::{usage, DeleteArgs, GetArgs, PutArgs, StatusArgs};
+
+fn open(dir: &Path) -> Result<Store> {
+    Store::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
+}
+
+fn content_id(text: &str) -> Result<ContentId> {
+    text.parse().map_err(usage)
+}
+
+/// Peak resident memory of this process so far (VmHWM), if the OS says.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Stores a file and prints its content id.
+pub fn put(args: PutArgs) -> Result<()> {
+    let erasure = args
+        .erasure
+        .as_deref()
+        .map(str::parse::<ErasurePolicy>)
+        .transpose()
+        .map_err(usage)?;
+    if !args.file.is_file() {
+        return Err(usage(format!(
+            "{} is not a readable file",
+            args.file.display()
+        )));
+    }
+    let mut store = open(&args.data_dir)?;
+    let started = Instant::now();
+    let report = store.put_file(
+        &args.file,
+        PutOptions {
+            erasure,
+            kind: args.kind.map(Into::into),
+        },
+    )?;
+    let elapsed = started.elapsed();
+    if args.json {
+        let mut j = serde_json::to_value(&report)?;
+        j["elapsed_ms"] = (elapsed.as_secs_f64() * 1e3).into();
+        j["erasure"] = erasure.map(|e| format!("{}+{}", e.k, e.m)).into();
+        j["peak_rss_bytes"] = peak_rss_bytes().into();
+        println!("{j}");
+    } else {
+        println!("{}", report.id);
+        eprintln!(
+            "stored {} bytes as {} chunks ({} new, {} new bytes) in {:.0} ms",
+            report.size,
+            report.chunks,
+            report.new_chunks,
+            report.new_bytes,
+            elapsed.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// Writes content to a file (via a `.part` file renamed into place) or to standard output.
+pub fn get(args: GetArgs) -> Result<()> {
+    let id = content_id(&args.id)?;
+    let store = open(&args.data_dir)?;
+    let started = Instant::now();
+    let report = match &args.output {
+        Some(path) => {
+            let part = PathBuf::from(format!("{}.part", path.display()));
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&part)
+                    .with_context(|| format!("cannot create {}", part.display()))?,
+            );
+            let result = store
+                .get_to(&id, &mut file)
+                .map_err(anyhow::Error::from)
+                .and_then(|r| {
+                    file.flush()?;
+                    file.get_ref().sync_all()?;
+                    Ok(r)
+                });
+            match result {
+                Ok(r) => {
+                    std::fs::rename(&part, path)?;
+                    r
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&part);
+                    return Err(e);
+                }
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let r = store.get_to(&id, &mut out)?;
+            out.flush()?;
+            r
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "id": id.to_string(),
+                "size": report.bytes,
+                "elapsed_ms": started.elapsed().as_secs_f64() * 1e3,
+                "sources": [{ "addr": format!("local:{}", args.data_dir.display()), "bytes": report.bytes }],
+                "repaired_shards": report.repaired_shards,
+            })
+        );
+    } else if report.repaired_shards > 0 {
+        eprintln!("repaired {} shard(s) from parity", report.repaired_shards);
+    }
+    Ok(())
+}
+
+/// Prints the store's totals.
+pub fn status(args: StatusArgs) -> Result<()> {
+    let stats = open(&args.data_dir)?.stats()?;
+    if args.json {
+        println!("{}", serde_json::to_value(stats)?);
+    } else {
+        println!(
+            "{} object(s), {} logical bytes stored in {} bytes ({} blobs): dedup ratio {:.2}",
+            stats.objects, stats.logical_bytes, stats.stored_bytes, stats.blobs, stats.dedup_ratio
+        );
+    }
+    Ok(())
+}
+
+/// Removes content.
+pub fn delete(args: DeleteArgs) -> Result<()> {
+    let id = content_id(&args.id)?;
+    let report = open(&args.data_dir)?.delete(&id)?;
+    if args.json {
+        println!("{}", serde_json::to_value(report)?);
+    } else {
+        println!(
+            "deleted {id}: freed {} blob(s), {} bytes",
+            report.orphans_removed, report.bytes_freed
+        );
+    }
+    Ok(())
+}
+
+/// Removes unreferenced blob files.
+pub fn gc(args: StatusArgs) -> Result<()> {
+    let report = open(&args.data_dir)?.gc()?;
+    if args.json {
+        println!("{}", serde_json::to_value(report)?);
+    } else {
+        println!(
+            "removed {} orphan blob(s), {} bytes",
+            report.orphans_removed, report.bytes_freed
+        );
+    }
+    Ok(())
+}
