@@ -281,6 +281,51 @@ pub enum BenchName {
     Transport(TransportBenchArgs),
     /// Route computation on realistic topologies vs petgraph's Dijkstra, and predictor error.
     Route(RouteBenchArgs),
+    /// Chunk + hash + index throughput vs fastcdc alone and blake3 alone; dedup on real trees.
+    Chunking(ChunkingBenchArgs),
+    /// Erasure encode/decode throughput vs reed-solomon-simd called directly.
+    Erasure(ErasureBenchArgs),
+}
+
+/// `stoq bench chunking`.
+#[derive(Debug, Args)]
+pub struct ChunkingBenchArgs {
+    /// Bytes of the in-memory buffer.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub size: usize,
+    /// Rounds; figures are medians.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Older version of a source tree (default: the largest crate with two versions in the
+    /// local cargo registry).
+    #[arg(long, requires = "new")]
+    pub old: Option<PathBuf>,
+    /// Newer version of the same tree.
+    #[arg(long, requires = "old")]
+    pub new: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq bench erasure`.
+#[derive(Debug, Args)]
+pub struct ErasureBenchArgs {
+    /// Bytes of data coded per round.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub size: usize,
+    /// Chunk size in bytes (each chunk is one stripe).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub chunk: usize,
+    /// Erasure policy K+M.
+    #[arg(long, default_value = "4+2")]
+    pub erasure: String,
+    /// Rounds; figures are medians.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `stoq bench route`.

@@ -53,6 +53,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => match args.name {
                 BenchName::Transport(t) => bench::transport::run(t).await,
                 BenchName::Route(r) => bench::route::run(r),
+                BenchName::Chunking(c) => bench::chunking::run(c),
+                BenchName::Erasure(e) => bench::erasure::run(e),
             },
         }
     });

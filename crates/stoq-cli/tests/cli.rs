@@ -715,3 +715,54 @@ fn a_put_killed_with_sigkill_leaves_the_store_consistent() {
     assert!(store.gc().unwrap().orphans_removed >= 500);
     assert!(store.check().unwrap().is_empty());
 }
+
+#[test]
+fn bench_chunking_and_erasure_report_ratios_to_their_baselines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("v1"), dir.path().join("v2"));
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&new).unwrap();
+    let text: String = (0..20_000)
+        .map(|i| format!("fn line_{i}() {{ println!(\"{i}\"); }}\n"))
+        .collect();
+    std::fs::write(old.join("lib.rs"), &text).unwrap();
+    std::fs::write(
+        new.join("lib.rs"),
+        text.replacen("line_10000", "line_ten_thousand", 1),
+    )
+    .unwrap();
+    let j = route_json(&[
+        "bench",
+        "chunking",
+        "--size",
+        "8388608",
+        "--rounds",
+        "1",
+        "--old",
+        old.to_str().unwrap(),
+        "--new",
+        new.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(j["baseline"], "fastcdc");
+    assert!(j["ratio"]["fastcdc"].as_f64().unwrap() > 0.0);
+    assert!(j["ratio"]["blake3"].as_f64().unwrap() > 0.0);
+    let d = &j["dedup"];
+    assert_eq!(
+        d["new_bytes_total"],
+        text.len() + "_ten_thousand".len() - "_10000".len()
+    );
+    // One edit in a 700 KB file: content-defined chunks store a chunk or two, fixed 256 KiB
+    // chunks store everything from the edit on.
+    assert!(d["cdc_new_bytes"].as_u64().unwrap() < 100_000, "{d}");
+    assert!(d["fixed_new_bytes"].as_u64().unwrap() > 200_000, "{d}");
+
+    let j = route_json(&[
+        "bench", "erasure", "--size", "4194304", "--rounds", "1", "--json",
+    ]);
+    assert_eq!(j["baseline"], "reed-solomon-simd");
+    assert_eq!((j["k"].as_u64(), j["m"].as_u64()), (Some(4), Some(2)));
+    for key in ["encode", "decode"] {
+        assert!(j["ratio"][key].as_f64().unwrap() > 0.0);
+    }
+}

@@ -1,6 +1,8 @@
 //! `stoq bench`: every figure is real work over real sockets, next to its baseline measured
 //! in the same run.
 
+pub mod chunking;
+pub mod erasure;
 pub mod route;
 pub mod transport;
 
@@ -9,6 +11,25 @@ use std::time::Duration;
 /// Gigabits per second for `bytes` moved in `elapsed`.
 pub fn gbps(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e9
+}
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible and with no repeats.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// GB/s (10^9 bytes per second).
+pub fn gb_per_s(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64() / 1e9
 }
 
 /// The median of some figures (the mean of the middle two for an even count).

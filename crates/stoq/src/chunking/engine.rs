@@ -55,8 +55,62 @@ pub trait ChunkEngine: Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FastCdcEngine;
 
-/// Boundaries handed from the cutting thread to the hashing one, this many at a time.
-const BATCH: usize = 64;
+/// Buffers shorter than this many maximum-size chunks are cut on one thread.
+const PARALLEL_MIN_MAX_CHUNKS: usize = 8;
+
+fn spans_from(data: &[u8], base: usize, p: ChunkProfile) -> impl Iterator<Item = ChunkSpan> + '_ {
+    FastCDC::new(&data[base..], p.min, p.avg, p.max).map(move |c| ChunkSpan {
+        id: Hash32::of(&data[base + c.offset..base + c.offset + c.length]),
+        offset: base + c.offset,
+        length: c.length,
+    })
+}
+
+/// Content-defined chunking on two threads with a result identical to one thread.
+///
+/// FastCDC decides each cut from the bytes after the previous cut only. So a second thread can
+/// cut (and hash) the second half from its own start; the first thread cuts from the beginning
+/// and, past the middle, stops at the first cut that is also a chunk start of the second
+/// thread: from there on both would cut alike, and the second thread's spans are taken. If the
+/// two never meet (no shared boundary), the first thread simply finishes alone.
+pub fn parallel_spans(data: &[u8], p: ChunkProfile) -> Vec<ChunkSpan> {
+    if data.len() < PARALLEL_MIN_MAX_CHUNKS * p.max as usize {
+        return spans_from(data, 0, p).collect();
+    }
+    let mid = data.len() / 2;
+    let (starts_tx, starts_rx) = mpsc::sync_channel::<Vec<usize>>(1);
+    std::thread::scope(|scope| {
+        let second = scope.spawn(move || {
+            let cuts: Vec<(usize, usize)> = FastCDC::new(&data[mid..], p.min, p.avg, p.max)
+                .map(|c| (mid + c.offset, c.length))
+                .collect();
+            let _ = starts_tx.send(cuts.iter().map(|c| c.0).collect());
+            cuts.into_iter()
+                .map(|(offset, length)| ChunkSpan {
+                    id: Hash32::of(&data[offset..offset + length]),
+                    offset,
+                    length,
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut spans = Vec::with_capacity(data.len() / p.avg as usize + 1);
+        let mut starts: Option<Vec<usize>> = None;
+        for span in spans_from(data, 0, p) {
+            let end = span.offset + span.length;
+            spans.push(span);
+            if end < mid || end == data.len() {
+                continue;
+            }
+            let starts = starts.get_or_insert_with(|| starts_rx.recv().unwrap_or_default());
+            if starts.binary_search(&end).is_ok() {
+                let tail = second.join().expect("chunking thread panicked");
+                spans.extend(tail.into_iter().filter(|s| s.offset >= end));
+                return spans;
+            }
+        }
+        spans
+    })
+}
 
 impl ChunkEngine for FastCdcEngine {
     fn profile_for(&self, head: &[u8]) -> (ContentKind, ChunkProfile) {
@@ -64,39 +118,11 @@ impl ChunkEngine for FastCdcEngine {
         (kind, kind.profile())
     }
 
-    /// Cuts on one thread and hashes on another, so on two cores hashing hides behind cutting.
+    /// Cuts and hashes the two halves of the buffer on two threads and splices them where the
+    /// boundaries re-synchronise, so the result is exactly the sequential cut (see
+    /// [`parallel_spans`]).
     fn chunk_slice(&self, data: &[u8], p: ChunkProfile) -> Vec<ChunkSpan> {
-        if data.is_empty() {
-            return Vec::new();
-        }
-        let (tx, rx) = mpsc::sync_channel::<Vec<(usize, usize)>>(8);
-        std::thread::scope(|scope| {
-            scope.spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
-                for c in FastCDC::new(data, p.min, p.avg, p.max) {
-                    batch.push((c.offset, c.length));
-                    if batch.len() == BATCH
-                        && tx
-                            .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-                let _ = tx.send(batch);
-            });
-            let mut spans = Vec::with_capacity(data.len() / p.avg as usize + 1);
-            for batch in rx {
-                for (offset, length) in batch {
-                    spans.push(ChunkSpan {
-                        id: Hash32::of(&data[offset..offset + length]),
-                        offset,
-                        length,
-                    });
-                }
-            }
-            spans
-        })
+        parallel_spans(data, p)
     }
 
     fn chunk_stream(
@@ -173,6 +199,16 @@ mod tests {
         assert_eq!(total, data.len() as u64);
         assert_eq!(slice, streamed);
         assert!(slice.iter().all(|c| c.length <= 4096));
+    }
+
+    #[test]
+    fn the_parallel_cut_equals_the_sequential_cut() {
+        for (len, seed) in [(100_000usize, 1u64), (1 << 20, 2), ((3 << 20) + 17, 3)] {
+            let data = noise(len, seed);
+            let sequential: Vec<ChunkSpan> = spans_from(&data, 0, SMALL).collect();
+            assert!(data.len() >= PARALLEL_MIN_MAX_CHUNKS * SMALL.max as usize);
+            assert_eq!(parallel_spans(&data, SMALL), sequential, "len {len}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Erasure coding of one chunk with reed-solomon-simd: `k` data shards and `m` parity shards,
 //! any `k` of which rebuild the chunk.
 
+use std::borrow::Cow;
+
 use super::manifest::ErasurePolicy;
 
 /// Why a chunk could not be encoded or rebuilt.
@@ -26,58 +28,80 @@ pub fn shard_len(len: usize, k: u8) -> usize {
     (per + (per & 1)).max(2)
 }
 
-/// Cuts `chunk` into `k` data shards (zero-padded) and computes `m` parity shards.
-pub fn encode(chunk: &[u8], policy: ErasurePolicy) -> Result<Vec<Vec<u8>>, ErasureError> {
-    let k = usize::from(policy.k);
-    let size = shard_len(chunk.len(), policy.k);
-    let mut shards: Vec<Vec<u8>> = (0..k)
+/// The `k` data shards of `chunk`: slices of it, copied only where zero padding is needed.
+pub fn data_shards(chunk: &[u8], k: u8) -> Vec<Cow<'_, [u8]>> {
+    let size = shard_len(chunk.len(), k);
+    (0..usize::from(k))
         .map(|i| {
             let start = (i * size).min(chunk.len());
             let end = ((i + 1) * size).min(chunk.len());
-            let mut shard = chunk[start..end].to_vec();
-            shard.resize(size, 0);
-            shard
+            if end - start == size {
+                Cow::Borrowed(&chunk[start..end])
+            } else {
+                let mut padded = chunk[start..end].to_vec();
+                padded.resize(size, 0);
+                Cow::Owned(padded)
+            }
         })
-        .collect();
-    let parity = reed_solomon_simd::encode(k, usize::from(policy.m), &shards)
-        .map_err(|e| ErasureError::Codec(e.to_string()))?;
-    shards.extend(parity);
-    Ok(shards)
+        .collect()
+}
+
+/// The `m` parity shards of some data shards.
+pub fn parity(data: &[Cow<'_, [u8]>], policy: ErasurePolicy) -> Result<Vec<Vec<u8>>, ErasureError> {
+    reed_solomon_simd::encode(usize::from(policy.k), usize::from(policy.m), data)
+        .map_err(|e| ErasureError::Codec(e.to_string()))
+}
+
+/// All `k + m` shards of `chunk`, as owned buffers (data shards first).
+pub fn encode(chunk: &[u8], policy: ErasurePolicy) -> Result<Vec<Vec<u8>>, ErasureError> {
+    let data = data_shards(chunk, policy.k);
+    let parity = parity(&data, policy)?;
+    Ok(data
+        .into_iter()
+        .map(Cow::into_owned)
+        .chain(parity)
+        .collect())
 }
 
 /// Rebuilds a chunk of `len` bytes from whichever shards are present (`None` = missing);
 /// shards are indexed data first, then parity.
-pub fn decode(
-    shards: &[Option<Vec<u8>>],
+pub fn decode<S: AsRef<[u8]>>(
+    shards: &[Option<S>],
     policy: ErasurePolicy,
     len: usize,
 ) -> Result<Vec<u8>, ErasureError> {
     let k = usize::from(policy.k);
     let have = shards.iter().filter(|s| s.is_some()).count();
-    if have < k {
+    if have < k || shards.len() < k {
         return Err(ErasureError::NotEnoughShards { have, need: k });
     }
-    let mut data: Vec<Option<Vec<u8>>> = shards[..k].to_vec();
-    if data.iter().any(Option::is_none) {
-        let originals = data
+    let present = |range: std::ops::Range<usize>| {
+        shards[range.clone()]
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
-        let recovery = shards[k..]
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)));
-        let restored = reed_solomon_simd::decode(k, usize::from(policy.m), originals, recovery)
-            .map_err(|e| ErasureError::Codec(e.to_string()))?;
-        for (i, shard) in restored {
-            data[i] = Some(shard);
-        }
-    }
+            .filter_map(move |(i, s)| s.as_ref().map(|s| (i, s.as_ref())))
+    };
+    let restored = if shards[..k].iter().any(Option::is_none) {
+        reed_solomon_simd::decode(
+            k,
+            usize::from(policy.m),
+            present(0..k),
+            present(k..shards.len()),
+        )
+        .map_err(|e| ErasureError::Codec(e.to_string()))?
+    } else {
+        Default::default()
+    };
     let mut chunk = Vec::with_capacity(k * shard_len(len, policy.k));
-    for shard in data {
-        chunk.extend_from_slice(
-            &shard.ok_or_else(|| ErasureError::Codec("codec left a shard missing".into()))?,
-        );
+    for (i, shard) in shards[..k].iter().enumerate() {
+        let piece = match shard {
+            Some(s) => s.as_ref(),
+            None => restored
+                .get(&i)
+                .map(Vec::as_slice)
+                .ok_or_else(|| ErasureError::Codec("codec left a shard missing".into()))?,
+        };
+        chunk.extend_from_slice(piece);
     }
     chunk.truncate(len);
     Ok(chunk)

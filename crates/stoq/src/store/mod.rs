@@ -311,7 +311,13 @@ impl Store {
                             None
                         }
                         Some(policy) => {
-                            let shards = erasure::encode(chunk.data, policy)?;
+                            let data = erasure::data_shards(chunk.data, policy.k);
+                            let parity = erasure::parity(&data, policy)?;
+                            let shards: Vec<&[u8]> = data
+                                .iter()
+                                .map(|d| d.as_ref())
+                                .chain(parity.iter().map(Vec::as_slice))
+                                .collect();
                             let mut ids = Vec::with_capacity(shards.len());
                             let mut any_new = false;
                             for shard in &shards {
