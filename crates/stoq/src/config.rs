@@ -2,8 +2,8 @@
 //!
 //! Precedence: built-in defaults, then the file, then command-line flags; then [`StoqConfig::validate`]
 //! checks the result and names the first bad field. Unknown fields are refused, so a typo never
-//! silently does nothing. A section holds only settings that its layer applies: the routing,
-//! chunking and edge sections gain their fields as those layers land.
+//! silently does nothing. A section holds only settings that its layer applies: the edge
+//! section gains its fields with the edge network.
 
 use std::path::{Path, PathBuf};
 
@@ -78,7 +78,10 @@ pub struct RoutingConfig {
     pub weights: CostWeights,
 }
 
-/// Chunking settings (the chunk engine lands with issue #3).
+/// Chunking settings. Empty on purpose: chunk sizes are fixed per content kind (see
+/// docs/PROTOCOL.md §8) because content ids depend on them, and two nodes that chunked the
+/// same bytes differently would neither share chunks nor agree on ids. The kind can be
+/// chosen per put (`stoq put --kind`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChunkingConfig {}
