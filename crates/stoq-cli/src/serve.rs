@@ -17,6 +17,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 config.node.data_dir.display()
             )
         })?;
+    let store = stoq::store::Store::open(&config.node.data_dir).with_context(|| {
+        format!(
+            "cannot open the content store in {}",
+            config.node.data_dir.display()
+        )
+    })?;
     let endpoint = StoqEndpoint::bind(config.transport.clone(), identity)
         .with_context(|| format!("cannot listen on {}", config.transport.listen))?;
     println!(
@@ -25,8 +31,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         endpoint.node_id()
     );
     std::io::stdout().flush()?;
-    let node_id = endpoint.node_id().to_string();
-    endpoint.serve(move |req| stoq::node::handle(req, node_id.clone()));
+    let service = stoq::node::NodeService::new(
+        endpoint.node_id().to_string(),
+        Some(std::sync::Arc::new(store)),
+    );
+    endpoint.serve(move |req| service.clone().handle(req));
     wait_for_stop_signal().await?;
     eprintln!(
         "stoq: shutting down (waiting up to {} ms for in-flight requests)",

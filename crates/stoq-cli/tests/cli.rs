@@ -256,10 +256,13 @@ fn the_demo_runs_end_to_end() {
     let out = run(&["demo", "--size", "8388608"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    for step in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. "] {
+    for step in [
+        "1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. ",
+    ] {
         assert!(text.contains(step), "missing step {step} in:\n{text}");
     }
     assert!(text.contains("BLAKE3 matches"), "{text}");
+    assert!(text.contains("every chunk verified"), "{text}");
 }
 
 #[test]

@@ -13,7 +13,8 @@ async fn the_matrix_learns_rtt_from_quic_path_stats() {
     };
     let server = StoqEndpoint::bind(config.clone(), NodeIdentity::generate().unwrap()).unwrap();
     let id = server.node_id().to_string();
-    server.serve(move |req| stoq::node::handle(req, id.clone()));
+    let service = stoq::node::NodeService::new(id, None);
+    server.serve(move |req| service.clone().handle(req));
     let client = StoqEndpoint::client(config, NodeIdentity::generate().unwrap()).unwrap();
     let conn = tokio::time::timeout(
         std::time::Duration::from_secs(30),

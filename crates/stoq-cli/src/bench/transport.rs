@@ -155,7 +155,8 @@ impl Stoq {
         config.listen = LOCALHOST.parse()?;
         let server = StoqEndpoint::bind(config.clone(), NodeIdentity::generate()?)?;
         let node_id = server.node_id().to_string();
-        server.serve(move |req| stoq::node::handle(req, node_id.clone()));
+        let service = stoq::node::NodeService::new(node_id, None);
+        server.serve(move |req| service.clone().handle(req));
         let client = StoqEndpoint::client(config, NodeIdentity::generate()?)?;
         let conn = client
             .connect(

@@ -1,7 +1,13 @@
-//! The requests a running node answers so far, and the client side of each.
+//! The requests a running node answers, and the client side of each.
 //!
 //! A request's REQUEST payload starts with a one-byte operation code (see `docs/PROTOCOL.md`).
-//! The content operations (put, get, purge...) join this list with the CDN layers.
+//! [`NodeService`] answers them; [`content`] serves and fetches content.
+
+pub mod content;
+
+use std::sync::Arc;
+
+use crate::store::Store;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use stoq_transport::protocol::ErrorCode;
@@ -19,6 +25,10 @@ pub enum Op {
     /// The body is read and dropped unhashed; the RESPONSE is its length (u64 BE). This is
     /// what the transport benchmark uses, so it measures moving bytes and nothing else.
     Discard,
+    /// A content's manifest, from the node's store (see [`content`]).
+    GetManifest,
+    /// One chunk of a content, from the node's store (see [`content`]).
+    GetChunk,
 }
 
 impl Op {
@@ -29,6 +39,8 @@ impl Op {
             Op::Echo => 0x02,
             Op::Sink => 0x03,
             Op::Discard => 0x04,
+            Op::GetManifest => 0x10,
+            Op::GetChunk => 0x11,
         }
     }
 
@@ -39,6 +51,8 @@ impl Op {
             0x02 => Some(Op::Echo),
             0x03 => Some(Op::Sink),
             0x04 => Some(Op::Discard),
+            0x10 => Some(Op::GetManifest),
+            0x11 => Some(Op::GetChunk),
             _ => None,
         }
     }
@@ -86,13 +100,47 @@ impl SinkReceipt {
     }
 }
 
-/// Answers one request with the node's basic operations. Unknown operations get an ERROR
-/// frame with `BAD_REQUEST`.
-pub async fn handle(mut req: IncomingRequest, node_id: String) -> Result<(), TransportError> {
+/// What a node answers requests with: its id and, if it has one, its content store.
+#[derive(Debug, Clone)]
+pub struct NodeService {
+    node_id: Arc<str>,
+    store: Option<Arc<Store>>,
+}
+
+impl NodeService {
+    /// A service for node `node_id`, serving content from `store` if given.
+    pub fn new(node_id: impl Into<Arc<str>>, store: Option<Arc<Store>>) -> Self {
+        NodeService {
+            node_id: node_id.into(),
+            store,
+        }
+    }
+
+    /// Answers one request. Unknown operations get an ERROR frame with `BAD_REQUEST`; content
+    /// requests to a node without a store get `NOT_FOUND`.
+    pub async fn handle(self, req: IncomingRequest) -> Result<(), TransportError> {
+        let op = req.payload.first().copied().and_then(Op::from_code);
+        match (op, &self.store) {
+            (Some(op @ (Op::GetManifest | Op::GetChunk)), Some(store)) => {
+                content::serve(store.clone(), op, req).await
+            }
+            (Some(Op::GetManifest | Op::GetChunk), None) => {
+                let mut req = req;
+                req.reply
+                    .send_error(ErrorCode::NotFound, "this node keeps no content")
+                    .await
+            }
+            _ => basic(req, &self.node_id).await,
+        }
+    }
+}
+
+/// The operations that need no store.
+async fn basic(mut req: IncomingRequest, node_id: &str) -> Result<(), TransportError> {
     let op = req.payload.first().copied().and_then(Op::from_code);
     match op {
         Some(Op::Ping) => {
-            req.reply.send_response(node_id).await?;
+            req.reply.send_response(node_id.to_owned()).await?;
         }
         Some(Op::Echo) => {
             let mut hasher = blake3::Hasher::new();
@@ -127,7 +175,7 @@ pub async fn handle(mut req: IncomingRequest, node_id: String) -> Result<(), Tra
                 .send_response(bytes.to_be_bytes().to_vec())
                 .await?;
         }
-        None => {
+        Some(Op::GetManifest | Op::GetChunk) | None => {
             let reason = match req.payload.first() {
                 Some(code) => format!("unknown operation 0x{code:02x}"),
                 None => "empty request".to_owned(),
@@ -175,7 +223,14 @@ mod tests {
 
     #[test]
     fn op_codes_round_trip() {
-        for op in [Op::Ping, Op::Echo, Op::Sink, Op::Discard] {
+        for op in [
+            Op::Ping,
+            Op::Echo,
+            Op::Sink,
+            Op::Discard,
+            Op::GetManifest,
+            Op::GetChunk,
+        ] {
             assert_eq!(Op::from_code(op.code()), Some(op));
         }
         assert_eq!(Op::from_code(0xee), None);

@@ -1,0 +1,299 @@
+//! Content over the wire: a node serves manifests and chunks from its store; a client fetches
+//! content from one or several nodes, verifying everything.
+//!
+//! Requests (payload after the op byte):
+//! - GET_MANIFEST: content id (32 bytes). Answer: the manifest encoding as a body
+//!   (DATA*, END), then an empty RESPONSE. The client checks BLAKE3(manifest) = content id.
+//! - GET_CHUNK: content id (32 bytes) + chunk index (u32). Answer: the chunk as a body, then an
+//!   empty RESPONSE. The client checks the chunk against the manifest's chunk id.
+//!
+//! Missing content or a chunk the node cannot produce intact is answered with ERROR NOT_FOUND.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stoq_transport::protocol::ErrorCode;
+use stoq_transport::{IncomingRequest, StoqConnection, TransportError};
+
+use super::Op;
+use crate::chunking::{ContentId, Hash32, Manifest};
+use crate::store::{Store, StoreError};
+
+/// The largest manifest a client accepts (a 1 TiB object in 64 KiB chunks needs 576 MiB; this
+/// allows 16 M chunks of the smallest entry).
+pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+
+/// Chunks a fetch keeps in flight per source.
+pub const WINDOW_PER_SOURCE: usize = 4;
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The request could not be made or answered.
+    #[error("{source_addr}: {error}")]
+    Transport {
+        /// The source.
+        source_addr: String,
+        /// What happened.
+        error: TransportError,
+    },
+    /// A source sent a manifest that does not hash to the content id.
+    #[error("{0}: the manifest does not match the content id")]
+    BadManifest(String),
+    /// A source sent a chunk that does not match its id.
+    #[error("{source_addr}: chunk {index} does not match its id; source dropped")]
+    BadChunk {
+        /// The source.
+        source_addr: String,
+        /// The chunk's index.
+        index: u32,
+    },
+    /// Every source failed before the content was complete.
+    #[error("no source could deliver chunk {index}; last error: {last}")]
+    Exhausted {
+        /// The chunk nobody delivered.
+        index: u32,
+        /// The last source's error.
+        last: String,
+    },
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+    /// No source was given.
+    #[error("no source to fetch from")]
+    NoSource,
+}
+
+/// What a fetch moved, per source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchReport {
+    /// Content bytes delivered.
+    pub size: u64,
+    /// (source address, verified bytes it delivered), in the order the sources were given.
+    pub sources: Vec<(String, u64)>,
+    /// Sources dropped for failing or sending bad data.
+    pub dropped: Vec<String>,
+}
+
+fn parse_id(bytes: &[u8]) -> Option<ContentId> {
+    Some(Hash32(bytes.get(..32)?.try_into().ok()?))
+}
+
+fn not_found(e: StoreError) -> (ErrorCode, String) {
+    match e {
+        StoreError::NotFound(_) => (ErrorCode::NotFound, e.to_string()),
+        StoreError::Corrupt { .. } => (ErrorCode::NotFound, e.to_string()),
+        other => (ErrorCode::Internal, other.to_string()),
+    }
+}
+
+/// Answers GET_MANIFEST and GET_CHUNK from `store`.
+pub(crate) async fn serve(
+    store: Arc<Store>,
+    op: Op,
+    mut req: IncomingRequest,
+) -> Result<(), TransportError> {
+    let args = req.payload.slice(1..);
+    let Some(id) = parse_id(&args) else {
+        return req
+            .reply
+            .send_error(ErrorCode::BadRequest, "a content id (32 bytes) is required")
+            .await;
+    };
+    let index = match op {
+        Op::GetChunk => match args.get(32..36) {
+            Some(b) if args.len() == 36 => Some(u32::from_be_bytes(b.try_into().expect("4 bytes"))),
+            _ => {
+                return req
+                    .reply
+                    .send_error(ErrorCode::BadRequest, "GET_CHUNK needs id + u32 index")
+                    .await
+            }
+        },
+        _ => None,
+    };
+    let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (ErrorCode, String)> {
+        let manifest = store.manifest(&id).map_err(not_found)?;
+        match index {
+            None => Ok(manifest.encode()),
+            Some(i) => {
+                let entry = manifest.chunks.get(i as usize).ok_or((
+                    ErrorCode::BadRequest,
+                    format!("content {id} has no chunk {i}"),
+                ))?;
+                store
+                    .read_chunk(&id, entry, manifest.erasure)
+                    .map(|(bytes, _)| bytes)
+                    .map_err(not_found)
+            }
+        }
+    })
+    .await
+    .map_err(|e| (ErrorCode::Internal, e.to_string()));
+    match answer {
+        Ok(Ok(bytes)) => {
+            req.reply.send_data(Bytes::from(bytes)).await?;
+            req.reply.send_end().await?;
+            req.reply.send_response(Bytes::new()).await?;
+            req.reply.finish()
+        }
+        Ok(Err((code, reason))) | Err((code, reason)) => req.reply.send_error(code, &reason).await,
+    }
+}
+
+async fn request_body(
+    conn: &StoqConnection,
+    payload: Vec<u8>,
+    limit: usize,
+) -> Result<Bytes, TransportError> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.send_request(payload).await?;
+    send.finish()?;
+    let body = recv.recv_body(limit).await?;
+    recv.recv_response().await?;
+    Ok(body)
+}
+
+/// Fetches and verifies the manifest of `id` from `conn`.
+pub async fn fetch_manifest(conn: &StoqConnection, id: &ContentId) -> Result<Manifest, FetchError> {
+    let addr = conn.remote_addr().to_string();
+    let mut payload = vec![Op::GetManifest.code()];
+    payload.extend_from_slice(&id.0);
+    let bytes = request_body(conn, payload, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|error| FetchError::Transport {
+            source_addr: addr.clone(),
+            error,
+        })?;
+    if !id.matches(&bytes) {
+        return Err(FetchError::BadManifest(addr));
+    }
+    Manifest::decode(&bytes).map_err(|_| FetchError::BadManifest(addr))
+}
+
+/// Fetches chunk `index` of `id` from `conn` and checks it against the manifest.
+pub async fn fetch_chunk(
+    conn: &StoqConnection,
+    id: &ContentId,
+    manifest: &Manifest,
+    index: u32,
+) -> Result<Vec<u8>, FetchError> {
+    let addr = conn.remote_addr().to_string();
+    let entry = &manifest.chunks[index as usize];
+    let mut payload = vec![Op::GetChunk.code()];
+    payload.extend_from_slice(&id.0);
+    payload.extend_from_slice(&index.to_be_bytes());
+    let bytes = request_body(conn, payload, entry.length as usize)
+        .await
+        .map_err(|error| FetchError::Transport {
+            source_addr: addr.clone(),
+            error,
+        })?;
+    if !entry.id.matches(&bytes) {
+        return Err(FetchError::BadChunk {
+            source_addr: addr,
+            index,
+        });
+    }
+    Ok(bytes.to_vec())
+}
+
+/// Fetches `id` from several sources at once and writes it to `out` in order.
+///
+/// Each source has up to [`WINDOW_PER_SOURCE`] chunks in flight; a faster source finishes its
+/// chunks sooner and so is given more. A source that fails or sends a chunk that does not match
+/// its id is dropped, and its unfinished chunks go to the others; a verified chunk is never
+/// fetched twice. Memory is bounded by the in-flight and not-yet-written chunks.
+pub async fn fetch<W: Write>(
+    sources: &[StoqConnection],
+    id: &ContentId,
+    out: &mut W,
+) -> Result<FetchReport, FetchError> {
+    if sources.is_empty() {
+        return Err(FetchError::NoSource);
+    }
+    let mut manifest = None;
+    let mut last_error = None;
+    for conn in sources {
+        match fetch_manifest(conn, id).await {
+            Ok(m) => {
+                manifest = Some(m);
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let manifest = Arc::new(match manifest {
+        Some(m) => m,
+        None => return Err(last_error.unwrap_or(FetchError::NoSource)),
+    });
+    let mut report = FetchReport {
+        size: 0,
+        sources: sources
+            .iter()
+            .map(|c| (c.remote_addr().to_string(), 0))
+            .collect(),
+        dropped: Vec::new(),
+    };
+    let count = manifest.chunks.len() as u32;
+    let mut todo: VecDeque<u32> = (0..count).collect();
+    let mut alive: Vec<bool> = vec![true; sources.len()];
+    let mut in_flight = vec![0usize; sources.len()];
+    let mut ready: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut next_write = 0u32;
+    let mut last = String::new();
+    let (tx, mut rx) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, u32, Result<Vec<u8>, FetchError>)>();
+    let window = WINDOW_PER_SOURCE * sources.len();
+    while next_write < count {
+        // Hand out work: chunks not too far ahead of the write cursor, to live sources with room.
+        for (s, conn) in sources.iter().enumerate() {
+            while alive[s] && in_flight[s] < WINDOW_PER_SOURCE {
+                let Some(&index) = todo.front() else { break };
+                if index >= next_write + window as u32 {
+                    break;
+                }
+                todo.pop_front();
+                in_flight[s] += 1;
+                let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
+                tokio::spawn(async move {
+                    let result = fetch_chunk(&conn, &id, &manifest, index).await;
+                    let _ = tx.send((s, index, result));
+                });
+            }
+        }
+        if in_flight.iter().all(|&n| n == 0) {
+            let index = todo.front().copied().unwrap_or(next_write);
+            return Err(FetchError::Exhausted { index, last });
+        }
+        let (s, index, result) = rx
+            .recv()
+            .await
+            .expect("a sender is alive while chunks are in flight");
+        in_flight[s] -= 1;
+        match result {
+            Ok(bytes) => {
+                report.sources[s].1 += bytes.len() as u64;
+                ready.insert(index, bytes);
+            }
+            Err(e) => {
+                last = e.to_string();
+                if alive[s] {
+                    alive[s] = false;
+                    report.dropped.push(report.sources[s].0.clone());
+                }
+                // Put the chunk back in order, at the front: it is the most overdue.
+                let at = todo.iter().position(|&i| i > index).unwrap_or(todo.len());
+                todo.insert(at, index);
+            }
+        }
+        while let Some(bytes) = ready.remove(&next_write) {
+            out.write_all(&bytes)?;
+            report.size += bytes.len() as u64;
+            next_write += 1;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,174 @@
+//! Content served by real nodes on [::1] and fetched from several at once, verified.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoq::chunking::{ErasurePolicy, Hash32};
+use stoq::node::content::{fetch, fetch_manifest, FetchError};
+use stoq::node::NodeService;
+use stoq::store::{PutOptions, Store};
+use stoq::transport::{
+    NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportConfig,
+};
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn local() -> TransportConfig {
+    TransportConfig {
+        listen: "[::1]:0".parse().unwrap(),
+        ..TransportConfig::default()
+    }
+}
+
+/// A node serving `store`.
+fn node(store: Store) -> StoqEndpoint {
+    let endpoint = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
+    let service = NodeService::new(endpoint.node_id().to_string(), Some(Arc::new(store)));
+    endpoint.serve(move |req| service.clone().handle(req));
+    endpoint
+}
+
+async fn dial(client: &StoqEndpoint, node: &StoqEndpoint) -> StoqConnection {
+    client
+        .connect(
+            node.local_addr().unwrap(),
+            &PeerExpectation::Node(node.node_id()),
+        )
+        .await
+        .unwrap()
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test exceeded its time bound")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_is_fetched_from_several_nodes_at_once() {
+    bounded(async {
+        let data = noise(4 << 20, 1);
+        let (dirs, mut ids) = (
+            vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()],
+            Vec::new(),
+        );
+        let mut nodes = Vec::new();
+        for dir in &dirs {
+            let mut store = Store::open(dir.path()).unwrap();
+            ids.push(
+                store
+                    .put_reader(&data[..], PutOptions::default())
+                    .unwrap()
+                    .id,
+            );
+            nodes.push(node(store));
+        }
+        assert_eq!(ids[0], ids[1], "same bytes, same content id on every node");
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conns = vec![
+            dial(&client, &nodes[0]).await,
+            dial(&client, &nodes[1]).await,
+        ];
+        let mut out = Vec::new();
+        let report = fetch(&conns, &ids[0], &mut out).await.unwrap();
+        assert_eq!(out, data);
+        assert_eq!(report.size, data.len() as u64);
+        assert!(
+            report.sources.iter().all(|(_, bytes)| *bytes > 0),
+            "both sources served: {report:?}"
+        );
+        assert_eq!(
+            report.sources.iter().map(|s| s.1).sum::<u64>(),
+            data.len() as u64,
+            "no chunk fetched twice"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_serving_corrupt_chunks_is_dropped_and_the_others_finish() {
+    bounded(async {
+        let data = noise(2 << 20, 2);
+        let good_dir = tempfile::tempdir().unwrap();
+        let bad_dir = tempfile::tempdir().unwrap();
+        let mut good = Store::open(good_dir.path()).unwrap();
+        let id = good
+            .put_reader(&data[..], PutOptions::default())
+            .unwrap()
+            .id;
+        let mut bad = Store::open(bad_dir.path()).unwrap();
+        bad.put_reader(&data[..], PutOptions::default()).unwrap();
+        // Corrupt every chunk file of the bad node: it can serve nothing intact.
+        for sub in std::fs::read_dir(bad_dir.path().join("blobs")).unwrap() {
+            for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+                let path = f.unwrap().path();
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[0] ^= 0xff;
+                std::fs::write(&path, bytes).unwrap();
+            }
+        }
+        let (good, bad) = (node(good), node(bad));
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conns = vec![dial(&client, &bad).await, dial(&client, &good).await];
+        let mut out = Vec::new();
+        let report = fetch(&conns, &id, &mut out).await.unwrap();
+        assert_eq!(out, data);
+        assert_eq!(report.dropped, vec![bad.local_addr().unwrap().to_string()]);
+        assert_eq!(
+            report.sources[0].1, 0,
+            "nothing from the bad source was used"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_coded_content_is_served_and_missing_content_is_an_error() {
+    bounded(async {
+        let data = noise(1 << 20, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let id = store
+            .put_reader(
+                &data[..],
+                PutOptions {
+                    erasure: Some(ErasurePolicy { k: 3, m: 2 }),
+                    kind: None,
+                },
+            )
+            .unwrap()
+            .id;
+        let n = node(store);
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conn = dial(&client, &n).await;
+        let mut out = Vec::new();
+        fetch(std::slice::from_ref(&conn), &id, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(
+            fetch_manifest(&conn, &id).await.unwrap().erasure,
+            Some(ErasurePolicy { k: 3, m: 2 })
+        );
+
+        let missing = Hash32::of(b"nothing");
+        match fetch(&[conn], &missing, &mut Vec::new()).await {
+            Err(FetchError::Transport { error, .. }) => {
+                assert!(error.to_string().contains("not found"), "{error}")
+            }
+            other => panic!("expected not found, got {other:?}"),
+        }
+    })
+    .await;
+}
