@@ -7,6 +7,7 @@
 
 mod codes;
 mod frame;
+mod hex;
 
 pub use codes::ErrorCode;
 pub use frame::{
@@ -14,6 +15,7 @@ pub use frame::{
     DEFAULT_MAX_FRAME_SIZE, HEADER_LEN, MAX_ERROR_REASON_LEN, MAX_FRAME_SIZE_CEILING,
     MIN_MAX_FRAME_SIZE,
 };
+pub use hex::{decode_hex32, encode_hex32};
 
 /// The ALPN token of STOQ v1. A peer that offers anything else is refused during the handshake.
 pub const ALPN: &[u8] = b"stoq/1";

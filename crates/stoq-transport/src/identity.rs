@@ -49,10 +49,7 @@ impl NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&stoq_protocol::encode_hex32(&self.0))
     }
 }
 
@@ -70,16 +67,9 @@ pub struct NodeIdParseError(String);
 impl FromStr for NodeId {
     type Err = NodeIdParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || NodeIdParseError(s.to_owned());
-        let s = s.trim();
-        if s.len() != 64 || !s.is_ascii() {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(NodeId(out))
+        stoq_protocol::decode_hex32(s)
+            .map(NodeId)
+            .ok_or_else(|| NodeIdParseError(s.to_owned()))
     }
 }
 

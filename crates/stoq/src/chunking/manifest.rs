@@ -49,10 +49,7 @@ impl From<blake3::Hash> for Hash32 {
 
 impl fmt::Display for Hash32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&stoq_transport::protocol::encode_hex32(&self.0))
     }
 }
 
@@ -65,16 +62,9 @@ impl fmt::Debug for Hash32 {
 impl FromStr for Hash32 {
     type Err = ManifestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.len() != 64 || !s.is_ascii() {
-            return Err(ManifestError::BadId(s.to_owned()));
-        }
-        let mut out = [0u8; 32];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
-                .map_err(|_| ManifestError::BadId(s.to_owned()))?;
-        }
-        Ok(Hash32(out))
+        stoq_transport::protocol::decode_hex32(s)
+            .map(Hash32)
+            .ok_or_else(|| ManifestError::BadId(s.trim().to_owned()))
     }
 }
 

@@ -271,15 +271,10 @@ impl Store {
         let (sniffed, _) = self.engine.profile_for(&head);
         let kind = options.kind.unwrap_or(sniffed);
         let profile = kind.profile();
-        let known: HashSet<[u8; 32]> = {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(BLOBS)?;
-            let mut known = HashSet::new();
-            for row in table.iter()? {
-                known.insert(*row?.0.value());
-            }
-            known
-        };
+        // A snapshot of the index answers "do we have this blob?" per chunk, without loading
+        // the whole index into memory.
+        let snapshot = self.db.begin_read()?;
+        let known = snapshot.open_table(BLOBS)?;
         let mut written: HashSet<ChunkId> = HashSet::new();
         let mut chunks = Vec::new();
         let mut new_chunks = 0usize;
@@ -290,7 +285,7 @@ impl Store {
                           data: &[u8],
                           written: &mut HashSet<ChunkId>|
          -> Result<bool, StoreError> {
-            if known.contains(&id.0) || written.contains(&id) {
+            if written.contains(&id) || known.get(&id.0)?.is_some() {
                 return Ok(false);
             }
             store.write_blob(&id, data)?;
