@@ -172,3 +172,83 @@ async fn erasure_coded_content_is_served_and_missing_content_is_an_error() {
     })
     .await;
 }
+
+/// A writer that rings a bell once `after` bytes have been written.
+struct Tripwire {
+    out: Vec<u8>,
+    after: usize,
+    bell: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl std::io::Write for Tripwire {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        if self.out.len() >= self.after {
+            if let Some(bell) = self.bell.take() {
+                bell.notify_one();
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_vanishes_mid_transfer_is_dropped_and_its_chunks_move_to_the_others() {
+    bounded(async {
+        let data = noise(24 << 20, 4);
+        let (dir_a, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut ids = Vec::new();
+        let mut nodes = Vec::new();
+        for dir in [&dir_a, &dir_c] {
+            let mut store = Store::open(dir.path()).unwrap();
+            ids.push(
+                store
+                    .put_reader(&data[..], PutOptions::default())
+                    .unwrap()
+                    .id,
+            );
+            nodes.push(node(store));
+        }
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conns = vec![
+            dial(&client, &nodes[0]).await,
+            dial(&client, &nodes[1]).await,
+        ];
+        let bell = Arc::new(tokio::sync::Notify::new());
+        let vanishing = nodes[0].clone();
+        let waiter = bell.clone();
+        let killer = tokio::spawn(async move {
+            waiter.notified().await;
+            vanishing.shutdown(Duration::ZERO).await;
+        });
+        let mut out = Tripwire {
+            out: Vec::new(),
+            after: 4 << 20,
+            bell: Some(bell),
+        };
+        let report = fetch(&conns, &ids[0], &mut out).await.unwrap();
+        killer.await.unwrap();
+        assert_eq!(
+            out.out, data,
+            "the content completed from the remaining source"
+        );
+        assert_eq!(
+            report.dropped,
+            vec![nodes[0].local_addr().unwrap().to_string()]
+        );
+        let (from_a, from_c) = (report.sources[0].1, report.sources[1].1);
+        assert!(
+            from_a > 0 && from_a < data.len() as u64,
+            "A served part before it vanished: {report:?}"
+        );
+        assert_eq!(
+            from_a + from_c,
+            data.len() as u64,
+            "no verified chunk was fetched twice"
+        );
+    })
+    .await;
+}
