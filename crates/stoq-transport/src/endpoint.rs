@@ -395,6 +395,7 @@ async fn serve_connection<H, Fut>(
         };
         let handler = handler.clone();
         let conn = conn.clone();
+        let reply = reply.track_delivery(tasks.clone());
         tasks.spawn(async move {
             let peer = conn.remote_addr();
             if let Err(e) = run_exchange(conn, reply, body, handler).await {

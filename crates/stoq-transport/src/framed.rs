@@ -11,6 +11,7 @@ use stoq_protocol::{
     HEADER_LEN,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::task::TaskTracker;
 
 use crate::error::connection_error;
 use crate::TransportError;
@@ -21,16 +22,34 @@ use crate::TransportError;
 /// can never mistake an abandoned body for a complete one.
 #[derive(Debug)]
 pub struct FramedSend {
-    stream: quinn::SendStream,
+    /// Always present; taken only in `drop`.
+    stream: Option<quinn::SendStream>,
     done: bool,
+    /// For answers to requests served by an endpoint: after `finish`, a task in this tracker
+    /// waits until the peer has acknowledged everything, so a graceful shutdown does not close
+    /// the connection under a response still in flight.
+    delivery: Option<TaskTracker>,
 }
 
 impl FramedSend {
     pub(crate) fn new(stream: quinn::SendStream) -> Self {
         FramedSend {
-            stream,
+            stream: Some(stream),
             done: false,
+            delivery: None,
         }
+    }
+
+    /// Makes graceful shutdown (which waits for `tracker`) wait for this stream's delivery.
+    pub(crate) fn track_delivery(mut self, tracker: TaskTracker) -> Self {
+        self.delivery = Some(tracker);
+        self
+    }
+
+    fn stream(&mut self) -> &mut quinn::SendStream {
+        self.stream
+            .as_mut()
+            .expect("the stream is only taken on drop")
     }
 
     /// Writes one frame (header and payload, without copying the payload).
@@ -45,7 +64,7 @@ impl FramedSend {
         })?;
         let header = FrameHeader { kind, length };
         let mut chunks = [Bytes::copy_from_slice(&header.encode()), payload];
-        self.stream
+        self.stream()
             .write_all_chunks(&mut chunks)
             .await
             .map_err(write_error)
@@ -55,7 +74,7 @@ impl FramedSend {
     /// malformed frames on the wire.
     #[doc(hidden)]
     pub async fn send_raw(&mut self, bytes: Bytes) -> Result<(), TransportError> {
-        self.stream
+        self.stream()
             .write_all_chunks(&mut [bytes])
             .await
             .map_err(write_error)
@@ -134,7 +153,7 @@ impl FramedSend {
     /// Finishes the stream: the peer reads everything sent and then a clean end.
     pub fn finish(&mut self) -> Result<(), TransportError> {
         self.done = true;
-        self.stream.finish()?;
+        self.stream().finish()?;
         Ok(())
     }
 
@@ -142,13 +161,13 @@ impl FramedSend {
     pub fn reset(&mut self, code: ErrorCode) {
         self.done = true;
         let _ = self
-            .stream
+            .stream()
             .reset(quinn::VarInt::from_u32(code.to_u16().into()));
     }
 
     /// Waits until the peer has received everything (or stopped the stream).
     pub async fn stopped(&mut self) -> Result<(), TransportError> {
-        match self.stream.stopped().await {
+        match self.stream().stopped().await {
             Ok(None) => Ok(()),
             Ok(Some(code)) => Err(TransportError::Remote {
                 code: ErrorCode::from_quic(code.into_inner()),
@@ -164,10 +183,22 @@ impl FramedSend {
 
 impl Drop for FramedSend {
     fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
         if !self.done {
-            let _ = self
-                .stream
-                .reset(quinn::VarInt::from_u32(ErrorCode::Internal.to_u16().into()));
+            let _ = stream.reset(quinn::VarInt::from_u32(ErrorCode::Internal.to_u16().into()));
+            return;
+        }
+        if let (Some(tracker), Ok(runtime)) =
+            (self.delivery.take(), tokio::runtime::Handle::try_current())
+        {
+            tracker.spawn_on(
+                async move {
+                    let _ = stream.stopped().await;
+                },
+                &runtime,
+            );
         }
     }
 }
