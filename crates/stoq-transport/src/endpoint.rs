@@ -81,6 +81,11 @@ struct Shared {
 }
 
 /// A STOQ node's endpoint. Cheap to clone; all clones share one socket.
+///
+/// A listening endpoint (from [`StoqEndpoint::bind`]) runs until [`StoqEndpoint::shutdown`]:
+/// its accept loop and `serve` tasks hold it, so dropping the handles alone leaves the socket
+/// and tasks running. A dial-only endpoint ([`StoqEndpoint::client`]) closes when its last
+/// handle is dropped.
 #[derive(Debug, Clone)]
 pub struct StoqEndpoint {
     shared: Arc<Shared>,
