@@ -7,12 +7,14 @@
 //! - [`config`]: one configuration for a whole node, loaded from TOML;
 //! - [`node`]: the requests a running node answers;
 //! - [`routing`]: the routing matrix, route objectives, failover alternatives and the latency
-//!   predictor, with no IO.
+//!   predictor, with no IO;
+//! - [`edge`]: nearest-edge selection and cache policies, with no IO.
 //!
 //! The chunk engine, content store and edge network join as their issues land.
 
 pub mod chunking;
 pub mod config;
+pub mod edge;
 pub mod node;
 pub mod routing;
 pub mod store;
