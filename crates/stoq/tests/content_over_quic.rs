@@ -252,3 +252,59 @@ async fn a_source_that_vanishes_mid_transfer_is_dropped_and_its_chunks_move_to_t
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_stalls_is_dropped_within_its_deadline() {
+    bounded(async {
+        let data = noise(1 << 20, 6);
+        let (dir_s, dir_g) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut stores = Vec::new();
+        let mut id = None;
+        for dir in [&dir_s, &dir_g] {
+            let mut store = Store::open(dir.path()).unwrap();
+            id = Some(
+                store
+                    .put_reader(&data[..], PutOptions::default())
+                    .unwrap()
+                    .id,
+            );
+            stores.push(Arc::new(store));
+        }
+        let id = id.unwrap();
+        // The stalling node answers manifests but never sends a chunk.
+        let stalling = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let service = NodeService::new(stalling.node_id().to_string(), Some(stores[0].clone()));
+        stalling.serve(move |req| {
+            let service = service.clone();
+            async move {
+                if req.payload.first() == Some(&stoq::node::Op::GetChunk.code()) {
+                    std::future::pending::<()>().await;
+                }
+                service.handle(req).await
+            }
+        });
+        let good = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let service = NodeService::new(good.node_id().to_string(), Some(stores[1].clone()));
+        good.serve(move |req| service.clone().handle(req));
+
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conns = vec![dial(&client, &stalling).await, dial(&client, &good).await];
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let report = fetch(&conns, &id, &mut out).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(out, data);
+        assert_eq!(
+            report.dropped,
+            vec![stalling.local_addr().unwrap().to_string()]
+        );
+        assert_eq!(report.sources[0].1, 0);
+        // The first chunks' deadline is 500 ms plus 3x their size at 1 MB/s.
+        let first_deadline = stoq::node::content::stall_deadline(256 * 1024, 1e6);
+        assert!(
+            took < first_deadline + Duration::from_secs(3),
+            "took {took:?}"
+        );
+    })
+    .await;
+}

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stoq_transport::protocol::ErrorCode;
@@ -27,6 +28,22 @@ pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 
 /// Chunks a fetch keeps in flight per source.
 pub const WINDOW_PER_SOURCE: usize = 4;
+
+/// The least time a source gets for a chunk before it counts as stalled.
+pub const STALL_FLOOR: Duration = Duration::from_millis(500);
+
+/// How long a source may take to send a manifest before the next source is asked.
+pub const MANIFEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The rate assumed for a source before its first chunk arrives (1 MB/s: generous, so a slow
+/// but working source is not dropped on its first chunk).
+const INITIAL_RATE_BYTES_PER_S: f64 = 1e6;
+
+/// How long a source may take for a chunk of `len` bytes, given the rate it has shown so far
+/// (with its other chunks in flight): 500 ms plus three times the expected transfer time.
+pub fn stall_deadline(len: u32, rate_bytes_per_s: f64) -> Duration {
+    STALL_FLOOR + Duration::from_secs_f64(3.0 * f64::from(len) / rate_bytes_per_s.max(1.0))
+}
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +66,16 @@ pub enum FetchError {
         source_addr: String,
         /// The chunk's index.
         index: u32,
+    },
+    /// A source took longer than its stall deadline for a chunk.
+    #[error("{source_addr}: chunk {index} stalled past {after:?}; source dropped")]
+    Stalled {
+        /// The source.
+        source_addr: String,
+        /// The chunk's index.
+        index: u32,
+        /// The deadline it missed.
+        after: Duration,
     },
     /// Every source failed before the content was complete.
     #[error("no source could deliver chunk {index}; last error: {last}")]
@@ -203,9 +230,10 @@ pub async fn fetch_chunk(
 /// Fetches `id` from several sources at once and writes it to `out` in order.
 ///
 /// Each source has up to [`WINDOW_PER_SOURCE`] chunks in flight; a faster source finishes its
-/// chunks sooner and so is given more. A source that fails or sends a chunk that does not match
-/// its id is dropped, and its unfinished chunks go to the others; a verified chunk is never
-/// fetched twice. Memory is bounded by the in-flight and not-yet-written chunks.
+/// chunks sooner and so is given more. A source that fails, stalls (misses its
+/// [`stall_deadline`], which adapts to the rate it has shown) or sends a chunk that does not
+/// match its id is dropped, and its unfinished chunks go to the others; a verified chunk is
+/// never fetched twice. Memory is bounded by the in-flight and not-yet-written chunks.
 pub async fn fetch<W: Write>(
     sources: &[StoqConnection],
     id: &ContentId,
@@ -217,12 +245,19 @@ pub async fn fetch<W: Write>(
     let mut manifest = None;
     let mut last_error = None;
     for conn in sources {
-        match fetch_manifest(conn, id).await {
-            Ok(m) => {
+        match tokio::time::timeout(MANIFEST_DEADLINE, fetch_manifest(conn, id)).await {
+            Ok(Ok(m)) => {
                 manifest = Some(m);
                 break;
             }
-            Err(e) => last_error = Some(e),
+            Ok(Err(e)) => last_error = Some(e),
+            Err(_) => {
+                last_error = Some(FetchError::Stalled {
+                    source_addr: conn.remote_addr().to_string(),
+                    index: u32::MAX,
+                    after: MANIFEST_DEADLINE,
+                })
+            }
         }
     }
     let manifest = Arc::new(match manifest {
@@ -244,8 +279,10 @@ pub async fn fetch<W: Write>(
     let mut ready: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     let mut next_write = 0u32;
     let mut last = String::new();
-    let (tx, mut rx) =
-        tokio::sync::mpsc::unbounded_channel::<(usize, u32, Result<Vec<u8>, FetchError>)>();
+    let mut rate = vec![INITIAL_RATE_BYTES_PER_S; sources.len()];
+    // (source, chunk index, time taken, outcome)
+    type Outcome = (usize, u32, Duration, Result<Vec<u8>, FetchError>);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
     let window = WINDOW_PER_SOURCE * sources.len();
     while next_write < count {
         // Hand out work: chunks not too far ahead of the write cursor, to live sources with room.
@@ -258,9 +295,23 @@ pub async fn fetch<W: Write>(
                 todo.pop_front();
                 in_flight[s] += 1;
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
+                let deadline = stall_deadline(manifest.chunks[index as usize].length, rate[s]);
                 tokio::spawn(async move {
-                    let result = fetch_chunk(&conn, &id, &manifest, index).await;
-                    let _ = tx.send((s, index, result));
+                    let started = Instant::now();
+                    let result = match tokio::time::timeout(
+                        deadline,
+                        fetch_chunk(&conn, &id, &manifest, index),
+                    )
+                    .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(FetchError::Stalled {
+                            source_addr: conn.remote_addr().to_string(),
+                            index,
+                            after: deadline,
+                        }),
+                    };
+                    let _ = tx.send((s, index, started.elapsed(), result));
                 });
             }
         }
@@ -268,13 +319,19 @@ pub async fn fetch<W: Write>(
             let index = todo.front().copied().unwrap_or(next_write);
             return Err(FetchError::Exhausted { index, last });
         }
-        let (s, index, result) = rx
+        let (s, index, took, result) = rx
             .recv()
             .await
             .expect("a sender is alive while chunks are in flight");
         in_flight[s] -= 1;
         match result {
             Ok(bytes) => {
+                let observed = bytes.len() as f64 / took.as_secs_f64().max(1e-6);
+                rate[s] = if report.sources[s].1 == 0 {
+                    observed
+                } else {
+                    0.7 * rate[s] + 0.3 * observed
+                };
                 report.sources[s].1 += bytes.len() as u64;
                 ready.insert(index, bytes);
             }
