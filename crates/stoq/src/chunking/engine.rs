@@ -239,20 +239,25 @@ mod tests {
 
         #[test]
         fn boundaries_resynchronise_after_an_insertion(seed in any::<u64>(), at in 1000usize..50_000, insert in proptest::collection::vec(any::<u8>(), 1..200)) {
-            let data = noise(80_000, seed);
+            let data = noise(200_000, seed);
             let mut edited = data[..at].to_vec();
             edited.extend_from_slice(&insert);
             edited.extend_from_slice(&data[at..]);
             let before: std::collections::HashSet<_> = FastCdcEngine.chunk_slice(&data, SMALL).iter().map(|c| c.id).collect();
             let after = FastCdcEngine.chunk_slice(&edited, SMALL);
-            // The edit disturbs the chunks around it; a few maximum chunk lengths later the
-            // cutter is back on the old boundaries and everything downstream is unchanged.
-            let settled = at + insert.len() + 3 * SMALL.max as usize;
+            // Chunks that end before the edit are cut from unchanged bytes: all reused. (The cut
+            // decision reads the byte at the cut, so a chunk ending exactly at the edit may move.)
+            for c in after.iter().filter(|c| c.offset + c.length < at) {
+                prop_assert!(before.contains(&c.id), "chunk at {} before the edit at {} differs", c.offset, at);
+            }
+            // The edit disturbs the chunks around it; within a few maximum chunk lengths the
+            // cutter is back on the old boundaries and everything downstream is reused.
+            let settled = at + insert.len() + 8 * SMALL.max as usize;
             for c in after.iter().filter(|c| c.offset >= settled) {
                 prop_assert!(before.contains(&c.id), "chunk at {} differs; edit at {}", c.offset, at);
             }
-            let new = after.iter().filter(|c| !before.contains(&c.id)).count();
-            prop_assert!(new <= 8, "{} new chunks after one insertion", new);
+            let reused = after.iter().filter(|c| before.contains(&c.id)).count();
+            prop_assert!(reused * 10 >= after.len() * 7, "only {} of {} chunks reused", reused, after.len());
         }
     }
 }
