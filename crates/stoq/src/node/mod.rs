@@ -3,6 +3,7 @@
 //! A request's REQUEST payload starts with a one-byte operation code (see `docs/PROTOCOL.md`).
 //! [`NodeService`] answers them; [`content`] serves and fetches content.
 
+pub mod coalesce;
 pub mod content;
 
 use std::sync::Arc;
