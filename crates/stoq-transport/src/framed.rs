@@ -271,6 +271,17 @@ impl FramedRecv {
         TransportError::Protocol(e)
     }
 
+    /// The error an ERROR frame's payload reports (or the protocol error if it is malformed).
+    fn remote_error(&mut self, payload: &[u8]) -> TransportError {
+        match ErrorFrame::decode(payload) {
+            Ok(e) => TransportError::Remote {
+                code: e.code,
+                reason: e.reason,
+            },
+            Err(e) => self.fail(e),
+        }
+    }
+
     /// The next frame header, or `None` if the stream ended cleanly between frames.
     pub async fn recv_header(&mut self) -> Result<Option<FrameHeader>, TransportError> {
         let mut header = [0u8; HEADER_LEN];
@@ -327,11 +338,7 @@ impl FramedRecv {
         };
         let payload = self.recv_payload(header.length as usize).await?;
         if header.kind == FrameKind::Error {
-            let e = ErrorFrame::decode(&payload).map_err(|e| self.fail(e))?;
-            return Err(TransportError::Remote {
-                code: e.code,
-                reason: e.reason,
-            });
+            return Err(self.remote_error(&payload));
         }
         Ok(Some(Frame::new(header.kind, payload)))
     }
@@ -393,11 +400,7 @@ impl FramedRecv {
                 FrameKind::End => return Ok(None),
                 FrameKind::Error => {
                     let payload = self.recv_payload(header.length as usize).await?;
-                    let e = ErrorFrame::decode(&payload).map_err(|e| self.fail(e))?;
-                    return Err(TransportError::Remote {
-                        code: e.code,
-                        reason: e.reason,
-                    });
+                    return Err(self.remote_error(&payload));
                 }
                 other => {
                     return Err(self.fail(ProtocolError::UnexpectedFrame {

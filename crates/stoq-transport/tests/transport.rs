@@ -47,10 +47,7 @@ async fn echo_round_trip(conn: &stoq_transport::StoqConnection, data: Bytes) {
 async fn payloads_of_1_byte_1_mib_and_256_mib_round_trip() {
     bounded(async {
         let server = echo_server(local_config());
-        let conn = client()
-            .connect(server.local_addr().unwrap(), &expect(&server))
-            .await
-            .unwrap();
+        let conn = connect_to(&server).await;
         for (len, seed) in [(1usize, 1u64), (1 << 20, 2), (256 << 20, 3)] {
             echo_round_trip(&conn, payload(len, seed)).await;
         }
@@ -175,10 +172,7 @@ async fn the_connection_past_the_limit_is_refused_and_the_first_ones_keep_workin
 async fn an_oversized_frame_is_refused_from_its_header_alone() {
     bounded(async {
         let server = echo_server(local_config());
-        let conn = client()
-            .connect(server.local_addr().unwrap(), &expect(&server))
-            .await
-            .unwrap();
+        let conn = connect_to(&server).await;
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         // Announce an 8 MiB request (the limit is 1 MiB) and send none of it: the server must
         // answer from the header, neither waiting for nor allocating the payload.
@@ -211,10 +205,7 @@ async fn an_oversized_response_is_refused_by_the_client_too() {
             req.reply.send_response(vec![7u8; 2 << 20]).await?;
             req.reply.finish()
         });
-        let conn = client()
-            .connect(server.local_addr().unwrap(), &expect(&server))
-            .await
-            .unwrap();
+        let conn = connect_to(&server).await;
         let err = conn.request("big please").await.unwrap_err();
         assert!(
             matches!(
@@ -306,10 +297,7 @@ async fn shutdown_abandons_streams_that_outlive_the_deadline() {
                 req.reply.finish()
             }
         });
-        let conn = client()
-            .connect(server.local_addr().unwrap(), &expect(&server))
-            .await
-            .unwrap();
+        let conn = connect_to(&server).await;
         let pending = tokio::spawn(async move { conn.request("wait").await });
         started_rx.await.unwrap();
         let report = server.shutdown(Duration::from_millis(200)).await;
@@ -614,10 +602,7 @@ async fn a_file_body_streams_from_a_reader() {
         let data = payload(3 * (1 << 20) + 12345, 8);
         std::fs::write(&path, &data).unwrap();
         let server = echo_server(local_config());
-        let conn = client()
-            .connect(server.local_addr().unwrap(), &expect(&server))
-            .await
-            .unwrap();
+        let conn = connect_to(&server).await;
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let mut file = tokio::fs::File::open(&path).await.unwrap();
         let sender = tokio::spawn(async move {
@@ -640,10 +625,7 @@ async fn a_file_body_streams_from_a_reader() {
 async fn a_body_over_the_callers_limit_is_refused() {
     bounded(async {
         let server = echo_server(local_config());
-        let conn = client()
-            .connect(server.local_addr().unwrap(), &expect(&server))
-            .await
-            .unwrap();
+        let conn = connect_to(&server).await;
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         send.send_request("echo").await.unwrap();
         send.send_data(payload(1 << 20, 1)).await.unwrap();

@@ -31,9 +31,9 @@ fn local() -> TransportConfig {
 }
 
 /// A node serving `store`.
-fn node(store: Store) -> StoqEndpoint {
+fn node(store: impl Into<Arc<Store>>) -> StoqEndpoint {
     let endpoint = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
-    let service = NodeService::new(endpoint.node_id().to_string(), Some(Arc::new(store)));
+    let service = NodeService::new(endpoint.node_id().to_string(), Some(store.into()));
     endpoint.serve(move |req| service.clone().handle(req));
     endpoint
 }
@@ -283,9 +283,7 @@ async fn a_source_that_stalls_is_dropped_within_its_deadline() {
                 service.handle(req).await
             }
         });
-        let good = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
-        let service = NodeService::new(good.node_id().to_string(), Some(stores[1].clone()));
-        good.serve(move |req| service.clone().handle(req));
+        let good = node(stores[1].clone());
 
         let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
         let conns = vec![dial(&client, &stalling).await, dial(&client, &good).await];

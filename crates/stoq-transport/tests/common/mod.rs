@@ -38,6 +38,14 @@ pub fn expect(server: &StoqEndpoint) -> PeerExpectation {
     PeerExpectation::Node(server.node_id())
 }
 
+/// A fresh client connected to `server`, trusting exactly its node id.
+pub async fn connect_to(server: &StoqEndpoint) -> stoq_transport::StoqConnection {
+    client()
+        .connect(server.local_addr().unwrap(), &expect(server))
+        .await
+        .unwrap()
+}
+
 /// A server that streams every request body straight back, then answers with the body's
 /// BLAKE3 hash.
 pub fn echo_server(config: TransportConfig) -> StoqEndpoint {
