@@ -95,7 +95,7 @@ impl StoqConnection {
     }
 
     /// The peer's node id, from the certificate it proved it holds. `None` for a client that
-    /// presented no certificate (servers without mutual TLS do not ask for one).
+    /// presented no certificate (allowed when the server does not require mutual TLS).
     pub fn peer_node_id(&self) -> Option<NodeId> {
         self.peer_id
     }

@@ -157,16 +157,24 @@ impl ServerCertVerifier for PinnedServerVerifier {
 }
 
 /// Checks client certificates under mutual TLS: pinned node ids first, then the CA bundle.
+/// Without mutual TLS (`open`), a certificate is optional; one that is presented must be
+/// proven by the handshake signature, and its key becomes the connection's peer node id.
+/// That is how nodes know which node sent a message while anonymous clients can still read.
 #[derive(Debug)]
 struct PeerClientVerifier {
     pinned: HashSet<NodeId>,
     ca: Option<Arc<dyn ClientCertVerifier>>,
+    open: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ClientCertVerifier for PeerClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.ca.as_ref().map_or(&[], |ca| ca.root_hint_subjects())
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        !self.open
     }
 
     fn verify_client_cert(
@@ -177,7 +185,9 @@ impl ClientCertVerifier for PeerClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let presented = NodeId::from_certificate(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if self.pinned.contains(&presented) {
+        // Open mode admits any key: the TLS 1.3 signature check below proves possession, so
+        // the node id is authentic; what that node may do is the application's decision.
+        if self.open || self.pinned.contains(&presented) {
             return Ok(ClientCertVerified::assertion());
         }
         match &self.ca {
@@ -212,7 +222,7 @@ impl ClientCertVerifier for PeerClientVerifier {
 }
 
 /// The TLS 1.3 server config of a node: its identity, ALPN `stoq/1` only, and client
-/// certificates checked when `tls.mutual` is on.
+/// certificates required and checked when `tls.mutual` is on, optional (but proven) otherwise.
 pub(crate) fn server_crypto(
     identity: &NodeIdentity,
     tls: &TlsConfig,
@@ -237,10 +247,16 @@ pub(crate) fn server_crypto(
         builder.with_client_cert_verifier(Arc::new(PeerClientVerifier {
             pinned: tls.trusted_peers.iter().copied().collect(),
             ca,
+            open: false,
             algorithms: provider.signature_verification_algorithms,
         }))
     } else {
-        builder.with_no_client_auth()
+        builder.with_client_cert_verifier(Arc::new(PeerClientVerifier {
+            pinned: HashSet::new(),
+            ca: None,
+            open: true,
+            algorithms: provider.signature_verification_algorithms,
+        }))
     };
     let mut config = builder
         .with_single_cert(identity.chain().to_vec(), identity.key())

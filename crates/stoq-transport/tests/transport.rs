@@ -344,6 +344,31 @@ async fn mutual_tls_admits_pinned_clients_and_refuses_others() {
 }
 
 #[tokio::test]
+async fn without_mutual_tls_any_client_is_admitted_and_its_proven_id_is_known() {
+    bounded(async {
+        let server = server(local_config());
+        server.serve(|mut req| async move {
+            let who = req
+                .conn
+                .peer_node_id()
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            req.reply.send_response(who).await?;
+            req.reply.finish()
+        });
+        let me = NodeIdentity::generate().unwrap();
+        let client = StoqEndpoint::client(local_config(), me.clone()).unwrap();
+        let conn = client
+            .connect(server.local_addr().unwrap(), &expect(&server))
+            .await
+            .unwrap();
+        let answer = conn.request("who am i").await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&answer), me.node_id().to_string());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_server_learns_a_mutual_tls_clients_node_id() {
     bounded(async {
         let trusted = NodeIdentity::generate().unwrap();
