@@ -38,6 +38,9 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// A certificate, key or trust anchor could not be used.
     #[error("certificate or key error: {0}")]
     Certificate(String),

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stoq_transport::{CongestionController, PoolConfig, TransportConfig, TransportError};
 
-use crate::routing::CostWeights;
+use crate::node::cache::PolicyKind;
+use crate::node::membership::{Role, MAX_REGION_LEN};
+use crate::routing::{CostWeights, GeoPoint};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +60,42 @@ impl From<TransportError> for ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
-    /// Where the node keeps its identity (key and certificate) and, later, its content.
+    /// Where the node keeps its identity, admin token, content store and cache.
     pub data_dir: PathBuf,
+    /// What the node does in the network.
+    pub role: Role,
+    /// Its region name (free text, such as `eu-central`).
+    pub region: String,
+    /// Its position as `LAT,LON` in degrees, if known (used for nearest-edge selection).
+    pub geo: Option<String>,
+    /// Nodes to join through, as `NODEID@[ip]:port` (or `[ip]:port` where the command line
+    /// can find the id in a known-nodes file).
+    pub seeds: Vec<String>,
+    /// Link capacity in Mbit/s that load is measured against.
+    pub capacity_mbps: u32,
+    /// Where `/metrics` is served (Prometheus text), if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// The admin token file; `DATA_DIR/admin.token` (created if missing) when unset.
+    pub admin_token_file: Option<PathBuf>,
+    /// How often membership probes a random member (ms).
+    pub probe_interval_ms: u64,
+    /// How long a suspected member has to answer before it is declared down (ms).
+    pub suspect_after_ms: u64,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             data_dir: PathBuf::from("./stoq-data"),
+            role: Role::Origin,
+            region: String::new(),
+            geo: None,
+            seeds: Vec::new(),
+            capacity_mbps: 10_000,
+            metrics: None,
+            admin_token_file: None,
+            probe_interval_ms: 1000,
+            suspect_after_ms: 3000,
         }
     }
 }
@@ -86,10 +116,24 @@ pub struct RoutingConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ChunkingConfig {}
 
-/// Edge settings (the edge network lands with issue #5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Edge settings: the cache an edge keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EdgeConfig {}
+pub struct EdgeConfig {
+    /// Bound of the on-disk cache, in bytes.
+    pub cache_bytes: u64,
+    /// Eviction policy: `s3fifo` (scan-resistant) or `lru`.
+    pub cache_policy: PolicyKind,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            cache_bytes: 1 << 30,
+            cache_policy: PolicyKind::S3fifo,
+        }
+    }
+}
 
 /// A whole node's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -141,11 +185,42 @@ impl StoqConfig {
                 reason: "must be a finite number, 0 or more".into(),
             });
         }
+        let invalid = |field: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                field: field.into(),
+                reason: reason.into(),
+            })
+        };
         if self.node.data_dir.as_os_str().is_empty() {
-            return Err(ConfigError::Invalid {
-                field: "node.data_dir".into(),
-                reason: "must not be empty".into(),
-            });
+            return invalid("node.data_dir", "must not be empty");
+        }
+        if self.node.region.len() > MAX_REGION_LEN {
+            return invalid("node.region", "at most 64 bytes");
+        }
+        if let Some(geo) = &self.node.geo {
+            if GeoPoint::parse(geo).is_none() {
+                return invalid("node.geo", "must be LAT,LON in degrees, such as 50.1,8.7");
+            }
+        }
+        if self.node.capacity_mbps == 0 {
+            return invalid("node.capacity_mbps", "must be at least 1");
+        }
+        if let Some(addr) = self.node.metrics {
+            if stoq_transport::ensure_ipv6(addr).is_err() {
+                return invalid(
+                    "node.metrics",
+                    "STOQ is IPv6-only: use an address like [::1]:9090",
+                );
+            }
+        }
+        if self.node.probe_interval_ms < 50 || self.node.suspect_after_ms < 100 {
+            return invalid(
+                "node.probe_interval_ms",
+                "probing needs at least 50 ms between probes and 100 ms of suspicion",
+            );
+        }
+        if self.edge.cache_bytes < 1 << 20 {
+            return invalid("edge.cache_bytes", "at least 1 MiB (1048576)");
         }
         Ok(())
     }
@@ -253,6 +328,14 @@ mod tests {
         assert!(m.contains("routing.weights.load"), "{m}");
         let m = message("[node]\ndata_dir = \"\"\n");
         assert!(m.contains("node.data_dir"), "{m}");
+        let m = message("[node]\ngeo = \"north\"\n");
+        assert!(m.contains("node.geo"), "{m}");
+        let m = message("[node]\nrole = \"cache\"\n");
+        assert!(m.contains("role"), "{m}");
+        let m = message("[edge]\ncache_bytes = 10\n");
+        assert!(m.contains("edge.cache_bytes"), "{m}");
+        let m = message("[node]\nmetrics = \"127.0.0.1:9090\"\n");
+        assert!(m.contains("IPv6-only"), "{m}");
         let m = message("not toml at all [");
         assert!(m.contains("stoq.toml"), "{m}");
     }

@@ -161,6 +161,17 @@ impl EdgeNetwork for EdgeRegistry {
     /// the one with the lowest `latency × (1 + 2·load)`, so a much less loaded edge nearby wins
     /// over a saturated nearest one.
     fn find_nearest(&self, client: &ClientLocation) -> Result<EdgeNode, EdgeError> {
+        self.rank(client)?
+            .into_iter()
+            .next()
+            .ok_or(EdgeError::NoEdge)
+    }
+}
+
+impl EdgeRegistry {
+    /// Every healthy edge for `client`, the [`EdgeNetwork::find_nearest`] choice first, then the
+    /// others by estimated latency: the order a client falls back in when an edge fails.
+    pub fn rank(&self, client: &ClientLocation) -> Result<Vec<EdgeNode>, EdgeError> {
         let (geo, region) = match client {
             ClientLocation::Geo(g) => (Some(*g), None),
             ClientLocation::Region(r) => (None, Some(r.clone())),
@@ -180,17 +191,23 @@ impl EdgeNetwork for EdgeRegistry {
             .collect();
         ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
         let best = ranked.first().ok_or(EdgeError::NoEdge)?.0;
-        ranked
+        let chosen = ranked
             .iter()
-            .take_while(|(ms, _)| *ms <= best * CLOSE_ENOUGH)
-            .min_by(|a, b| {
+            .enumerate()
+            .take_while(|(_, (ms, _))| *ms <= best * CLOSE_ENOUGH)
+            .min_by(|(_, a), (_, b)| {
                 let cost = |(ms, e): &(f64, &EdgeNode)| ms * (1.0 + 2.0 * e.load);
                 cost(a)
                     .total_cmp(&cost(b))
                     .then_with(|| a.1.id.cmp(&b.1.id))
             })
-            .map(|(_, e)| (*e).clone())
-            .ok_or(EdgeError::NoEdge)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let first = ranked.remove(chosen);
+        Ok(std::iter::once(first)
+            .chain(ranked)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }
 

@@ -1,10 +1,21 @@
 //! The requests a running node answers, and the client side of each.
 //!
 //! A request's REQUEST payload starts with a one-byte operation code (see `docs/PROTOCOL.md`).
-//! [`NodeService`] answers them; [`content`] serves and fetches content.
+//! [`NodeService`] answers the basic ones for a bare endpoint; [`server::Node`] is a whole
+//! running node (roles, membership, edge cache, metrics); [`content`] fetches content from
+//! several sources; [`client`] holds the client side of the management requests.
 
+pub mod cache;
+pub mod client;
 pub mod coalesce;
 pub mod content;
+pub mod membership;
+pub mod metrics;
+pub mod server;
+pub mod token;
+pub mod wire;
+
+pub use server::{Node, NodeError, NodeOptions};
 
 use std::sync::Arc;
 
@@ -30,6 +41,18 @@ pub enum Op {
     GetManifest,
     /// One chunk of a content, from the node's store (see [`content`]).
     GetChunk,
+    /// A membership (SWIM) message between nodes; needs a node certificate.
+    Gossip,
+    /// Publish: the body is a file to store (admin token; origins only).
+    Put,
+    /// Remove a content from every edge and origin (admin token).
+    Purge,
+    /// Where a client should fetch from: edges nearest first, then origins.
+    Locate,
+    /// The node's view: peers, routes, cache, store (JSON).
+    Status,
+    /// An edge pulls a whole content into its cache now (admin token).
+    Prefetch,
 }
 
 impl Op {
@@ -42,6 +65,12 @@ impl Op {
             Op::Discard => 0x04,
             Op::GetManifest => 0x10,
             Op::GetChunk => 0x11,
+            Op::Gossip => 0x20,
+            Op::Put => 0x21,
+            Op::Purge => 0x22,
+            Op::Locate => 0x23,
+            Op::Status => 0x24,
+            Op::Prefetch => 0x25,
         }
     }
 
@@ -54,6 +83,12 @@ impl Op {
             0x04 => Some(Op::Discard),
             0x10 => Some(Op::GetManifest),
             0x11 => Some(Op::GetChunk),
+            0x20 => Some(Op::Gossip),
+            0x21 => Some(Op::Put),
+            0x22 => Some(Op::Purge),
+            0x23 => Some(Op::Locate),
+            0x24 => Some(Op::Status),
+            0x25 => Some(Op::Prefetch),
             _ => None,
         }
     }
@@ -136,8 +171,8 @@ impl NodeService {
     }
 }
 
-/// The operations that need no store.
-async fn basic(mut req: IncomingRequest, node_id: &str) -> Result<(), TransportError> {
+/// The operations that need no store; anything else is answered `BAD_REQUEST`.
+pub(crate) async fn basic(mut req: IncomingRequest, node_id: &str) -> Result<(), TransportError> {
     let op = req.payload.first().copied().and_then(Op::from_code);
     match op {
         Some(Op::Ping) => {
@@ -176,7 +211,7 @@ async fn basic(mut req: IncomingRequest, node_id: &str) -> Result<(), TransportE
                 .send_response(bytes.to_be_bytes().to_vec())
                 .await?;
         }
-        Some(Op::GetManifest | Op::GetChunk) | None => {
+        _ => {
             let reason = match req.payload.first() {
                 Some(code) => format!("unknown operation 0x{code:02x}"),
                 None => "empty request".to_owned(),
@@ -231,6 +266,12 @@ mod tests {
             Op::Discard,
             Op::GetManifest,
             Op::GetChunk,
+            Op::Gossip,
+            Op::Put,
+            Op::Purge,
+            Op::Locate,
+            Op::Status,
+            Op::Prefetch,
         ] {
             assert_eq!(Op::from_code(op.code()), Some(op));
         }

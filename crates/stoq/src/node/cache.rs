@@ -1,0 +1,271 @@
+//! An edge's cache on disk: manifests and chunks, bounded in bytes, evicted by a policy.
+//!
+//! Entries are files named by their BLAKE3 id (`DIR/ab/<hex>`), written to a temporary name
+//! and renamed, so a crash leaves whole entries or none. Every read is verified against the
+//! id; a corrupt file is deleted and reported as a miss. On start the directory is scanned
+//! (oldest first) to rebuild the policy, so the cache survives restarts.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::chunking::{ContentId, Hash32, Manifest};
+use crate::edge::cache::{CachePolicy, Lru, S3Fifo};
+
+/// Which eviction policy an edge cache uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Least recently used.
+    Lru,
+    /// S3-FIFO: scan-resistant.
+    S3fifo,
+}
+
+impl std::str::FromStr for PolicyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lru" => Ok(PolicyKind::Lru),
+            "s3fifo" => Ok(PolicyKind::S3fifo),
+            other => Err(format!("unknown cache policy {other:?}: use lru or s3fifo")),
+        }
+    }
+}
+
+/// Counters of a cache since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that were not.
+    pub misses: u64,
+    /// Entries evicted to stay within the bound.
+    pub evictions: u64,
+    /// Entries removed by purges.
+    pub purged: u64,
+    /// Bytes held.
+    pub used_bytes: u64,
+    /// The bound.
+    pub capacity_bytes: u64,
+}
+
+/// An on-disk cache of verified, content-addressed entries.
+pub struct EdgeCache {
+    dir: PathBuf,
+    policy: Mutex<Box<dyn CachePolicy>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    purged: AtomicU64,
+    tmp_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for EdgeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeCache").field("dir", &self.dir).finish()
+    }
+}
+
+impl EdgeCache {
+    /// Opens the cache in `dir`, bounded to `capacity` bytes, re-admitting what is on disk.
+    pub fn open(dir: &Path, capacity: u64, kind: PolicyKind) -> io::Result<Self> {
+        fs::create_dir_all(dir.join("tmp"))?;
+        for entry in fs::read_dir(dir.join("tmp"))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        let policy: Box<dyn CachePolicy> = match kind {
+            PolicyKind::Lru => Box::new(Lru::new(capacity)),
+            PolicyKind::S3fifo => Box::new(S3Fifo::new(capacity, 4096)),
+        };
+        let cache = EdgeCache {
+            dir: dir.to_path_buf(),
+            policy: Mutex::new(policy),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            purged: AtomicU64::new(0),
+            tmp_counter: AtomicU64::new(0),
+        };
+        let mut found = Vec::new();
+        for shard in fs::read_dir(dir)? {
+            let shard = shard?;
+            if shard.file_name() == "tmp" || !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(id) = name.to_str().and_then(|n| n.parse::<Hash32>().ok()) else {
+                    continue;
+                };
+                let meta = entry.metadata()?;
+                found.push((meta.modified()?, id, meta.len()));
+            }
+        }
+        found.sort();
+        for (_, id, len) in found {
+            cache.admit(id, len);
+        }
+        Ok(cache)
+    }
+
+    fn path(&self, id: &Hash32) -> PathBuf {
+        let hex = id.to_string();
+        self.dir.join(&hex[..2]).join(hex)
+    }
+
+    /// Admits an entry to the policy and deletes what it evicts.
+    fn admit(&self, id: Hash32, len: u64) -> bool {
+        let evicted = self.policy.lock().expect("policy lock").insert(id, len);
+        let mut kept = true;
+        for gone in evicted {
+            if gone == id {
+                kept = false;
+            } else {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = fs::remove_file(self.path(&gone));
+        }
+        kept
+    }
+
+    /// The verified bytes of `id`, counting a hit or a miss.
+    pub fn get(&self, id: &Hash32) -> Option<Vec<u8>> {
+        let known = self.policy.lock().expect("policy lock").contains(id);
+        let bytes = if known {
+            match fs::read(self.path(id)) {
+                Ok(bytes) if id.matches(&bytes) => Some(bytes),
+                Ok(_) | Err(_) => {
+                    tracing::warn!(entry = %id, "cache entry missing or corrupt; dropped");
+                    self.policy.lock().expect("policy lock").remove(id);
+                    let _ = fs::remove_file(self.path(id));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match &bytes {
+            Some(_) => {
+                self.policy.lock().expect("policy lock").on_hit(id);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        bytes
+    }
+
+    /// Stores verified bytes under `id`. Bytes that do not hash to `id` are refused.
+    pub fn put(&self, id: Hash32, bytes: &[u8]) -> io::Result<()> {
+        if !id.matches(bytes) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bytes do not match {id}"),
+            ));
+        }
+        if self.policy.lock().expect("policy lock").contains(&id) {
+            return Ok(());
+        }
+        let path = self.path(&id);
+        fs::create_dir_all(path.parent().expect("entries have a parent"))?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join("tmp").join(format!("{id}.{n}"));
+        fs::write(&tmp, bytes)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.admit(id, bytes.len() as u64);
+        Ok(())
+    }
+
+    /// The cached manifest of `id`, if any (verified, and counted like any lookup).
+    pub fn manifest(&self, id: &ContentId) -> Option<Manifest> {
+        let bytes = self.get(id)?;
+        Manifest::decode(&bytes).ok()
+    }
+
+    /// Removes a content: its manifest and every chunk it lists. Returns entries removed.
+    pub fn purge(&self, id: &ContentId) -> usize {
+        let manifest = fs::read(self.path(id))
+            .ok()
+            .filter(|b| id.matches(b))
+            .and_then(|b| Manifest::decode(&b).ok());
+        let mut ids = vec![*id];
+        if let Some(m) = manifest {
+            ids.extend(m.chunks.iter().map(|c| c.id));
+        }
+        let mut removed = 0;
+        for entry in ids {
+            let was = self.policy.lock().expect("policy lock").remove(&entry);
+            if fs::remove_file(self.path(&entry)).is_ok() || was {
+                removed += 1;
+            }
+        }
+        self.purged.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Counters and occupancy.
+    pub fn stats(&self) -> CacheStats {
+        let policy = self.policy.lock().expect("policy lock");
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            purged: self.purged.load(Ordering::Relaxed),
+            used_bytes: policy.used_bytes(),
+            capacity_bytes: policy.capacity_bytes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, len: usize) -> (Hash32, Vec<u8>) {
+        let bytes = vec![n; len];
+        (Hash32(*blake3::hash(&bytes).as_bytes()), bytes)
+    }
+
+    #[test]
+    fn entries_survive_a_restart_and_the_bound_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a_bytes) = entry(1, 400);
+        let (b, b_bytes) = entry(2, 400);
+        let (c, c_bytes) = entry(3, 400);
+        {
+            let cache = EdgeCache::open(dir.path(), 1000, PolicyKind::Lru).unwrap();
+            cache.put(a, &a_bytes).unwrap();
+            cache.put(b, &b_bytes).unwrap();
+            assert_eq!(cache.get(&a).as_deref(), Some(&a_bytes[..]));
+            cache.put(c, &c_bytes).unwrap(); // evicts b, the least recently used
+            let stats = cache.stats();
+            assert_eq!((stats.hits, stats.evictions, stats.used_bytes), (1, 1, 800));
+            assert!(cache.get(&b).is_none());
+        }
+        let cache = EdgeCache::open(dir.path(), 1000, PolicyKind::Lru).unwrap();
+        assert_eq!(cache.stats().used_bytes, 800);
+        assert_eq!(cache.get(&a).as_deref(), Some(&a_bytes[..]));
+        assert_eq!(cache.get(&c).as_deref(), Some(&c_bytes[..]));
+    }
+
+    #[test]
+    fn corrupt_entries_are_dropped_and_wrong_bytes_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = EdgeCache::open(dir.path(), 1 << 20, PolicyKind::S3fifo).unwrap();
+        let (a, a_bytes) = entry(1, 100);
+        assert!(cache.put(a, b"not these bytes").is_err());
+        cache.put(a, &a_bytes).unwrap();
+        fs::write(cache.path(&a), b"tampered").unwrap();
+        assert!(cache.get(&a).is_none());
+        assert_eq!(cache.stats().used_bytes, 0);
+        assert!(!cache.path(&a).exists());
+    }
+}

@@ -1,0 +1,103 @@
+//! The client side of the node-management requests: publish, purge, prefetch, locate, status.
+
+use std::net::SocketAddrV6;
+use std::path::Path;
+
+use serde::Deserialize;
+use stoq_transport::{NodeId, StoqConnection, TransportError};
+
+use super::membership::Role;
+use super::wire;
+use super::Op;
+use crate::chunking::ContentId;
+use crate::store::PutOptions;
+
+/// Longest JSON answer accepted from a node.
+const MAX_ANSWER: usize = 16 << 20;
+
+fn json(answer: &[u8]) -> Result<serde_json::Value, TransportError> {
+    if answer.len() > MAX_ANSWER {
+        return Err(TransportError::UnexpectedEnd("answer too large"));
+    }
+    serde_json::from_slice(answer).map_err(|e| TransportError::Remote {
+        code: stoq_transport::protocol::ErrorCode::ProtocolViolation,
+        reason: format!("the node's answer is not JSON: {e}"),
+    })
+}
+
+/// Uploads the file at `path` to an origin; returns the node's report (`id`, `size`,
+/// `chunks`, `new_chunks`, `new_bytes`, `kind`).
+pub async fn publish(
+    conn: &StoqConnection,
+    token: &str,
+    path: &Path,
+    options: &PutOptions,
+) -> Result<serde_json::Value, TransportError> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|source| TransportError::Io {
+            what: "cannot open",
+            path: path.display().to_string(),
+            source,
+        })?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.send_request(wire::put_request(token, options)).await?;
+    send.send_data_from(&mut file).await?;
+    send.send_end().await?;
+    send.finish()?;
+    json(&recv.recv_response().await?)
+}
+
+/// Purges a content from the whole network through one node.
+pub async fn purge(
+    conn: &StoqConnection,
+    token: &str,
+    id: &ContentId,
+) -> Result<serde_json::Value, TransportError> {
+    json(&conn.request(wire::purge_request(token, id, true)).await?)
+}
+
+/// Asks an edge to pull a content into its cache now.
+pub async fn prefetch(
+    conn: &StoqConnection,
+    token: &str,
+    id: &ContentId,
+) -> Result<serde_json::Value, TransportError> {
+    json(&conn.request(wire::prefetch_request(token, id)).await?)
+}
+
+/// A node's status document.
+pub async fn status(conn: &StoqConnection) -> Result<serde_json::Value, TransportError> {
+    json(&conn.request(vec![Op::Status.code()]).await?)
+}
+
+/// A place to fetch content from, as LOCATE answers it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Source {
+    /// The node's id (to pin when connecting).
+    pub id: NodeId,
+    /// Where it listens.
+    pub addr: SocketAddrV6,
+    /// What it is.
+    pub role: Role,
+    /// Its region.
+    pub region: String,
+    /// Its last reported load.
+    pub load: f32,
+}
+
+/// Asks a node where a client at `location` (`geo:LAT,LON`, `region:NAME`, or empty for "by
+/// my address") should fetch from: edges nearest first, then origins.
+pub async fn locate(conn: &StoqConnection, location: &str) -> Result<Vec<Source>, TransportError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        sources: Vec<Source>,
+    }
+    let answer: Answer =
+        serde_json::from_value(json(&conn.request(wire::locate_request(location)).await?)?)
+            .map_err(|e| TransportError::Remote {
+                code: stoq_transport::protocol::ErrorCode::ProtocolViolation,
+                reason: format!("bad LOCATE answer: {e}"),
+            })?;
+    Ok(answer.sources)
+}

@@ -1,0 +1,609 @@
+//! Who is in the network: SWIM membership (the `foca` crate) carried over STOQ connections.
+//!
+//! Each node is a [`Member`]: its node id, address, role, region, coordinates and capacity.
+//! Foca probes members, spreads joins and deaths, and declares a silent member down within
+//! seconds; its messages travel as GOSSIP requests over the mutually authenticated QUIC
+//! links between nodes, and a message whose sender is not the TLS-proven node id is dropped.
+//! What changes often (load, measured RTTs to peers) travels as foca custom broadcasts
+//! ([`Report`]). The result is a [`View`]: the live peers with what each last reported.
+
+use std::collections::HashMap;
+use std::net::SocketAddrV6;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foca::{BroadcastHandler, Codec, Foca, Identity, Invalidates, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use stoq_transport::NodeId;
+use tokio::sync::mpsc;
+
+/// What a node does in the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Holds published content in its store.
+    Origin,
+    /// A pull-through cache near clients.
+    Edge,
+    /// Forwards requests toward origins along routes, caching nothing.
+    Relay,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Origin => "origin",
+            Role::Edge => "edge",
+            Role::Relay => "relay",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "origin" => Ok(Role::Origin),
+            "edge" => Ok(Role::Edge),
+            "relay" => Ok(Role::Relay),
+            other => Err(format!("unknown role {other:?}: use origin, edge or relay")),
+        }
+    }
+}
+
+/// A node as the membership protocol knows it (foca's identity type). Small and stable:
+/// it travels in every membership message, and it changes only when the node restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    /// The node id's bytes (BLAKE3 of its public key).
+    pub id: [u8; 32],
+    /// Where it listens.
+    pub addr: SocketAddrV6,
+    /// Bumped on rejoin so a restarted node wins over its old self.
+    pub bump: u16,
+    /// What it does.
+    pub role: Role,
+    /// Its region name (at most [`MAX_REGION_LEN`] bytes).
+    pub region: String,
+    /// Latitude and longitude in millionths of a degree, if known.
+    pub geo_e6: Option<(i32, i32)>,
+    /// Link capacity it announces, in Mbit/s (what load is measured against).
+    pub capacity_mbps: u32,
+}
+
+/// Longest region name a member may carry.
+pub const MAX_REGION_LEN: usize = 64;
+
+impl Member {
+    /// The node id.
+    pub fn node_id(&self) -> NodeId {
+        NodeId::from_bytes(self.id)
+    }
+
+    /// Coordinates in degrees, if known.
+    pub fn geo(&self) -> Option<(f64, f64)> {
+        self.geo_e6
+            .map(|(lat, lon)| (f64::from(lat) / 1e6, f64::from(lon) / 1e6))
+    }
+
+    /// Degrees to the stored form.
+    pub fn geo_to_e6(lat: f64, lon: f64) -> (i32, i32) {
+        ((lat * 1e6).round() as i32, (lon * 1e6).round() as i32)
+    }
+}
+
+impl Identity for Member {
+    type Addr = [u8; 32];
+
+    fn renew(&self) -> Option<Self> {
+        Some(Member {
+            bump: self.bump.wrapping_add(1),
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> Self::Addr {
+        self.id
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.bump > adversary.bump
+    }
+}
+
+/// What a node reports about itself, often: its load and its measured RTT to peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The reporting node.
+    pub from: [u8; 32],
+    /// Increases with each report; an older one never replaces a newer one.
+    pub seq: u64,
+    /// Load in [0, 1].
+    pub load: f32,
+    /// Smoothed RTT to peers it is connected to, in ms (at most [`MAX_REPORTED_RTTS`]).
+    pub rtts: Vec<([u8; 32], f32)>,
+}
+
+/// At most this many RTTs per report (keeps a report within one gossip packet).
+pub const MAX_REPORTED_RTTS: usize = 16;
+
+/// A peer as this node sees it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its membership identity.
+    pub member: Member,
+    /// Its last reported load (0 until it reports).
+    pub load: f32,
+    /// Its last reported RTTs to its peers, in ms.
+    pub rtts: Vec<(NodeId, f32)>,
+    /// Its last report's sequence number.
+    pub seq: u64,
+    /// When it joined this node's view.
+    pub since: Instant,
+}
+
+/// The live members this node knows, and how often the membership changed.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Live peers by node id (this node excluded).
+    pub peers: HashMap<NodeId, Peer>,
+    /// Members that came up, went down or were renamed, since start.
+    pub changes: u64,
+    /// Reports received before their node was known, kept until it joins.
+    pending: HashMap<NodeId, Report>,
+}
+
+impl View {
+    fn up(&mut self, member: &Member) {
+        let id = member.node_id();
+        let mut peer = Peer {
+            member: member.clone(),
+            load: 0.0,
+            rtts: Vec::new(),
+            seq: 0,
+            since: Instant::now(),
+        };
+        if let Some(report) = self.pending.remove(&id) {
+            apply_report(&mut peer, &report);
+        }
+        self.peers.insert(id, peer);
+        self.changes += 1;
+    }
+
+    fn down(&mut self, member: &Member) {
+        if self.peers.remove(&member.node_id()).is_some() {
+            self.changes += 1;
+        }
+    }
+
+    /// Applies a report if it is newer than what is known; returns whether it was.
+    fn report(&mut self, report: &Report) -> bool {
+        let id = NodeId::from_bytes(report.from);
+        match self.peers.get_mut(&id) {
+            Some(peer) if report.seq > peer.seq => {
+                apply_report(peer, report);
+                true
+            }
+            Some(_) => false,
+            None => {
+                let newer = self.pending.get(&id).is_none_or(|p| report.seq > p.seq);
+                if newer && self.pending.len() < 1024 {
+                    self.pending.insert(id, report.clone());
+                }
+                newer
+            }
+        }
+    }
+}
+
+fn apply_report(peer: &mut Peer, report: &Report) {
+    peer.seq = report.seq;
+    peer.load = report.load.clamp(0.0, 1.0);
+    peer.rtts = report
+        .rtts
+        .iter()
+        .filter(|(_, ms)| ms.is_finite() && *ms >= 0.0)
+        .map(|(id, ms)| (NodeId::from_bytes(*id), *ms))
+        .collect();
+}
+
+/// A report's key in foca's broadcast queue: a newer report from a node replaces an older one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportKey {
+    from: [u8; 32],
+    seq: u64,
+}
+
+impl Invalidates for ReportKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.from == other.from && self.seq >= other.seq
+    }
+}
+
+/// A report that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed membership report: {0}")]
+pub struct BadReport(String);
+
+/// Receives reports for foca and keeps the view current.
+struct Reports {
+    me: [u8; 32],
+    view: Arc<RwLock<View>>,
+}
+
+impl BroadcastHandler<Member> for Reports {
+    type Key = ReportKey;
+    type Error = BadReport;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&Member>,
+    ) -> Result<Option<ReportKey>, BadReport> {
+        let report: Report = postcard::from_bytes(data).map_err(|e| BadReport(e.to_string()))?;
+        if report.rtts.len() > MAX_REPORTED_RTTS || !report.load.is_finite() {
+            return Err(BadReport("too many RTTs or a non-finite load".into()));
+        }
+        let key = ReportKey {
+            from: report.from,
+            seq: report.seq,
+        };
+        if report.from == self.me {
+            // Our own report, added locally: spread it.
+            return Ok(Some(key));
+        }
+        let newer = self.view.write().expect("view lock").report(&report);
+        Ok(newer.then_some(key))
+    }
+}
+
+/// Timing of failure detection.
+#[derive(Debug, Clone, Copy)]
+pub struct MembershipTiming {
+    /// How often a random member is probed.
+    pub probe_period: Duration,
+    /// How long a suspected member has to refute it before it is declared down.
+    pub suspect_after: Duration,
+}
+
+impl Default for MembershipTiming {
+    fn default() -> Self {
+        MembershipTiming {
+            probe_period: Duration::from_millis(1000),
+            suspect_after: Duration::from_millis(3000),
+        }
+    }
+}
+
+/// Where membership messages go: the node sends them to a member over QUIC.
+pub trait GossipSender: Send + Sync + 'static {
+    /// Delivers `data` to `to`, best effort (foca tolerates loss).
+    fn send(&self, to: &Member, data: Bytes);
+}
+
+enum Input {
+    Data { data: Bytes, from: NodeId },
+    Timer(Timer<Member>),
+    Announce(Member),
+    Report(Report),
+    Leave(tokio::sync::oneshot::Sender<()>),
+    Stop,
+}
+
+/// A running membership: a task that owns the foca instance, and the view it keeps.
+#[derive(Clone)]
+pub struct Membership {
+    me: Member,
+    inputs: mpsc::UnboundedSender<Input>,
+    view: Arc<RwLock<View>>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("me", &self.me.node_id())
+            .finish()
+    }
+}
+
+/// Why a membership message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    /// The message does not decode.
+    #[error("malformed membership message: {0}")]
+    Malformed(String),
+    /// The message claims a sender other than the node that sent it over TLS.
+    #[error("membership message claims to be from {claimed} but came from {actual}")]
+    Impostor {
+        /// The sender named in the message.
+        claimed: NodeId,
+        /// The TLS-proven sender.
+        actual: NodeId,
+    },
+    /// The membership task has stopped.
+    #[error("membership has stopped")]
+    Stopped,
+}
+
+impl Membership {
+    /// Starts membership for `me`, sending through `sender`.
+    pub fn start(me: Member, timing: MembershipTiming, sender: Arc<dyn GossipSender>) -> Self {
+        let view = Arc::new(RwLock::new(View::default()));
+        let mut config = foca::Config::new_lan(NonZeroU32::new(32).expect("non-zero"));
+        config.probe_period = timing.probe_period;
+        config.probe_rtt = timing.probe_period / 2;
+        config.suspect_to_down_after = timing.suspect_after;
+        config.periodic_gossip = Some(foca::PeriodicParams {
+            frequency: Duration::from_millis(200),
+            num_members: NonZeroUsize::new(3).expect("non-zero"),
+        });
+        let handler = Reports {
+            me: me.id,
+            view: view.clone(),
+        };
+        let foca = Foca::with_custom_broadcast(
+            me.clone(),
+            config,
+            StdRng::from_os_rng(),
+            PostcardCodec,
+            handler,
+        );
+        let (inputs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(foca, rx, inputs.clone(), view.clone(), sender));
+        Membership { me, inputs, view }
+    }
+
+    /// This node's identity.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// The shared view of live peers.
+    pub fn view(&self) -> &Arc<RwLock<View>> {
+        &self.view
+    }
+
+    /// A copy of the live peers.
+    pub fn peers(&self) -> Vec<Peer> {
+        let view = self.view.read().expect("view lock");
+        let mut peers: Vec<Peer> = view.peers.values().cloned().collect();
+        peers.sort_by_key(|p| p.member.id);
+        peers
+    }
+
+    /// How many times the membership changed since start.
+    pub fn changes(&self) -> u64 {
+        self.view.read().expect("view lock").changes
+    }
+
+    /// Joins through a known node (a seed). Only its id and address need to be right.
+    pub fn join(&self, seed_id: NodeId, seed_addr: SocketAddrV6) {
+        let seed = Member {
+            id: *seed_id.as_bytes(),
+            addr: seed_addr,
+            bump: 0,
+            role: Role::Origin,
+            region: String::new(),
+            geo_e6: None,
+            capacity_mbps: 0,
+        };
+        let _ = self.inputs.send(Input::Announce(seed));
+    }
+
+    /// Hands a membership message that arrived from node `from` (TLS-proven) to foca.
+    pub fn receive(&self, data: Bytes, from: NodeId) -> Result<(), GossipError> {
+        let header: foca::Header<Member> = PostcardCodec
+            .decode_header(&data[..])
+            .map_err(|e| GossipError::Malformed(e.to_string()))?;
+        let claimed = header.src.node_id();
+        if claimed != from {
+            return Err(GossipError::Impostor {
+                claimed,
+                actual: from,
+            });
+        }
+        self.inputs
+            .send(Input::Data { data, from })
+            .map_err(|_| GossipError::Stopped)
+    }
+
+    /// Spreads this node's load and RTTs.
+    pub fn report(&self, report: Report) {
+        let _ = self.inputs.send(Input::Report(report));
+    }
+
+    /// Stops without telling anyone (the others notice through failed probes).
+    pub fn stop(&self) {
+        let _ = self.inputs.send(Input::Stop);
+    }
+
+    /// Tells the others this node is leaving, then stops.
+    pub async fn leave(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inputs.send(Input::Leave(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), rx).await;
+        }
+    }
+}
+
+type SwimNode = Foca<Member, PostcardCodec, StdRng, Reports>;
+
+/// The membership task: feeds foca its inputs and carries out what it asks.
+async fn drive(
+    mut foca: SwimNode,
+    mut rx: mpsc::UnboundedReceiver<Input>,
+    inputs: mpsc::UnboundedSender<Input>,
+    view: Arc<RwLock<View>>,
+    sender: Arc<dyn GossipSender>,
+) {
+    let mut runtime = foca::AccumulatingRuntime::new();
+    while let Some(input) = rx.recv().await {
+        let result = match input {
+            Input::Data { data, from } => foca.handle_data(&data, &mut runtime).map_err(|e| {
+                tracing::debug!(%from, error = %e, "membership message refused");
+            }),
+            Input::Timer(timer) => foca.handle_timer(timer, &mut runtime).map_err(|_| ()),
+            Input::Announce(seed) => foca.announce(seed, &mut runtime).map_err(|_| ()),
+            Input::Report(report) => match postcard::to_allocvec(&report) {
+                Ok(bytes) => foca.add_broadcast(&bytes).map(|_| ()).map_err(|e| {
+                    tracing::warn!(error = %e, "cannot spread this node's report");
+                }),
+                Err(_) => Err(()),
+            },
+            Input::Stop => return,
+            Input::Leave(done) => {
+                let _ = foca.leave_cluster(&mut runtime);
+                flush(&mut runtime, &inputs, &view, &*sender);
+                let _ = done.send(());
+                return;
+            }
+        };
+        let _ = result;
+        flush(&mut runtime, &inputs, &view, &*sender);
+    }
+}
+
+/// Sends what foca queued, schedules its timers and applies its notifications to the view.
+fn flush(
+    runtime: &mut foca::AccumulatingRuntime<Member>,
+    inputs: &mpsc::UnboundedSender<Input>,
+    view: &Arc<RwLock<View>>,
+    sender: &dyn GossipSender,
+) {
+    while let Some((to, data)) = runtime.to_send() {
+        sender.send(&to, data);
+    }
+    while let Some((after, timer)) = runtime.to_schedule() {
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = inputs.send(Input::Timer(timer));
+        });
+    }
+    while let Some(notification) = runtime.to_notify() {
+        let mut view = view.write().expect("view lock");
+        match notification {
+            foca::OwnedNotification::MemberUp(m) => {
+                tracing::info!(peer = %m.node_id().short(), role = %m.role, "member up");
+                view.up(&m)
+            }
+            foca::OwnedNotification::MemberDown(m) => {
+                tracing::info!(peer = %m.node_id().short(), "member down");
+                view.down(&m)
+            }
+            foca::OwnedNotification::Rename(old, new) => {
+                view.down(&old);
+                view.up(&new);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(n: u8) -> Member {
+        Member {
+            id: [n; 32],
+            addr: "[::1]:4433".parse().unwrap(),
+            bump: 0,
+            role: Role::Edge,
+            region: "eu".into(),
+            geo_e6: Some(Member::geo_to_e6(50.1, 8.7)),
+            capacity_mbps: 1000,
+        }
+    }
+
+    #[test]
+    fn a_renewed_member_wins_its_address_conflict() {
+        let old = member(1);
+        let new = old.renew().unwrap();
+        assert!(new.win_addr_conflict(&old));
+        assert!(!old.win_addr_conflict(&new));
+        assert_eq!(old.addr(), new.addr());
+    }
+
+    #[test]
+    fn newer_reports_replace_older_ones_and_older_ones_are_ignored() {
+        let mut view = View::default();
+        view.up(&member(1));
+        let report = |seq, load| Report {
+            from: [1; 32],
+            seq,
+            load,
+            rtts: vec![([2; 32], 3.5)],
+        };
+        assert!(view.report(&report(2, 0.5)));
+        assert!(
+            !view.report(&report(1, 0.9)),
+            "an older report must not apply"
+        );
+        let peer = &view.peers[&NodeId::from_bytes([1; 32])];
+        assert_eq!(peer.load, 0.5);
+        assert_eq!(peer.rtts, vec![(NodeId::from_bytes([2; 32]), 3.5)]);
+        assert!(ReportKey {
+            from: [1; 32],
+            seq: 3
+        }
+        .invalidates(&ReportKey {
+            from: [1; 32],
+            seq: 2
+        }));
+        assert!(!ReportKey {
+            from: [2; 32],
+            seq: 3
+        }
+        .invalidates(&ReportKey {
+            from: [1; 32],
+            seq: 2
+        }));
+    }
+
+    #[test]
+    fn a_report_before_its_member_joins_is_applied_on_join() {
+        let mut view = View::default();
+        assert!(view.report(&Report {
+            from: [7; 32],
+            seq: 1,
+            load: 0.25,
+            rtts: vec![],
+        }));
+        view.up(&member(7));
+        assert_eq!(view.peers[&NodeId::from_bytes([7; 32])].load, 0.25);
+        assert_eq!(view.changes, 1);
+    }
+
+    #[test]
+    fn roles_parse_and_print() {
+        for role in [Role::Origin, Role::Edge, Role::Relay] {
+            assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
+        }
+        assert!("cache"
+            .parse::<Role>()
+            .unwrap_err()
+            .contains("origin, edge or relay"));
+    }
+
+    #[test]
+    fn malformed_reports_are_errors() {
+        let mut handler = Reports {
+            me: [0; 32],
+            view: Arc::default(),
+        };
+        assert!(handler.receive_item(&[0xff, 0xff, 0xff], None).is_err());
+        let too_many = Report {
+            from: [1; 32],
+            seq: 1,
+            load: 0.1,
+            rtts: vec![([2; 32], 1.0); MAX_REPORTED_RTTS + 1],
+        };
+        let bytes = postcard::to_allocvec(&too_many).unwrap();
+        assert!(handler.receive_item(&bytes, None).is_err());
+    }
+}

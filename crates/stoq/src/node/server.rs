@@ -1,0 +1,1018 @@
+//! A running node: its role, membership, request handlers, pull-through cache and load reports.
+//!
+//! - An **origin** serves content from its store and accepts uploads (with the admin token).
+//! - An **edge** serves from its on-disk cache; a miss is fetched once (coalesced) from the
+//!   best upstream, verified, cached and served.
+//! - A **relay** fetches from origins on behalf of edges whose best route to an origin runs
+//!   through it; it caches nothing.
+//!
+//! Upstreams are ranked by the routing matrix built from membership (the `balanced` cost over
+//! measured RTTs and reported loads). Edges ask origins and relays, relays ask origins only, so
+//! a request never loops.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+use stoq_transport::protocol::ErrorCode;
+use stoq_transport::{
+    ConnectionPool, IncomingRequest, NodeId, NodeIdentity, PeerExpectation, ShutdownReport,
+    StoqConnection, StoqEndpoint, TransportError,
+};
+use tokio::io::AsyncWriteExt;
+
+use super::cache::EdgeCache;
+use super::coalesce::Coalescer;
+use super::content::{fetch_chunk, fetch_manifest};
+use super::membership::{
+    GossipSender, Member, Membership, MembershipTiming, Report, Role, MAX_REPORTED_RTTS,
+};
+use super::metrics::{NodeMetrics, Snapshot};
+use super::token::{AdminToken, TOKEN_FILE};
+use super::{wire, Op};
+use crate::chunking::{ContentId, Hash32, Manifest};
+use crate::edge::{ClientLocation, EdgeNode, EdgeRegistry, PrefixTable};
+use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, RoutingMatrix};
+use crate::store::Store;
+use crate::StoqConfig;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
+    /// The transport could not start (identity, socket).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The cache directory or token file could not be used.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// The whole configuration (transport, node, routing, edge).
+    pub config: StoqConfig,
+    /// Seeds with their node ids resolved.
+    pub seeds: Vec<(NodeId, SocketAddrV6)>,
+    /// The admin token; read from `node.admin_token_file` or `DATA_DIR/admin.token` if `None`.
+    pub token: Option<AdminToken>,
+    /// How clients' addresses map to regions (for clients that give no location).
+    pub prefixes: PrefixTable,
+}
+
+impl NodeOptions {
+    /// Options from a configuration, with no seeds.
+    pub fn new(config: StoqConfig) -> Self {
+        NodeOptions {
+            config,
+            seeds: Vec::new(),
+            token: None,
+            prefixes: PrefixTable::default(),
+        }
+    }
+}
+
+/// How often a node reports its load and RTTs to the others.
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
+/// How long a node waits to dial a peer.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a forwarded purge may take per peer.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Dials peers through the node's own endpoint (so they see its node id) and remembers the
+/// connections, whose RTTs go into the node's reports.
+struct Dialer {
+    pool: ConnectionPool,
+    links: Mutex<HashMap<NodeId, StoqConnection>>,
+}
+
+impl Dialer {
+    async fn connect(
+        &self,
+        id: NodeId,
+        addr: SocketAddrV6,
+    ) -> Result<StoqConnection, TransportError> {
+        let expect = PeerExpectation::Node(id);
+        let dial = self.pool.get(SocketAddr::V6(addr), &expect);
+        let conn = tokio::time::timeout(DIAL_TIMEOUT, dial)
+            .await
+            .map_err(|_| TransportError::Timeout(format!("dialling {addr}")))??;
+        self.links
+            .lock()
+            .expect("links lock")
+            .insert(id, conn.clone());
+        Ok(conn)
+    }
+
+    fn rtts(&self) -> Vec<(NodeId, Duration)> {
+        let mut links = self.links.lock().expect("links lock");
+        links.retain(|_, c| !c.is_closed());
+        links.iter().map(|(id, c)| (*id, c.rtt())).collect()
+    }
+}
+
+struct GossipOverQuic(Arc<Dialer>);
+
+impl GossipSender for GossipOverQuic {
+    fn send(&self, to: &Member, data: Bytes) {
+        let dialer = self.0.clone();
+        let (id, addr) = (to.node_id(), to.addr);
+        tokio::spawn(async move {
+            let Ok(conn) = dialer.connect(id, addr).await else {
+                return;
+            };
+            let mut payload = Vec::with_capacity(1 + data.len());
+            payload.push(Op::Gossip.code());
+            payload.extend_from_slice(&data);
+            let _ = tokio::time::timeout(DIAL_TIMEOUT, conn.request(payload)).await;
+        });
+    }
+}
+
+type Shared<T> = Result<T, (ErrorCode, String)>;
+
+struct Inner {
+    endpoint: StoqEndpoint,
+    me: Member,
+    data_dir: PathBuf,
+    store: Option<Arc<RwLock<Store>>>,
+    cache: Option<Arc<EdgeCache>>,
+    dialer: Arc<Dialer>,
+    membership: Membership,
+    token: AdminToken,
+    metrics: Arc<NodeMetrics>,
+    manifests: Coalescer<ContentId, Shared<Arc<Manifest>>>,
+    chunks: Coalescer<Hash32, Shared<Bytes>>,
+    prefixes: PrefixTable,
+    weights: crate::routing::CostWeights,
+    load_bits: AtomicU64,
+    served_since_report: AtomicU64,
+    preferred_upstream: Mutex<Option<NodeId>>,
+    upload_counter: AtomicU64,
+}
+
+/// A running node. Cloning shares it.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+    background: Arc<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.node_id())
+            .field("role", &self.role())
+            .finish()
+    }
+}
+
+fn addr_v6(addr: SocketAddr) -> Result<SocketAddrV6, TransportError> {
+    match stoq_transport::ensure_ipv6(addr)? {
+        SocketAddr::V6(v6) => Ok(v6),
+        SocketAddr::V4(_) => unreachable!("ensure_ipv6 refuses IPv4"),
+    }
+}
+
+impl Node {
+    /// Starts a node: identity, listening endpoint, store or cache, membership, handlers.
+    pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
+        let config = options.config;
+        config.validate()?;
+        let data_dir = config.node.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)?;
+        let identity = NodeIdentity::from_config(&config.transport.tls, &data_dir)?;
+        let token = match options.token {
+            Some(t) => t,
+            None => match &config.node.admin_token_file {
+                Some(path) => AdminToken::read(path)?,
+                None => AdminToken::load_or_create(&data_dir.join(TOKEN_FILE))?,
+            },
+        };
+        let role = config.node.role;
+        let store = match role {
+            Role::Origin => Some(Arc::new(RwLock::new(Store::open(&data_dir)?))),
+            _ => None,
+        };
+        let cache = match role {
+            Role::Edge => Some(Arc::new(EdgeCache::open(
+                &data_dir.join("cache"),
+                config.edge.cache_bytes,
+                config.edge.cache_policy,
+            )?)),
+            _ => None,
+        };
+        let endpoint = StoqEndpoint::bind(config.transport.clone(), identity)?;
+        let addr = addr_v6(endpoint.local_addr()?)?;
+        let me = Member {
+            id: *endpoint.node_id().as_bytes(),
+            addr,
+            bump: 0,
+            role,
+            region: config.node.region.clone(),
+            geo_e6: config
+                .node
+                .geo
+                .as_deref()
+                .and_then(GeoPoint::parse)
+                .map(|g| Member::geo_to_e6(g.lat, g.lon)),
+            capacity_mbps: config.node.capacity_mbps,
+        };
+        let dialer = Arc::new(Dialer {
+            pool: ConnectionPool::new(endpoint.clone(), &config.transport.pool),
+            links: Mutex::default(),
+        });
+        let timing = MembershipTiming {
+            probe_period: Duration::from_millis(config.node.probe_interval_ms),
+            suspect_after: Duration::from_millis(config.node.suspect_after_ms),
+        };
+        let membership =
+            Membership::start(me.clone(), timing, Arc::new(GossipOverQuic(dialer.clone())));
+        let inner = Arc::new(Inner {
+            endpoint: endpoint.clone(),
+            me,
+            data_dir,
+            store,
+            cache,
+            dialer,
+            membership,
+            token,
+            metrics: Arc::default(),
+            manifests: Coalescer::default(),
+            chunks: Coalescer::default(),
+            prefixes: options.prefixes,
+            weights: config.routing.weights,
+            load_bits: AtomicU64::new(0f64.to_bits()),
+            served_since_report: AtomicU64::new(0),
+            preferred_upstream: Mutex::new(None),
+            upload_counter: AtomicU64::new(0),
+        });
+        for (id, addr) in &options.seeds {
+            inner.membership.join(*id, *addr);
+        }
+        let handler_inner = inner.clone();
+        endpoint.serve(move |req| handle(handler_inner.clone(), req));
+        let mut background = vec![tokio::spawn(report_loop(inner.clone(), options.seeds))];
+        if let Some(metrics_addr) = config.node.metrics {
+            let listener = super::metrics::bind_metrics(metrics_addr)?;
+            let render_inner = inner.clone();
+            let render = Arc::new(move || render_inner.metrics.render(&snapshot(&render_inner)));
+            background.push(tokio::spawn(super::metrics::serve_http(listener, render)));
+        }
+        Ok(Node {
+            inner,
+            background: Arc::new(background),
+        })
+    }
+
+    /// The node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.endpoint.node_id()
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddrV6 {
+        self.inner.me.addr
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.inner.me.role
+    }
+
+    /// Its membership (live peers, changes).
+    pub fn membership(&self) -> &Membership {
+        &self.inner.membership
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.inner.metrics
+    }
+
+    /// Its admin token.
+    pub fn token(&self) -> &AdminToken {
+        &self.inner.token
+    }
+
+    /// Cache counters, for edges.
+    pub fn cache_stats(&self) -> Option<super::cache::CacheStats> {
+        self.inner.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// The status document `stoq status --node` prints.
+    pub fn status(&self) -> serde_json::Value {
+        status(&self.inner)
+    }
+
+    /// Leaves the membership, then shuts the endpoint down gracefully within `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.inner.membership.leave().await;
+        for task in self.background.iter() {
+            task.abort();
+        }
+        self.inner.endpoint.shutdown(deadline).await
+    }
+
+    /// Stops at once without telling anyone (what a crash looks like to the others).
+    pub async fn kill(&self) {
+        for task in self.background.iter() {
+            task.abort();
+        }
+        self.inner.membership.stop();
+        self.inner.endpoint.shutdown(Duration::ZERO).await;
+    }
+}
+
+fn load(inner: &Inner) -> f64 {
+    f64::from_bits(inner.load_bits.load(Ordering::Relaxed))
+}
+
+fn snapshot(inner: &Inner) -> Snapshot {
+    let counters = inner.endpoint.counters();
+    Snapshot {
+        cache: inner.cache.as_ref().map(|c| c.stats()).unwrap_or_default(),
+        connections_open: counters.open,
+        connections_accepted: counters.accepted,
+        connections_refused: counters.refused_limit,
+        peers: inner.membership.peers().len() as u64,
+        membership_changes: inner.membership.changes(),
+        load: load(inner),
+    }
+}
+
+/// Every second: measure load, spread it with the RTTs of open links, and re-announce to the
+/// seeds while alone (a seed that was down at start is joined when it comes up).
+async fn report_loop(inner: Arc<Inner>, seeds: Vec<(NodeId, SocketAddrV6)>) {
+    let mut seq = 0u64;
+    let mut ticker = tokio::time::interval(REPORT_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        seq += 1;
+        let bytes = inner.served_since_report.swap(0, Ordering::Relaxed) as f64;
+        let capacity_bits = f64::from(inner.me.capacity_mbps) * 1e6 * REPORT_INTERVAL.as_secs_f64();
+        let measured = (bytes * 8.0 / capacity_bits).clamp(0.0, 1.0);
+        let smoothed = 0.7 * load(&inner) + 0.3 * measured;
+        inner.load_bits.store(smoothed.to_bits(), Ordering::Relaxed);
+        let mut rtts: Vec<([u8; 32], f32)> = inner
+            .dialer
+            .rtts()
+            .into_iter()
+            .map(|(id, rtt)| (*id.as_bytes(), (rtt.as_secs_f64() * 1e3) as f32))
+            .collect();
+        rtts.truncate(MAX_REPORTED_RTTS);
+        inner.membership.report(Report {
+            from: inner.me.id,
+            seq,
+            load: smoothed as f32,
+            rtts,
+        });
+        if inner.membership.peers().is_empty() {
+            for (id, addr) in &seeds {
+                inner.membership.join(*id, *addr);
+            }
+        }
+    }
+}
+
+/// The routing matrix as this node sees the network now: itself and its live peers, with the
+/// RTTs it measures and those the peers report.
+fn matrix(inner: &Inner) -> RoutingMatrix {
+    let mut matrix = RoutingMatrix::new(inner.weights);
+    let peers = inner.membership.peers();
+    let spec = |m: &Member, load: f64| {
+        let geo = m.geo();
+        NodeSpec {
+            id: m.node_id().to_string(),
+            region: m.region.clone(),
+            lat: geo.map(|g| g.0),
+            lon: geo.map(|g| g.1),
+            load,
+        }
+    };
+    let _ = matrix.add_node(spec(&inner.me, load(inner)));
+    let mut capacity = HashMap::new();
+    capacity.insert(inner.me.node_id(), inner.me.capacity_mbps);
+    for p in &peers {
+        let _ = matrix.add_node(spec(&p.member, f64::from(p.load)));
+        capacity.insert(p.member.node_id(), p.member.capacity_mbps);
+    }
+    let bandwidth = |a: &NodeId, b: &NodeId| {
+        f64::from(
+            capacity
+                .get(a)
+                .copied()
+                .unwrap_or(1)
+                .min(capacity.get(b).copied().unwrap_or(1)),
+        )
+    };
+    let mut link = |a: NodeId, b: NodeId, rtt_ms: f64| {
+        if a == b || !capacity.contains_key(&a) || !capacity.contains_key(&b) {
+            return;
+        }
+        let _ = matrix.add_link(LinkSpec {
+            from: a.to_string(),
+            to: b.to_string(),
+            rtt_ms: rtt_ms.max(0.001),
+            bandwidth_mbps: bandwidth(&a, &b),
+            loss: 0.0,
+        });
+    };
+    for (peer, rtt) in inner.dialer.rtts() {
+        link(inner.me.node_id(), peer, rtt.as_secs_f64() * 1e3);
+    }
+    for p in &peers {
+        for (to, ms) in &p.rtts {
+            link(p.member.node_id(), *to, f64::from(*ms));
+        }
+    }
+    matrix
+}
+
+/// The nodes this node pulls missing content from, best first. Edges use origins and relays
+/// (a relay only where the best route to an origin runs through it); relays use origins.
+fn upstreams(inner: &Inner) -> Vec<Member> {
+    let peers = inner.membership.peers();
+    let by_id: HashMap<NodeId, &Member> = peers
+        .iter()
+        .map(|p| (p.member.node_id(), &p.member))
+        .collect();
+    let matrix = matrix(inner);
+    let me = inner.me.node_id().to_string();
+    let mut ranked: Vec<(f64, Member)> = Vec::new();
+    for p in peers.iter().filter(|p| p.member.role == Role::Origin) {
+        let target = p.member.node_id().to_string();
+        let (cost, via) = match matrix.find_optimal_route(&me, &target, Objective::Balanced) {
+            Ok(route) => {
+                let first_hop = route
+                    .path
+                    .get(1)
+                    .and_then(|hop| hop.parse::<NodeId>().ok())
+                    .and_then(|id| by_id.get(&id).copied())
+                    .filter(|m| m.role == Role::Relay && inner.me.role == Role::Edge);
+                (route.cost, first_hop.unwrap_or(&p.member).clone())
+            }
+            // Not measured yet: rank by distance, unknown last.
+            Err(_) => {
+                let km = match (inner.me.geo(), p.member.geo()) {
+                    (Some(a), Some(b)) => GeoPoint::new(a.0, a.1)
+                        .zip(GeoPoint::new(b.0, b.1))
+                        .map_or(1e6, |(a, b)| a.distance_km(&b)),
+                    _ => 1e6,
+                };
+                (1e9 + km, p.member.clone())
+            }
+        };
+        ranked.push((cost, via));
+    }
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let mut seen = std::collections::HashSet::new();
+    let list: Vec<Member> = ranked
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| seen.insert(m.id))
+        .collect();
+    let best = list.first().map(Member::node_id);
+    let mut preferred = inner.preferred_upstream.lock().expect("preferred lock");
+    if *preferred != best {
+        if preferred.is_some() {
+            inner.metrics.route_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        *preferred = best;
+    }
+    list
+}
+
+fn not_found(id: &ContentId) -> (ErrorCode, String) {
+    (
+        ErrorCode::NotFound,
+        format!("content {id} is not in this network"),
+    )
+}
+
+/// The manifest of `id`: from the store, the cache, or (edges and relays) upstream.
+async fn manifest_of(inner: &Arc<Inner>, id: ContentId) -> Shared<Arc<Manifest>> {
+    if let Some(store) = &inner.store {
+        let store = store.clone();
+        return tokio::task::spawn_blocking(move || {
+            store.read().expect("store lock").manifest(&id)
+        })
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .map(Arc::new)
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound(_) => not_found(&id),
+            other => (ErrorCode::Internal, other.to_string()),
+        });
+    }
+    if let Some(m) = inner.cache.as_ref().and_then(|c| c.manifest(&id)) {
+        return Ok(Arc::new(m));
+    }
+    let fetcher = inner.clone();
+    inner
+        .manifests
+        .get_or_fetch(id, move || async move {
+            let mut last = not_found(&id);
+            for up in upstreams(&fetcher) {
+                let Ok(conn) = fetcher.dialer.connect(up.node_id(), up.addr).await else {
+                    continue;
+                };
+                match fetch_manifest(&conn, &id).await {
+                    Ok(m) => {
+                        if let Some(cache) = &fetcher.cache {
+                            let _ = cache.put(id, &m.encode());
+                        }
+                        return Ok(Arc::new(m));
+                    }
+                    Err(e) => last = (ErrorCode::NotFound, e.to_string()),
+                }
+            }
+            Err(last)
+        })
+        .await
+}
+
+/// Chunk `index` of `id`: from the store, the cache, or upstream (one fetch however many ask).
+async fn chunk_of(inner: &Arc<Inner>, id: ContentId, index: u32) -> Shared<Bytes> {
+    let manifest = manifest_of(inner, id).await?;
+    let entry = manifest.chunks.get(index as usize).cloned().ok_or((
+        ErrorCode::BadRequest,
+        format!("content {id} has no chunk {index}"),
+    ))?;
+    if let Some(store) = &inner.store {
+        let store = store.clone();
+        return tokio::task::spawn_blocking(move || {
+            store
+                .read()
+                .expect("store lock")
+                .read_chunk(&id, &entry, manifest.erasure)
+                .map(|(bytes, _)| Bytes::from(bytes))
+        })
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| (ErrorCode::NotFound, e.to_string()));
+    }
+    if let Some(bytes) = inner.cache.as_ref().and_then(|c| c.get(&entry.id)) {
+        return Ok(Bytes::from(bytes));
+    }
+    let fetcher = inner.clone();
+    inner
+        .chunks
+        .get_or_fetch(entry.id, move || async move {
+            let mut last = (
+                ErrorCode::NotFound,
+                format!("no upstream has chunk {index} of {id}"),
+            );
+            for up in upstreams(&fetcher) {
+                let Ok(conn) = fetcher.dialer.connect(up.node_id(), up.addr).await else {
+                    continue;
+                };
+                match fetch_chunk(&conn, &id, &manifest, index).await {
+                    Ok(bytes) => {
+                        fetcher
+                            .metrics
+                            .bytes_in
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        if let Some(cache) = &fetcher.cache {
+                            if let Err(e) = cache.put(entry.id, &bytes) {
+                                tracing::warn!(error = %e, "cannot cache a chunk");
+                            }
+                        }
+                        return Ok(Bytes::from(bytes));
+                    }
+                    Err(e) => last = (ErrorCode::NotFound, e.to_string()),
+                }
+            }
+            Err(last)
+        })
+        .await
+}
+
+/// Answers one request.
+async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), TransportError> {
+    let op = req.payload.first().copied().and_then(Op::from_code);
+    let args = req.payload.slice(1.min(req.payload.len())..);
+    let answer: Shared<Bytes> = match op {
+        Some(Op::GetManifest) => {
+            inner.metrics.request("manifest");
+            match wire::content_id(&args) {
+                Some(id) if args.len() == 32 => manifest_of(&inner, id)
+                    .await
+                    .map(|m| Bytes::from(m.encode())),
+                _ => Err((
+                    ErrorCode::BadRequest,
+                    "a content id (32 bytes) is required".into(),
+                )),
+            }
+        }
+        Some(Op::GetChunk) => {
+            inner.metrics.request("chunk");
+            let started = Instant::now();
+            let result = match (wire::content_id(&args), args.get(32..36)) {
+                (Some(id), Some(ix)) if args.len() == 36 => {
+                    chunk_of(
+                        &inner,
+                        id,
+                        u32::from_be_bytes(ix.try_into().expect("4 bytes")),
+                    )
+                    .await
+                }
+                _ => Err((
+                    ErrorCode::BadRequest,
+                    "GET_CHUNK needs id + u32 index".into(),
+                )),
+            };
+            inner.metrics.chunk_latency.observe(started.elapsed());
+            result
+        }
+        Some(Op::Gossip) => {
+            inner.metrics.request("gossip");
+            let answer = match req.conn.peer_node_id() {
+                None => Err((
+                    ErrorCode::Unauthorized,
+                    "membership needs a node certificate".into(),
+                )),
+                Some(from) => inner
+                    .membership
+                    .receive(args.clone(), from)
+                    .map(|()| Bytes::new())
+                    .map_err(|e| (ErrorCode::BadRequest, e.to_string())),
+            };
+            return match answer {
+                Ok(_) => {
+                    req.reply.send_response(Bytes::new()).await?;
+                    req.reply.finish()
+                }
+                Err((code, reason)) => req.reply.send_error(code, &reason).await,
+            };
+        }
+        Some(Op::Put) => {
+            inner.metrics.request("put");
+            let outcome = put(&inner, &mut req, &args).await;
+            return respond_json(&mut req, outcome).await;
+        }
+        Some(Op::Purge) => {
+            inner.metrics.request("purge");
+            let outcome = purge(&inner, &args).await;
+            return respond_json(&mut req, outcome).await;
+        }
+        Some(Op::Prefetch) => {
+            inner.metrics.request("prefetch");
+            let outcome = prefetch(&inner, &args).await;
+            return respond_json(&mut req, outcome).await;
+        }
+        Some(Op::Locate) => {
+            inner.metrics.request("locate");
+            let outcome = locate(&inner, &args, req.conn.remote_addr());
+            return respond_json(&mut req, outcome).await;
+        }
+        Some(Op::Status) => {
+            inner.metrics.request("status");
+            return respond_json(&mut req, Ok(status(&inner))).await;
+        }
+        _ => {
+            inner.metrics.request("other");
+            return super::basic(req, &inner.endpoint.node_id().to_string()).await;
+        }
+    };
+    match answer {
+        Ok(bytes) => {
+            let len = bytes.len() as u64;
+            req.reply.send_data(bytes).await?;
+            req.reply.send_end().await?;
+            req.reply.send_response(Bytes::new()).await?;
+            inner.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
+            inner.served_since_report.fetch_add(len, Ordering::Relaxed);
+            req.reply.finish()
+        }
+        Err((code, reason)) => req.reply.send_error(code, &reason).await,
+    }
+}
+
+async fn respond_json(
+    req: &mut IncomingRequest,
+    outcome: Shared<serde_json::Value>,
+) -> Result<(), TransportError> {
+    match outcome {
+        Ok(doc) => {
+            req.reply.send_response(doc.to_string()).await?;
+            req.reply.finish()
+        }
+        Err((code, reason)) => req.reply.send_error(code, &reason).await,
+    }
+}
+
+/// Checks the admin token at the start of `args`; returns the rest.
+fn authorise<'a>(inner: &Inner, args: &'a [u8]) -> Shared<&'a [u8]> {
+    match wire::split_token(args) {
+        Some((token, rest)) if inner.token.verify(token) => Ok(rest),
+        Some(_) => {
+            inner.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+            Err((
+                ErrorCode::Unauthorized,
+                "wrong admin token; nothing was changed".into(),
+            ))
+        }
+        None => {
+            inner.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+            Err((
+                ErrorCode::Unauthorized,
+                "an admin token is required; nothing was changed".into(),
+            ))
+        }
+    }
+}
+
+/// PUT: the body is written to a temporary file in the data dir, then stored.
+async fn put(
+    inner: &Arc<Inner>,
+    req: &mut IncomingRequest,
+    args: &[u8],
+) -> Shared<serde_json::Value> {
+    let rest = authorise(inner, args)?;
+    let Some(store) = inner.store.clone() else {
+        return Err((
+            ErrorCode::BadRequest,
+            format!("this node is an {}; publish to an origin", inner.me.role),
+        ));
+    };
+    let options = wire::put_options(rest).map_err(|e| (ErrorCode::BadRequest, e))?;
+    let n = inner.upload_counter.fetch_add(1, Ordering::Relaxed);
+    let tmp = inner
+        .data_dir
+        .join(format!("upload.{}.{n}.tmp", std::process::id()));
+    let received = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut bytes = 0u64;
+        while let Some(piece) = req.body.recv_data().await.map_err(std::io::Error::other)? {
+            bytes += piece.len() as u64;
+            file.write_all(&piece).await?;
+        }
+        file.flush().await?;
+        Ok::<u64, std::io::Error>(bytes)
+    }
+    .await;
+    let bytes = match received {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err((
+                ErrorCode::Internal,
+                format!("upload failed, nothing stored: {e}"),
+            ));
+        }
+    };
+    inner.metrics.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    let path = tmp.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        store.write().expect("store lock").put_file(&path, options)
+    })
+    .await
+    .map_err(|e| (ErrorCode::Internal, e.to_string()));
+    let _ = tokio::fs::remove_file(&tmp).await;
+    let report = report?.map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    serde_json::to_value(&report).map_err(|e| (ErrorCode::Internal, e.to_string()))
+}
+
+/// PURGE: removes a content here (cache entries on edges, the stored object on origins) and,
+/// unless this is already a forwarded purge, forwards it to every live peer.
+async fn purge(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> {
+    let rest = authorise(inner, args)?;
+    let (id, forward) = match (wire::content_id(rest), rest.get(32)) {
+        (Some(id), Some(&f)) if rest.len() == 33 => (id, f == 1),
+        _ => {
+            return Err((
+                ErrorCode::BadRequest,
+                "PURGE needs a content id and a forward flag".into(),
+            ))
+        }
+    };
+    let mut removed = 0u64;
+    if let Some(cache) = &inner.cache {
+        removed += cache.purge(&id) as u64;
+    }
+    if let Some(store) = inner.store.clone() {
+        let gone = tokio::task::spawn_blocking(move || {
+            let mut store = store.write().expect("store lock");
+            match store.contains(&id) {
+                Ok(true) => store.delete(&id).map(|_| 1u64),
+                Ok(false) => Ok(0),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+        removed += gone;
+    }
+    let mut reached = Vec::new();
+    let mut failed = Vec::new();
+    if forward {
+        let peers = inner.membership.peers();
+        let sends = peers.iter().map(|p| {
+            let (inner, member) = (inner.clone(), p.member.clone());
+            async move {
+                let payload = wire::purge_request(inner.token.as_str(), &id, false);
+                let result = tokio::time::timeout(PURGE_TIMEOUT, async {
+                    let conn = inner.dialer.connect(member.node_id(), member.addr).await?;
+                    conn.request(payload).await
+                })
+                .await;
+                (member.node_id(), matches!(result, Ok(Ok(_))))
+            }
+        });
+        for (peer, ok) in futures_join_all(sends).await {
+            if ok {
+                reached.push(peer.to_string());
+            } else {
+                failed.push(peer.to_string());
+            }
+        }
+    }
+    Ok(json!({
+        "id": id.to_string(),
+        "removed_here": removed,
+        "reached": reached,
+        "failed": failed,
+    }))
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// PREFETCH: an edge pulls a whole content into its cache ahead of demand.
+async fn prefetch(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> {
+    let rest = authorise(inner, args)?;
+    if inner.cache.is_none() {
+        return Err((
+            ErrorCode::BadRequest,
+            format!("this node is an {}; prefetch to an edge", inner.me.role),
+        ));
+    }
+    let id = match wire::content_id(rest) {
+        Some(id) if rest.len() == 32 => id,
+        _ => return Err((ErrorCode::BadRequest, "PREFETCH needs a content id".into())),
+    };
+    let manifest = manifest_of(inner, id).await?;
+    let mut bytes = 0u64;
+    for index in 0..manifest.chunks.len() as u32 {
+        bytes += chunk_of(inner, id, index).await?.len() as u64;
+    }
+    Ok(json!({ "id": id.to_string(), "chunks": manifest.chunks.len(), "bytes": bytes }))
+}
+
+/// LOCATE: the edges for a client, nearest (and not overloaded) first, then the origins.
+fn locate(inner: &Inner, args: &[u8], client: SocketAddr) -> Shared<serde_json::Value> {
+    let text = std::str::from_utf8(args)
+        .map_err(|_| (ErrorCode::BadRequest, "location must be UTF-8".into()))?;
+    let location = if let Some(geo) = text.strip_prefix("geo:") {
+        ClientLocation::Geo(GeoPoint::parse(geo).ok_or((
+            ErrorCode::BadRequest,
+            format!("bad position {geo:?}: use LAT,LON"),
+        ))?)
+    } else if let Some(region) = text.strip_prefix("region:") {
+        ClientLocation::Region(region.to_owned())
+    } else {
+        match client.ip() {
+            std::net::IpAddr::V6(ip) => ClientLocation::Address(ip),
+            std::net::IpAddr::V4(_) => {
+                return Err((ErrorCode::BadRequest, "STOQ is IPv6-only".into()))
+            }
+        }
+    };
+    let mut members: Vec<(Member, f32)> = inner
+        .membership
+        .peers()
+        .into_iter()
+        .map(|p| (p.member, p.load))
+        .collect();
+    members.push((inner.me.clone(), load(inner) as f32));
+    let mut registry = EdgeRegistry::new(inner.prefixes.clone());
+    for (m, load) in members.iter().filter(|(m, _)| m.role == Role::Edge) {
+        let geo = m.geo().and_then(|(lat, lon)| GeoPoint::new(lat, lon));
+        let _ = crate::edge::EdgeNetwork::register_edge(
+            &mut registry,
+            EdgeNode {
+                id: m.node_id().to_string(),
+                region: m.region.clone(),
+                geo,
+                load: f64::from(*load).clamp(0.0, 1.0),
+                healthy: true,
+            },
+        );
+    }
+    let edges = match registry.rank(&location) {
+        Ok(edges) => edges,
+        Err(crate::edge::EdgeError::NoEdge) => Vec::new(),
+        Err(e) => return Err((ErrorCode::BadRequest, e.to_string())),
+    };
+    let find = |id: &str| members.iter().find(|(m, _)| m.node_id().to_string() == id);
+    let describe = |(m, load): &(Member, f32)| {
+        json!({
+            "id": m.node_id().to_string(),
+            "addr": SocketAddr::V6(m.addr).to_string(),
+            "role": m.role.to_string(),
+            "region": m.region,
+            "load": load,
+        })
+    };
+    let mut sources: Vec<serde_json::Value> = edges
+        .iter()
+        .filter_map(|e| find(&e.id))
+        .map(describe)
+        .collect();
+    sources.extend(
+        members
+            .iter()
+            .filter(|(m, _)| m.role == Role::Origin)
+            .map(describe),
+    );
+    Ok(json!({ "sources": sources }))
+}
+
+fn status(inner: &Inner) -> serde_json::Value {
+    let rtts: HashMap<NodeId, Duration> = inner.dialer.rtts().into_iter().collect();
+    let peers: Vec<serde_json::Value> = inner
+        .membership
+        .peers()
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.member.node_id().to_string(),
+                "addr": SocketAddr::V6(p.member.addr).to_string(),
+                "role": p.member.role.to_string(),
+                "region": p.member.region,
+                "geo": p.member.geo().map(|(a, b)| vec![a, b]),
+                "load": p.load,
+                "rtt_ms": rtts.get(&p.member.node_id()).map(|d| d.as_secs_f64() * 1e3),
+            })
+        })
+        .collect();
+    let matrix = matrix(inner);
+    let me = inner.me.node_id().to_string();
+    let routes: Vec<serde_json::Value> = inner
+        .membership
+        .peers()
+        .iter()
+        .filter_map(|p| {
+            let to = p.member.node_id().to_string();
+            let route = matrix.find_optimal_route(&me, &to, Objective::Balanced).ok()?;
+            Some(json!({ "to": to, "path": route.path, "latency_ms": route.latency_ms, "cost": route.cost }))
+        })
+        .collect();
+    let cache = inner.cache.as_ref().map(|c| c.stats());
+    let store = inner
+        .store
+        .as_ref()
+        .and_then(|s| s.read().expect("store lock").stats().ok());
+    let counters = inner.endpoint.counters();
+    json!({
+        "node_id": me,
+        "addr": SocketAddr::V6(inner.me.addr).to_string(),
+        "role": inner.me.role.to_string(),
+        "region": inner.me.region,
+        "geo": inner.me.geo().map(|(a, b)| vec![a, b]),
+        "load": load(inner),
+        "peers": peers,
+        "routes": routes,
+        "membership_changes": inner.membership.changes(),
+        "cache": cache,
+        "cache_hits": cache.map_or(0, |c| c.hits),
+        "store": store.map(|s| json!({
+            "objects": s.objects,
+            "logical_bytes": s.logical_bytes,
+            "stored_bytes": s.stored_bytes,
+            "dedup_ratio": s.dedup_ratio,
+        })),
+        "connections": counters,
+        "requests": super::metrics::REQUEST_KINDS.iter().map(|k| (k.to_string(), serde_json::Value::from(inner.metrics.requests_of(k)))).collect::<serde_json::Map<_, _>>(),
+        "bytes_out": inner.metrics.bytes_out.load(Ordering::Relaxed),
+        "bytes_in": inner.metrics.bytes_in.load(Ordering::Relaxed),
+    })
+}
