@@ -1,0 +1,424 @@
+//! The edge network end to end: real nodes (origin, edges, relay) on [::1], joined by SWIM
+//! membership over QUIC, serving content through their caches.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stoq::chunking::ContentId;
+use stoq::node::client;
+use stoq::node::content::fetch;
+use stoq::node::membership::Role;
+use stoq::node::token::AdminToken;
+use stoq::node::{Node, NodeOptions};
+use stoq::store::PutOptions;
+use stoq::transport::{
+    NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportConfig, TransportError,
+};
+use stoq::StoqConfig;
+
+const TOKEN: &str = "test-network-admin-token-0123456789";
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(90), f)
+        .await
+        .expect("test exceeded its time bound")
+}
+
+/// A node on [::1] with fast failure detection, sharing the test network's admin token.
+async fn start(dir: &Path, role: Role, region: &str, geo: Option<&str>, seeds: &[&Node]) -> Node {
+    let mut config = StoqConfig::default();
+    config.transport.listen = "[::1]:0".parse().unwrap();
+    config.node.data_dir = dir.to_path_buf();
+    config.node.role = role;
+    config.node.region = region.into();
+    config.node.geo = geo.map(str::to_owned);
+    config.node.probe_interval_ms = 200;
+    config.node.suspect_after_ms = 600;
+    config.edge.cache_bytes = 256 << 20;
+    let mut options = NodeOptions::new(config);
+    options.token = Some(AdminToken::from_text(TOKEN).unwrap());
+    options.seeds = seeds
+        .iter()
+        .map(|n| (n.node_id(), n.local_addr()))
+        .collect();
+    Node::start(options).await.unwrap()
+}
+
+/// Waits until every node sees all the others.
+async fn converge(nodes: &[&Node]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes
+        .iter()
+        .any(|n| n.membership().peers().len() != nodes.len() - 1)
+    {
+        assert!(Instant::now() < deadline, "membership did not converge");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn client_endpoint() -> StoqEndpoint {
+    let config = TransportConfig {
+        listen: "[::1]:0".parse().unwrap(),
+        ..TransportConfig::default()
+    };
+    StoqEndpoint::client(config, NodeIdentity::generate().unwrap()).unwrap()
+}
+
+async fn dial(client: &StoqEndpoint, node: &Node) -> StoqConnection {
+    client
+        .connect(
+            SocketAddr::V6(node.local_addr()),
+            &PeerExpectation::Node(node.node_id()),
+        )
+        .await
+        .unwrap()
+}
+
+/// Publishes `data` to `origin` over the network with the admin token.
+async fn publish(client: &StoqEndpoint, origin: &Node, data: &[u8]) -> ContentId {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), data).unwrap();
+    let conn = dial(client, origin).await;
+    let report = client::publish(&conn, TOKEN, file.path(), &PutOptions::default())
+        .await
+        .unwrap();
+    report["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_multi_source_chunk_retrieval() {
+    bounded(async {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", Some("50.1,8.7"), &[]).await;
+        let a = start(
+            dirs[1].path(),
+            Role::Edge,
+            "eu",
+            Some("48.9,2.3"),
+            &[&origin],
+        )
+        .await;
+        let b = start(
+            dirs[2].path(),
+            Role::Edge,
+            "us",
+            Some("40.7,-74.0"),
+            &[&origin],
+        )
+        .await;
+        converge(&[&origin, &a, &b]).await;
+        let client = client_endpoint();
+        let data = noise(6 << 20, 7);
+        let id = publish(&client, &origin, &data).await;
+        let conns = vec![dial(&client, &a).await, dial(&client, &b).await];
+        let mut out = Vec::new();
+        let report = fetch(&conns, &id, &mut out).await.unwrap();
+        assert_eq!(out, data, "the bytes arrive intact and in order");
+        assert!(report.dropped.is_empty());
+        for (addr, bytes) in &report.sources {
+            assert!(*bytes > 0, "source {addr} served nothing: {report:?}");
+        }
+        // Both edges pulled their share through from the origin and now hold it.
+        assert!(a.cache_stats().unwrap().used_bytes > 0);
+        assert!(b.cache_stats().unwrap().used_bytes > 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_geographic_routing() {
+    bounded(async {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(
+            dirs[0].path(),
+            Role::Origin,
+            "eu-central",
+            Some("50.1,8.7"),
+            &[],
+        )
+        .await;
+        let fra = start(
+            dirs[1].path(),
+            Role::Edge,
+            "eu-central",
+            Some("50.1,8.7"),
+            &[&origin],
+        )
+        .await;
+        let nyc = start(
+            dirs[2].path(),
+            Role::Edge,
+            "us-east",
+            Some("40.7,-74.0"),
+            &[&origin],
+        )
+        .await;
+        let sgp = start(
+            dirs[3].path(),
+            Role::Edge,
+            "ap-southeast",
+            Some("1.35,103.8"),
+            &[&origin],
+        )
+        .await;
+        converge(&[&origin, &fra, &nyc, &sgp]).await;
+        let client = client_endpoint();
+        let conn = dial(&client, &origin).await;
+        for (location, want) in [
+            ("geo:48.9,2.3", &fra),    // Paris
+            ("geo:37.8,-122.4", &nyc), // San Francisco
+            ("geo:-33.9,151.2", &sgp), // Sydney
+            ("region:ap-southeast", &sgp),
+        ] {
+            let sources = client::locate(&conn, location).await.unwrap();
+            assert_eq!(sources[0].id, want.node_id(), "{location}: {sources:?}");
+            assert_eq!(sources.len(), 4, "three edges then the origin");
+            assert_eq!(sources[3].role, Role::Origin);
+        }
+        let bad = client::locate(&conn, "geo:north").await.unwrap_err();
+        assert!(bad.to_string().contains("LAT,LON"), "{bad}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_edge_cache_performance() {
+    bounded(async {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[&origin]).await;
+        converge(&[&origin, &edge]).await;
+        let client = client_endpoint();
+        let data = noise(3 << 20, 3);
+        let id = publish(&client, &origin, &data).await;
+
+        // Eight clients ask the edge for the same content at once: each chunk leaves the
+        // origin once (request coalescing).
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let conn = dial(&client, &edge).await;
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                fetch(&[conn], &id, &mut out).await.unwrap();
+                out
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), data);
+        }
+        let chunks_from_origin = origin.metrics().requests_of("chunk");
+        let manifest = {
+            let conn = dial(&client, &origin).await;
+            stoq::node::content::fetch_manifest(&conn, &id)
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            chunks_from_origin,
+            manifest.chunks.len() as u64,
+            "each chunk was pulled from the origin exactly once"
+        );
+
+        // The next fetch is served by the edge without touching the origin.
+        let hits_before = edge.cache_stats().unwrap().hits;
+        let conn = dial(&client, &edge).await;
+        let mut out = Vec::new();
+        fetch(&[conn], &id, &mut out).await.unwrap();
+        assert_eq!(out, data);
+        assert_eq!(origin.metrics().requests_of("chunk"), chunks_from_origin);
+        let hits = edge.cache_stats().unwrap().hits - hits_before;
+        assert!(hits >= manifest.chunks.len() as u64, "{hits} hits");
+        let status = edge.status();
+        assert!(status["cache_hits"].as_u64().unwrap() >= hits);
+    })
+    .await;
+}
+
+/// A writer that raises a flag once `after` bytes went through it.
+struct Tripwire {
+    out: Vec<u8>,
+    after: usize,
+    tripped: Arc<AtomicBool>,
+}
+
+impl Write for Tripwire {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        if self.out.len() >= self.after {
+            self.tripped.store(true, Ordering::SeqCst);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_failover_scenarios() {
+    bounded(async {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let a = start(dirs[1].path(), Role::Edge, "eu", None, &[&origin]).await;
+        let b = start(dirs[2].path(), Role::Edge, "us", None, &[&origin]).await;
+        converge(&[&origin, &a, &b]).await;
+        let client = client_endpoint();
+        let data = noise(24 << 20, 5);
+        let id = publish(&client, &origin, &data).await;
+
+        // 1. A source killed mid-transfer: the fetch finishes from the other.
+        let conns = vec![dial(&client, &a).await, dial(&client, &b).await];
+        let tripped = Arc::new(AtomicBool::new(false));
+        let killer = {
+            let (tripped, b) = (tripped.clone(), b.clone());
+            tokio::spawn(async move {
+                while !tripped.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                b.kill().await;
+            })
+        };
+        let mut out = Tripwire {
+            out: Vec::new(),
+            after: 2 << 20,
+            tripped,
+        };
+        let report = fetch(&conns, &id, &mut out).await.unwrap();
+        killer.await.unwrap();
+        assert_eq!(out.out, data, "complete and correct despite the kill");
+        assert_eq!(report.dropped.len(), 1, "{report:?}");
+        assert_eq!(
+            report.dropped[0],
+            SocketAddr::V6(b.local_addr()).to_string()
+        );
+
+        // 2. The dead edge is dropped from the membership within seconds.
+        let started = Instant::now();
+        while origin.membership().peers().len() != 1 || a.membership().peers().len() != 1 {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "dead node never dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            origin.membership().changes() >= 3,
+            "two joins and one death"
+        );
+
+        // 3. A purge sent to the origin reaches the edge: gone from its cache and the origin.
+        assert!(a.cache_stats().unwrap().used_bytes > 0);
+        let conn = dial(&client, &origin).await;
+        let answer = client::purge(&conn, TOKEN, &id).await.unwrap();
+        assert_eq!(answer["reached"].as_array().unwrap().len(), 1, "{answer}");
+        assert_eq!(a.cache_stats().unwrap().used_bytes, 0);
+        assert!(a.cache_stats().unwrap().purged > 0);
+        let edge_conn = dial(&client, &a).await;
+        let err = stoq::node::content::fetch_manifest(&edge_conn, &id)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not in this network"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_purging_without_the_admin_token_are_refused_and_change_nothing() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = start(dir.path(), Role::Origin, "eu", None, &[]).await;
+        let client = client_endpoint();
+        let data = noise(100_000, 9);
+        let id = publish(&client, &origin, &data).await;
+        let conn = dial(&client, &origin).await;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b"should never be stored").unwrap();
+        let refused = client::publish(&conn, "wrong-token-wrong-token", file.path(), &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, TransportError::Remote { reason, .. } if reason.contains("wrong admin token")),
+            "{refused}"
+        );
+        let refused = client::purge(&conn, "", &id).await.unwrap_err();
+        assert!(refused.to_string().contains("admin token"), "{refused}");
+        let status = origin.status();
+        assert_eq!(status["store"]["objects"], 1, "nothing stored, nothing purged: {status}");
+        let mut out = Vec::new();
+        fetch(&[conn], &id, &mut out).await.unwrap();
+        assert_eq!(out, data);
+        assert_eq!(origin.metrics().unauthorized.load(Ordering::Relaxed), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_reaches_the_origin_through_a_relay_when_that_is_the_only_way_measured() {
+    bounded(async {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let relay = start(dirs[1].path(), Role::Relay, "eu", None, &[&origin]).await;
+        converge(&[&origin, &relay]).await;
+        let client = client_endpoint();
+        let data = noise(1 << 20, 11);
+        let id = publish(&client, &origin, &data).await;
+        // A relay serves content it does not store by fetching it from the origin.
+        let conn = dial(&client, &relay).await;
+        let mut out = Vec::new();
+        fetch(&[conn], &id, &mut out).await.unwrap();
+        assert_eq!(out, data);
+        assert!(origin.metrics().requests_of("chunk") > 0);
+        let pulled = relay.metrics().bytes_in.load(Ordering::Relaxed);
+        assert!(
+            pulled >= data.len() as u64,
+            "the relay pulled {pulled} bytes"
+        );
+        assert!(relay.cache_stats().is_none(), "a relay keeps no cache");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_prefetches_on_request_and_survives_a_restart_with_its_cache() {
+    bounded(async {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[&origin]).await;
+        converge(&[&origin, &edge]).await;
+        let client = client_endpoint();
+        let data = noise(2 << 20, 13);
+        let id = publish(&client, &origin, &data).await;
+        let conn = dial(&client, &edge).await;
+        let answer = client::prefetch(&conn, TOKEN, &id).await.unwrap();
+        assert_eq!(answer["bytes"], data.len() as u64);
+        let used = edge.cache_stats().unwrap().used_bytes;
+        assert!(used >= data.len() as u64);
+        edge.shutdown(Duration::from_secs(1)).await;
+        drop(edge);
+        // Restarted alone: the origin is gone too, so everything must come from the disk cache.
+        origin.shutdown(Duration::from_secs(1)).await;
+        let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[]).await;
+        assert_eq!(edge.cache_stats().unwrap().used_bytes, used);
+        let conn = dial(&client, &edge).await;
+        let mut out = Vec::new();
+        fetch(&[conn], &id, &mut out).await.unwrap();
+        assert_eq!(out, data);
+    })
+    .await;
+}
