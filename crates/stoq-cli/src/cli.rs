@@ -51,6 +51,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove content from a store; chunks other content shares stay.
     Delete(DeleteArgs),
+    /// Remove content from the whole network (every edge cache and origin) via one node.
+    Purge(AdminArgs),
+    /// Have an edge pull content into its cache ahead of demand.
+    Prefetch(AdminArgs),
     /// Remove blob files no content refers to (left by interrupted puts).
     Gc(StatusArgs),
     /// Compute routes over a topology file.
@@ -73,6 +77,28 @@ pub struct ServeArgs {
     /// Where the node keeps its identity and data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// What the node does: origin (stores content), edge (caches near clients) or relay.
+    #[arg(long, value_parser = ["origin", "edge", "relay"])]
+    pub role: Option<String>,
+    /// The node's region name, e.g. `eu-central`.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The node's position, `LAT,LON` in degrees.
+    #[arg(long, allow_hyphen_values = true)]
+    pub geo: Option<String>,
+    /// A node to join through: `NODEID@[ip]:port`, or `[ip]:port` if in the known-nodes file.
+    #[arg(long = "seed")]
+    pub seeds: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (IPv6), e.g. `[::1]:9090`.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Link capacity in Mbit/s that load is measured against.
+    #[arg(long)]
+    pub capacity_mbps: Option<u32>,
+    /// The admin token file (share one across a network so forwarded purges are accepted);
+    /// default DATA_DIR/admin.token, created at first start.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `stoq ping`.
@@ -134,6 +160,13 @@ pub struct ConfigArgs {
 /// `stoq put`.
 #[derive(Debug, Args)]
 pub struct PutArgs {
+    /// Publish to this origin over the network instead of a local store
+    /// (`NODEID@[ip]:port`, or `[ip]:port` if in the known-nodes file).
+    #[arg(long, conflicts_with = "data_dir")]
+    pub node: Option<String>,
+    /// The admin token file for `--node` (default: ./stoq-data/admin.token if present).
+    #[arg(long, requires = "node")]
+    pub token_file: Option<PathBuf>,
     /// The file to store.
     pub file: PathBuf,
     /// The store's directory.
@@ -185,11 +218,24 @@ pub struct GetArgs {
     /// Print one JSON object (needs -o).
     #[arg(long, requires = "output")]
     pub json: bool,
+    /// Fetch over the network: the first node is asked for the nearest edges; every node
+    /// given is also a candidate source (`NODEID@[ip]:port` or a known `[ip]:port`).
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// The client's position, `LAT,LON`, for choosing the nearest edge.
+    #[arg(long, allow_hyphen_values = true, requires = "nodes")]
+    pub near: Option<String>,
+    /// How many sources to fetch from at once; the others stand by for failover.
+    #[arg(long, default_value_t = 2, requires = "nodes")]
+    pub parallel: usize,
 }
 
 /// `stoq status` and `stoq gc`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Ask a running node for its view (peers, routes, cache, store) instead.
+    #[arg(long)]
+    pub node: Option<String>,
     /// The store's directory.
     #[arg(long, default_value = "./stoq-data")]
     pub data_dir: PathBuf,
@@ -365,6 +411,22 @@ pub struct TransportBenchArgs {
     pub json: bool,
 }
 
+/// `stoq purge` and `stoq prefetch`: an admin request about one content id.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The content id (64 hex characters).
+    pub id: String,
+    /// The node to send it to (`NODEID@[ip]:port` or a known `[ip]:port`).
+    #[arg(long)]
+    pub node: String,
+    /// The admin token file (default: ./stoq-data/admin.token if present).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Print the node's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// An IPv6 address from the command line; IPv4 is a usage error.
 pub fn address(text: &str) -> Result<SocketAddr> {
     parse_ipv6(text).map_err(usage)
@@ -386,6 +448,27 @@ pub fn serve_config(args: &ServeArgs) -> Result<StoqConfig> {
     }
     if let Some(dir) = &args.data_dir {
         config.node.data_dir = dir.clone();
+    }
+    if let Some(role) = &args.role {
+        config.node.role = role.parse().map_err(usage)?;
+    }
+    if let Some(region) = &args.region {
+        config.node.region = region.clone();
+    }
+    if let Some(geo) = &args.geo {
+        config.node.geo = Some(geo.clone());
+    }
+    if !args.seeds.is_empty() {
+        config.node.seeds = args.seeds.clone();
+    }
+    if let Some(metrics) = &args.metrics {
+        config.node.metrics = Some(address(metrics)?);
+    }
+    if let Some(file) = &args.token_file {
+        config.node.admin_token_file = Some(file.clone());
+    }
+    if let Some(capacity) = args.capacity_mbps {
+        config.node.capacity_mbps = capacity;
     }
     config.validate().map_err(usage)?;
     Ok(config)

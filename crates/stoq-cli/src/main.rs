@@ -7,6 +7,8 @@ mod bench;
 mod cli;
 mod content;
 mod demo;
+mod known;
+mod remote;
 mod route;
 mod serve;
 
@@ -43,9 +45,18 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Ping(args) => serve::ping(args).await,
             Command::Config(args) => cli::print_config(args),
-            Command::Put(args) => content::put(args),
+            Command::Put(args) => match args.node.clone() {
+                Some(node) => remote::put(args, &node).await,
+                None => content::put(args),
+            },
+            Command::Get(args) if !args.nodes.is_empty() => remote::get(args).await,
             Command::Get(args) => content::get(args),
-            Command::Status(args) => content::status(args),
+            Command::Status(args) => match &args.node {
+                Some(node) => remote::status(node, args.json).await,
+                None => content::status(args),
+            },
+            Command::Purge(args) => remote::admin(args, true).await,
+            Command::Prefetch(args) => remote::admin(args, false).await,
             Command::Delete(args) => content::delete(args),
             Command::Gc(args) => content::gc(args),
             Command::Route(args) => route::run(args),

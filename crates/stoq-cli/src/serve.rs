@@ -2,46 +2,51 @@
 
 use std::io::Write;
 
+use std::net::SocketAddr;
+
 use anyhow::{Context, Result};
+use stoq::node::{Node, NodeError, NodeOptions};
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint};
 
 use crate::cli::{self, PingArgs, ServeArgs};
+use crate::known;
 
 /// Runs a node until Ctrl-C or SIGTERM, then shuts it down gracefully.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = cli::serve_config(&args)?;
-    let identity = NodeIdentity::from_config(&config.transport.tls, &config.node.data_dir)
-        .with_context(|| {
-            format!(
-                "cannot set up the node identity in {}",
-                config.node.data_dir.display()
-            )
-        })?;
-    let store = stoq::store::Store::open(&config.node.data_dir).with_context(|| {
-        format!(
-            "cannot open the content store in {}",
-            config.node.data_dir.display()
-        )
+    let seeds = config
+        .node
+        .seeds
+        .iter()
+        .map(|s| known::resolve(s))
+        .collect::<Result<Vec<_>>>()?;
+    let data_dir = config.node.data_dir.clone();
+    let grace = config.transport.shutdown_grace();
+    let listen = config.transport.listen;
+    let mut options = NodeOptions::new(config);
+    options.seeds = seeds;
+    let node = Node::start(options).await.map_err(|e| match e {
+        NodeError::Config(e) => cli::usage(e),
+        other => anyhow::Error::new(other).context(format!(
+            "cannot start the node (listen {listen}, data dir {})",
+            data_dir.display()
+        )),
     })?;
-    let endpoint = StoqEndpoint::bind(config.transport.clone(), identity)
-        .with_context(|| format!("cannot listen on {}", config.transport.listen))?;
     println!(
         "stoq listening on {} node {}",
-        endpoint.local_addr()?,
-        endpoint.node_id()
+        SocketAddr::V6(node.local_addr()),
+        node.node_id()
     );
     std::io::stdout().flush()?;
-    let service = stoq::node::NodeService::new(
-        endpoint.node_id().to_string(),
-        Some(std::sync::Arc::new(store)),
-    );
-    endpoint.serve(move |req| service.clone().handle(req));
+    if let Err(e) = known::record(node.local_addr(), node.node_id()) {
+        eprintln!("stoq: warning: {e:#}");
+    }
     wait_for_stop_signal().await?;
     eprintln!(
         "stoq: shutting down (waiting up to {} ms for in-flight requests)",
-        config.transport.shutdown_grace_ms
+        grace.as_millis()
     );
-    let report = endpoint.shutdown(config.transport.shutdown_grace()).await;
+    let report = node.shutdown(grace).await;
     if report.drained {
         eprintln!("stoq: stopped cleanly");
     } else {

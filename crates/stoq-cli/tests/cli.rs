@@ -4,8 +4,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary, with its known-nodes file kept out of the user's home.
 fn stoq() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_stoq"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoq"));
+    let known = std::env::temp_dir().join(format!("stoq-known-nodes-{}", std::process::id()));
+    cmd.env("STOQ_KNOWN_NODES", known);
+    cmd
 }
 
 fn run(args: &[&str]) -> Output {
@@ -25,9 +29,14 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &std::path::Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
         let mut child = stoq()
             .args(["serve", "--listen", "[::1]:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -768,4 +777,185 @@ fn bench_chunking_and_erasure_report_ratios_to_their_baselines() {
     for key in ["encode", "decode"] {
         assert!(j["ratio"][key].as_f64().unwrap() > 0.0);
     }
+}
+
+#[test]
+fn a_network_publishes_locates_serves_from_cache_resumes_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("network.token");
+    std::fs::write(&token, "cli-test-network-token-0123456789\n").unwrap();
+    let token = token.to_str().unwrap();
+    let origin = Server::start_with(
+        &dir.path().join("origin"),
+        &["--region", "eu", "--geo", "50.1,8.7", "--token-file", token],
+    );
+    let seed = format!("{}@{}", origin.node_id, origin.addr);
+    let edge_args = |region: &'static str, geo: &'static str| {
+        vec![
+            "--role",
+            "edge",
+            "--region",
+            region,
+            "--geo",
+            geo,
+            "--seed",
+            &seed,
+            "--token-file",
+            token,
+        ]
+    };
+    let eu = Server::start_with(&dir.path().join("eu"), &edge_args("eu", "48.9,2.3"));
+    let us = Server::start_with(&dir.path().join("us"), &edge_args("us", "40.7,-74.0"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(&["status", "--node", &origin.addr, "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        if json_of(&out)["peers"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edges never joined");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let file = dir.path().join("site.bin");
+    write_noise(&file, 3_000_000, 21);
+    let file = file.to_str().unwrap();
+    // Publishing needs the token: a wrong one is refused and stores nothing.
+    let wrong = dir.path().join("wrong.token");
+    std::fs::write(&wrong, "not-the-network-token-at-all").unwrap();
+    let out = run(&[
+        "put",
+        file,
+        "--node",
+        &origin.addr,
+        "--token-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("wrong admin token"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "put",
+        file,
+        "--node",
+        &origin.addr,
+        "--token-file",
+        token,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = json_of(&out)["id"].as_str().unwrap().to_owned();
+
+    // A client near New York is served by the us edge first.
+    let got = dir.path().join("got.bin");
+    let out = run(&[
+        "get",
+        &id,
+        "--node",
+        &origin.addr,
+        "--near",
+        "40.0,-75.0",
+        "--parallel",
+        "1",
+        "-o",
+        got.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json_of(&out);
+    assert_eq!(report["size"], 3_000_000);
+    assert_eq!(report["sources"][0]["addr"], us.addr.as_str());
+    assert_eq!(report["sources"][0]["bytes"], 3_000_000);
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(file).unwrap());
+
+    // The same content again from there is all cache hits.
+    let out = run(&[
+        "get",
+        &id,
+        "--node",
+        &us.addr,
+        "--near",
+        "40.0,-75.0",
+        "--parallel",
+        "1",
+        "-o",
+        got.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = json_of(&run(&["status", "--node", &us.addr, "--json"]));
+    assert!(status["cache_hits"].as_u64().unwrap() > 0, "{status}");
+
+    // An interrupted download resumes: keep a good first megabyte plus garbage.
+    let part = dir.path().join("again.bin.part");
+    let mut partial = std::fs::read(file).unwrap()[..1_000_000].to_vec();
+    partial.extend_from_slice(&[0u8; 5000]);
+    std::fs::write(&part, partial).unwrap();
+    let again = dir.path().join("again.bin");
+    let out = run(&[
+        "get",
+        &id,
+        "--node",
+        &eu.addr,
+        "-o",
+        again.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resumed = json_of(&out)["resumed_bytes"].as_u64().unwrap();
+    assert!(resumed > 0 && resumed <= 1_000_000, "{resumed}");
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(file).unwrap());
+
+    // A purge through the origin reaches both edges; the content is gone everywhere.
+    let out = run(&[
+        "purge",
+        &id,
+        "--node",
+        &origin.addr,
+        "--token-file",
+        token,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json_of(&out)["reached"].as_array().unwrap().len(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&[
+        "get",
+        &id,
+        "--node",
+        &us.addr,
+        "-o",
+        dir.path().join("gone").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not in this network"),
+        "{}",
+        stderr(&out)
+    );
+    drop((eu, us));
+    let (code, err) = origin.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn network_commands_refuse_unknown_nodes_with_status_2() {
+    let out = run(&["get", &"a".repeat(64), "--node", "[::1]:9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no node id known"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["purge", &"a".repeat(64), "--node", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("IPv6-only"), "{}", stderr(&out));
+    let out = run(&["serve", "--role", "cache"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -41,11 +41,21 @@ pub async fn publish(
             source,
         })?;
     let (mut send, mut recv) = conn.open_bi().await?;
-    send.send_request(wire::put_request(token, options)).await?;
-    send.send_data_from(&mut file).await?;
-    send.send_end().await?;
-    send.finish()?;
-    json(&recv.recv_response().await?)
+    let sent = async {
+        send.send_request(wire::put_request(token, options)).await?;
+        send.send_data_from(&mut file).await?;
+        send.send_end().await?;
+        send.finish()
+    }
+    .await;
+    // A node that refuses (a wrong token, not an origin) answers before reading the body and
+    // stops the stream; its answer says why, so read it before reporting the send error.
+    let answer = recv.recv_response().await;
+    match (sent, answer) {
+        (_, Ok(answer)) => json(&answer),
+        (_, Err(e @ TransportError::Remote { .. })) | (Ok(()), Err(e)) => Err(e),
+        (Err(e), Err(_)) => Err(e),
+    }
 }
 
 /// Purges a content from the whole network through one node.

@@ -102,6 +102,8 @@ pub struct FetchReport {
     pub sources: Vec<(String, u64)>,
     /// Sources dropped for failing or sending bad data.
     pub dropped: Vec<String>,
+    /// Bytes the caller already had (a resumed download), not fetched again.
+    pub resumed_bytes: u64,
 }
 
 fn parse_id(bytes: &[u8]) -> Option<ContentId> {
@@ -239,6 +241,20 @@ pub async fn fetch<W: Write>(
     id: &ContentId,
     out: &mut W,
 ) -> Result<FetchReport, FetchError> {
+    fetch_with(sources, id, out, sources.len(), |_| Ok(0)).await
+}
+
+/// [`fetch`] with two refinements: only the first `active` sources are used at once, the
+/// others stand by and replace a dropped one in order (failover without fanning out); and
+/// `already_have` says how many leading chunks the caller already holds (checked against the
+/// manifest it is given), so an interrupted download resumes where it stopped.
+pub async fn fetch_with<W: Write>(
+    sources: &[StoqConnection],
+    id: &ContentId,
+    out: &mut W,
+    active: usize,
+    already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
+) -> Result<FetchReport, FetchError> {
     if sources.is_empty() {
         return Err(FetchError::NoSource);
     }
@@ -271,19 +287,26 @@ pub async fn fetch<W: Write>(
             .map(|c| (c.remote_addr().to_string(), 0))
             .collect(),
         dropped: Vec::new(),
+        resumed_bytes: 0,
     };
     let count = manifest.chunks.len() as u32;
-    let mut todo: VecDeque<u32> = (0..count).collect();
-    let mut alive: Vec<bool> = vec![true; sources.len()];
+    let skip = already_have(&manifest)?.min(count);
+    report.resumed_bytes = manifest.chunks[..skip as usize]
+        .iter()
+        .map(|c| u64::from(c.length))
+        .sum();
+    let mut todo: VecDeque<u32> = (skip..count).collect();
+    let mut alive: Vec<bool> = (0..sources.len()).map(|s| s < active.max(1)).collect();
+    let mut standby: VecDeque<usize> = (active.max(1)..sources.len()).collect();
     let mut in_flight = vec![0usize; sources.len()];
     let mut ready: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-    let mut next_write = 0u32;
+    let mut next_write = skip;
     let mut last = String::new();
     let mut rate = vec![INITIAL_RATE_BYTES_PER_S; sources.len()];
     // (source, chunk index, time taken, outcome)
     type Outcome = (usize, u32, Duration, Result<Vec<u8>, FetchError>);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
-    let window = WINDOW_PER_SOURCE * sources.len();
+    let window = WINDOW_PER_SOURCE * active.clamp(1, sources.len());
     while next_write < count {
         // Hand out work: chunks not too far ahead of the write cursor, to live sources with room.
         for (s, conn) in sources.iter().enumerate() {
@@ -340,6 +363,9 @@ pub async fn fetch<W: Write>(
                 if alive[s] {
                     alive[s] = false;
                     report.dropped.push(report.sources[s].0.clone());
+                    if let Some(next) = standby.pop_front() {
+                        alive[next] = true;
+                    }
                 }
                 // Put the chunk back in order, at the front: it is the most overdue.
                 let at = todo.iter().position(|&i| i > index).unwrap_or(todo.len());

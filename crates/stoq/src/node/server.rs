@@ -830,14 +830,18 @@ async fn purge(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> {
                     conn.request(payload).await
                 })
                 .await;
-                (member.node_id(), matches!(result, Ok(Ok(_))))
+                let outcome = match result {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer in time".to_owned()),
+                };
+                (member.node_id(), outcome)
             }
         });
-        for (peer, ok) in futures_join_all(sends).await {
-            if ok {
-                reached.push(peer.to_string());
-            } else {
-                failed.push(peer.to_string());
+        for (peer, outcome) in futures_join_all(sends).await {
+            match outcome {
+                Ok(()) => reached.push(peer.to_string()),
+                Err(reason) => failed.push(json!({ "id": peer.to_string(), "reason": reason })),
             }
         }
     }

@@ -1,0 +1,340 @@
+//! `put`, `get`, `status`, `purge` and `prefetch` against running nodes over QUIC.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, SocketAddrV6};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use stoq::chunking::{ContentId, ErasurePolicy, Manifest};
+use stoq::node::client;
+use stoq::node::token::{AdminToken, TOKEN_FILE};
+use stoq::store::PutOptions;
+use stoq::transport::{NodeId, NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
+
+use crate::cli::{usage, AdminArgs, GetArgs, PutArgs};
+use crate::known;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn endpoint() -> Result<StoqEndpoint> {
+    Ok(StoqEndpoint::client(
+        Default::default(),
+        NodeIdentity::generate()?,
+    )?)
+}
+
+async fn connect(client: &StoqEndpoint, id: NodeId, addr: SocketAddrV6) -> Result<StoqConnection> {
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client.connect(SocketAddr::V6(addr), &PeerExpectation::Node(id)),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))?
+    .with_context(|| format!("cannot reach {addr}"))
+}
+
+/// The admin token: `--token-file`, else `./stoq-data/admin.token` if it exists.
+fn token(file: Option<&Path>) -> Result<AdminToken> {
+    let default = PathBuf::from("./stoq-data").join(TOKEN_FILE);
+    let path = match file {
+        Some(p) => p.to_path_buf(),
+        None if default.exists() => default,
+        None => {
+            return Err(usage(
+                "this needs the node's admin token: --token-file FILE (the node's DATA_DIR/admin.token)",
+            ))
+        }
+    };
+    AdminToken::read(&path).map_err(usage)
+}
+
+/// `stoq put FILE --node ADDR`: publishes to an origin.
+pub async fn put(args: PutArgs, node: &str) -> Result<()> {
+    let erasure = args
+        .erasure
+        .as_deref()
+        .map(str::parse::<ErasurePolicy>)
+        .transpose()
+        .map_err(usage)?;
+    if !args.file.is_file() {
+        return Err(usage(format!(
+            "{} is not a readable file",
+            args.file.display()
+        )));
+    }
+    let (id, addr) = known::resolve(node)?;
+    let token = token(args.token_file.as_deref())?;
+    let client = endpoint()?;
+    let conn = connect(&client, id, addr).await?;
+    let started = Instant::now();
+    let options = PutOptions {
+        erasure,
+        kind: args.kind.map(Into::into),
+    };
+    let mut report = client::publish(&conn, token.as_str(), &args.file, &options)
+        .await
+        .with_context(|| format!("{addr} refused the upload"))?;
+    let elapsed = started.elapsed();
+    if args.json {
+        report["elapsed_ms"] = (elapsed.as_secs_f64() * 1e3).into();
+        report["node"] = SocketAddr::V6(addr).to_string().into();
+        println!("{report}");
+    } else {
+        println!("{}", report["id"].as_str().unwrap_or_default());
+        eprintln!(
+            "published {} bytes to {addr} as {} chunks ({} new) in {:.0} ms",
+            report["size"],
+            report["chunks"],
+            report["new_chunks"],
+            elapsed.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// How many leading chunks of `manifest` the partial file already holds intact; the file is
+/// cut back to exactly those.
+fn verified_prefix(part: &mut std::fs::File, manifest: &Manifest) -> std::io::Result<u32> {
+    part.seek(SeekFrom::Start(0))?;
+    let mut good = 0u32;
+    let mut offset = 0u64;
+    let mut buf = Vec::new();
+    for entry in &manifest.chunks {
+        buf.resize(entry.length as usize, 0);
+        if part.read_exact(&mut buf).is_err() || !entry.id.matches(&buf) {
+            break;
+        }
+        good += 1;
+        offset += u64::from(entry.length);
+    }
+    part.set_len(offset)?;
+    part.seek(SeekFrom::Start(offset))?;
+    Ok(good)
+}
+
+/// `stoq get ID --node ADDR...`: finds the nearest edges and fetches from several at once.
+pub async fn get(args: GetArgs) -> Result<()> {
+    let id: ContentId = args.id.parse().map_err(usage)?;
+    let given = args
+        .nodes
+        .iter()
+        .map(|n| known::resolve(n))
+        .collect::<Result<Vec<_>>>()?;
+    let location = match &args.near {
+        Some(near) => {
+            stoq::routing::GeoPoint::parse(near)
+                .ok_or_else(|| usage(format!("--near {near:?}: use LAT,LON in degrees")))?;
+            format!("geo:{near}")
+        }
+        None => String::new(),
+    };
+    let client = endpoint()?;
+    let entry = connect(&client, given[0].0, given[0].1).await?;
+    let mut candidates: Vec<(NodeId, SocketAddrV6)> = match client::locate(&entry, &location).await
+    {
+        Ok(sources) => sources.into_iter().map(|s| (s.id, s.addr)).collect(),
+        // A lone node, or no prefix table entry for this address: use the nodes given.
+        Err(e) if args.near.is_none() => {
+            tracing::info!(error = %e, "no edge located; using the nodes given");
+            Vec::new()
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot locate an edge")),
+    };
+    for g in &given {
+        if !candidates.iter().any(|c| c.0 == g.0) {
+            candidates.push(*g);
+        }
+    }
+    let conns = dial_all(&client, &candidates).await;
+    if conns.is_empty() {
+        anyhow::bail!(
+            "none of the {} candidate sources answered",
+            candidates.len()
+        );
+    }
+    let started = Instant::now();
+    let report = match &args.output {
+        Some(path) => {
+            let part = PathBuf::from(format!("{}.part", path.display()));
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(false)
+                .open(&part)
+                .with_context(|| format!("cannot open {}", part.display()))?;
+            let mut resume = file.try_clone()?;
+            let mut out = std::io::BufWriter::new(&mut file);
+            let report =
+                stoq::node::content::fetch_with(&conns, &id, &mut out, args.parallel, |m| {
+                    verified_prefix(&mut resume, m)
+                })
+                .await
+                .with_context(|| {
+                    format!(
+                        "download stopped; run the same command again to resume from {}",
+                        part.display()
+                    )
+                })?;
+            out.flush()?;
+            drop(out);
+            file.sync_all()?;
+            std::fs::rename(&part, path)?;
+            report
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let r =
+                stoq::node::content::fetch_with(&conns, &id, &mut out, args.parallel, |_| Ok(0))
+                    .await?;
+            out.flush()?;
+            r
+        }
+    };
+    let elapsed = started.elapsed();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "id": id.to_string(),
+                "size": report.size + report.resumed_bytes,
+                "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+                "sources": report.sources.iter().map(|(addr, bytes)| serde_json::json!({"addr": addr, "bytes": bytes})).collect::<Vec<_>>(),
+                "dropped": report.dropped,
+                "resumed_bytes": report.resumed_bytes,
+            })
+        );
+    } else if args.output.is_some() {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        eprintln!(
+            "fetched {} bytes in {:.0} ms ({:.1} MB/s){}",
+            report.size,
+            secs * 1e3,
+            report.size as f64 / secs / 1e6,
+            if report.resumed_bytes > 0 {
+                format!(", resumed after {} bytes", report.resumed_bytes)
+            } else {
+                String::new()
+            }
+        );
+        for (addr, bytes) in &report.sources {
+            eprintln!("  {addr}: {bytes} bytes");
+        }
+        for addr in &report.dropped {
+            eprintln!("  dropped {addr}");
+        }
+    }
+    Ok(())
+}
+
+/// Dials every candidate at once; keeps those that answered, in the candidates' order.
+async fn dial_all(
+    client: &StoqEndpoint,
+    candidates: &[(NodeId, SocketAddrV6)],
+) -> Vec<StoqConnection> {
+    let tasks: Vec<_> = candidates
+        .iter()
+        .map(|&(id, addr)| {
+            let client = client.clone();
+            tokio::spawn(async move { connect(&client, id, addr).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(conn)) => out.push(conn),
+            Ok(Err(e)) => tracing::info!(error = %e, "a candidate source is unreachable"),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// `stoq status --node ADDR`.
+pub async fn status(node: &str, json: bool) -> Result<()> {
+    let (id, addr) = known::resolve(node)?;
+    let client = endpoint()?;
+    let conn = connect(&client, id, addr).await?;
+    let doc = client::status(&conn).await?;
+    if json {
+        println!("{doc}");
+        return Ok(());
+    }
+    println!(
+        "node {} ({} in {}) at {}: load {:.2}",
+        doc["node_id"].as_str().unwrap_or_default(),
+        doc["role"].as_str().unwrap_or_default(),
+        doc["region"].as_str().unwrap_or_default(),
+        doc["addr"].as_str().unwrap_or_default(),
+        doc["load"].as_f64().unwrap_or_default()
+    );
+    for p in doc["peers"].as_array().into_iter().flatten() {
+        println!(
+            "  peer {} {} {} at {} load {:.2} rtt {}",
+            &p["id"].as_str().unwrap_or_default()
+                [..12.min(p["id"].as_str().unwrap_or_default().len())],
+            p["role"].as_str().unwrap_or_default(),
+            p["region"].as_str().unwrap_or_default(),
+            p["addr"].as_str().unwrap_or_default(),
+            p["load"].as_f64().unwrap_or_default(),
+            p["rtt_ms"]
+                .as_f64()
+                .map_or("unmeasured".to_owned(), |ms| format!("{ms:.2} ms"))
+        );
+    }
+    if let Some(cache) = doc["cache"].as_object() {
+        println!(
+            "  cache: {} hits, {} misses, {} evictions, {} of {} bytes",
+            cache["hits"],
+            cache["misses"],
+            cache["evictions"],
+            cache["used_bytes"],
+            cache["capacity_bytes"]
+        );
+    }
+    if let Some(store) = doc["store"].as_object() {
+        println!(
+            "  store: {} object(s), {} logical bytes in {} bytes",
+            store["objects"], store["logical_bytes"], store["stored_bytes"]
+        );
+    }
+    Ok(())
+}
+
+/// `stoq purge ID --node ADDR` and `stoq prefetch ID --node ADDR`.
+pub async fn admin(args: AdminArgs, purge: bool) -> Result<()> {
+    let id: ContentId = args.id.parse().map_err(usage)?;
+    let (node_id, addr) = known::resolve(&args.node)?;
+    let token = token(args.token_file.as_deref())?;
+    let client = endpoint()?;
+    let conn = connect(&client, node_id, addr).await?;
+    let answer = if purge {
+        client::purge(&conn, token.as_str(), &id).await
+    } else {
+        client::prefetch(&conn, token.as_str(), &id).await
+    }
+    .with_context(|| format!("{addr} refused"))?;
+    if args.json {
+        println!("{answer}");
+    } else if purge {
+        let failed = answer["failed"].as_array().map_or(0, Vec::len);
+        println!(
+            "purged {id}: {} entries here, forwarded to {} node(s){}",
+            answer["removed_here"],
+            answer["reached"].as_array().map_or(0, Vec::len),
+            if failed > 0 {
+                format!(", {failed} unreachable")
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        println!(
+            "prefetched {id} into {addr}: {} chunks, {} bytes",
+            answer["chunks"], answer["bytes"]
+        );
+    }
+    Ok(())
+}
