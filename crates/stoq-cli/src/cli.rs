@@ -307,8 +307,8 @@ pub struct RouteArgs {
 /// `stoq demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Bytes moved in the throughput part.
-    #[arg(long, default_value_t = 256 << 20)]
+    /// Size of the file the failover step fetches, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
     pub size: usize,
 }
 

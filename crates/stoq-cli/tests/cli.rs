@@ -270,7 +270,10 @@ fn the_demo_runs_end_to_end() {
     ] {
         assert!(text.contains(step), "missing step {step} in:\n{text}");
     }
-    assert!(text.contains("BLAKE3 matches"), "{text}");
+    assert!(text.contains("nearest edge is edge Frankfurt"), "{text}");
+    assert!(text.contains("nearest edge is edge New York"), "{text}");
+    assert!(text.contains("0 requests to the origin"), "{text}");
+    assert!(text.contains("dropped: edge Singapore"), "{text}");
     assert!(text.contains("every chunk verified"), "{text}");
 }
 

@@ -134,6 +134,10 @@ impl EdgeCache {
 
     /// The verified bytes of `id`, counting a hit or a miss.
     pub fn get(&self, id: &Hash32) -> Option<Vec<u8>> {
+        self.lookup(id, true)
+    }
+
+    fn lookup(&self, id: &Hash32, count: bool) -> Option<Vec<u8>> {
         let known = self.policy.lock().expect("policy lock").contains(id);
         let bytes = if known {
             match fs::read(self.path(id)) {
@@ -151,11 +155,14 @@ impl EdgeCache {
         match &bytes {
             Some(_) => {
                 self.policy.lock().expect("policy lock").on_hit(id);
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                if count {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                }
             }
-            None => {
+            None if count => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
             }
+            None => {}
         }
         bytes
     }
@@ -184,9 +191,10 @@ impl EdgeCache {
         Ok(())
     }
 
-    /// The cached manifest of `id`, if any (verified, and counted like any lookup).
-    pub fn manifest(&self, id: &ContentId) -> Option<Manifest> {
-        let bytes = self.get(id)?;
+    /// The cached manifest of `id`, if any (verified). `count` says whether this lookup is a
+    /// client's request (counted as a hit or miss) or the edge resolving a chunk request.
+    pub fn manifest(&self, id: &ContentId, count: bool) -> Option<Manifest> {
+        let bytes = self.lookup(id, count)?;
         Manifest::decode(&bytes).ok()
     }
 

@@ -502,8 +502,9 @@ fn not_found(id: &ContentId) -> (ErrorCode, String) {
     )
 }
 
-/// The manifest of `id`: from the store, the cache, or (edges and relays) upstream.
-async fn manifest_of(inner: &Arc<Inner>, id: ContentId) -> Shared<Arc<Manifest>> {
+/// The manifest of `id`: from the store, the cache, or (edges and relays) upstream. `asked`
+/// is true when a client asked for the manifest itself (it then counts as a cache hit or miss).
+async fn manifest_of(inner: &Arc<Inner>, id: ContentId, asked: bool) -> Shared<Arc<Manifest>> {
     if let Some(store) = &inner.store {
         let store = store.clone();
         return tokio::task::spawn_blocking(move || {
@@ -517,7 +518,7 @@ async fn manifest_of(inner: &Arc<Inner>, id: ContentId) -> Shared<Arc<Manifest>>
             other => (ErrorCode::Internal, other.to_string()),
         });
     }
-    if let Some(m) = inner.cache.as_ref().and_then(|c| c.manifest(&id)) {
+    if let Some(m) = inner.cache.as_ref().and_then(|c| c.manifest(&id, asked)) {
         return Ok(Arc::new(m));
     }
     let fetcher = inner.clone();
@@ -546,7 +547,7 @@ async fn manifest_of(inner: &Arc<Inner>, id: ContentId) -> Shared<Arc<Manifest>>
 
 /// Chunk `index` of `id`: from the store, the cache, or upstream (one fetch however many ask).
 async fn chunk_of(inner: &Arc<Inner>, id: ContentId, index: u32) -> Shared<Bytes> {
-    let manifest = manifest_of(inner, id).await?;
+    let manifest = manifest_of(inner, id, false).await?;
     let entry = manifest.chunks.get(index as usize).cloned().ok_or((
         ErrorCode::BadRequest,
         format!("content {id} has no chunk {index}"),
@@ -608,7 +609,7 @@ async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), Trans
         Some(Op::GetManifest) => {
             inner.metrics.request("manifest");
             match wire::content_id(&args) {
-                Some(id) if args.len() == 32 => manifest_of(&inner, id)
+                Some(id) if args.len() == 32 => manifest_of(&inner, id, true)
                     .await
                     .map(|m| Bytes::from(m.encode())),
                 _ => Err((
@@ -883,7 +884,7 @@ async fn prefetch(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> 
         Some(id) if rest.len() == 32 => id,
         _ => return Err((ErrorCode::BadRequest, "PREFETCH needs a content id".into())),
     };
-    let manifest = manifest_of(inner, id).await?;
+    let manifest = manifest_of(inner, id, false).await?;
     let mut bytes = 0u64;
     for index in 0..manifest.chunks.len() as u32 {
         bytes += chunk_of(inner, id, index).await?.len() as u64;
