@@ -93,6 +93,39 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
     Ok(())
 }
 
+/// Passes writes through and moves a progress bar (drawn only on a terminal).
+struct Progress<W> {
+    inner: W,
+    bar: indicatif::ProgressBar,
+}
+
+impl<W: Write> Write for Progress<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A byte progress bar on standard error, hidden when it is not a terminal or for `--json`.
+fn progress_bar(json: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("a valid template"),
+    );
+    bar
+}
+
 /// How many leading chunks of `manifest` the partial file already holds intact; the file is
 /// cut back to exactly those.
 fn verified_prefix(part: &mut std::fs::File, manifest: &Manifest) -> std::io::Result<u32> {
@@ -165,10 +198,21 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 .open(&part)
                 .with_context(|| format!("cannot open {}", part.display()))?;
             let mut resume = file.try_clone()?;
-            let mut out = std::io::BufWriter::new(&mut file);
+            let bar = progress_bar(args.json);
+            let mut out = Progress {
+                inner: std::io::BufWriter::new(&mut file),
+                bar: bar.clone(),
+            };
             let report =
                 stoq::node::content::fetch_with(&conns, &id, &mut out, args.parallel, |m| {
-                    verified_prefix(&mut resume, m)
+                    let have = verified_prefix(&mut resume, m)?;
+                    bar.set_length(m.size);
+                    let done: u64 = m.chunks[..have as usize]
+                        .iter()
+                        .map(|c| u64::from(c.length))
+                        .sum();
+                    bar.set_position(done);
+                    Ok(have)
                 })
                 .await
                 .with_context(|| {
@@ -178,6 +222,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
                     )
                 })?;
             out.flush()?;
+            bar.finish_and_clear();
             drop(out);
             file.sync_all()?;
             std::fs::rename(&part, path)?;

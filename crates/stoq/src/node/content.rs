@@ -29,6 +29,24 @@ pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 /// Chunks a fetch keeps in flight per source.
 pub const WINDOW_PER_SOURCE: usize = 4;
 
+/// The most chunks one source may have in flight, however fast it is.
+pub const MAX_WINDOW_PER_SOURCE: usize = 12;
+
+/// How much data a source should have in flight, in seconds of its measured rate.
+const IN_FLIGHT_SECONDS: f64 = 0.05;
+
+/// Chunks in flight for a source that has shown `rate` bytes/s, for chunks of about
+/// `chunk_len` bytes: enough to keep 50 ms of its rate in flight (so a fast source is never
+/// idle waiting for requests), at least 2, at most [`MAX_WINDOW_PER_SOURCE`]. A source with no
+/// measurement yet gets [`WINDOW_PER_SOURCE`].
+pub fn window_for(rate: Option<f64>, chunk_len: u32) -> usize {
+    match rate {
+        None => WINDOW_PER_SOURCE,
+        Some(r) => ((r * IN_FLIGHT_SECONDS / f64::from(chunk_len.max(1))).ceil() as usize)
+            .clamp(2, MAX_WINDOW_PER_SOURCE),
+    }
+}
+
 /// The least time a source gets for a chunk before it counts as stalled.
 pub const STALL_FLOOR: Duration = Duration::from_millis(500);
 
@@ -231,8 +249,9 @@ pub async fn fetch_chunk(
 
 /// Fetches `id` from several sources at once and writes it to `out` in order.
 ///
-/// Each source has up to [`WINDOW_PER_SOURCE`] chunks in flight; a faster source finishes its
-/// chunks sooner and so is given more. A source that fails, stalls (misses its
+/// Each source has a window of chunks in flight sized to its measured throughput
+/// ([`window_for`]), so a faster source both finishes its chunks sooner and keeps more of them
+/// going. A source that fails, stalls (misses its
 /// [`stall_deadline`], which adapts to the rate it has shown) or sends a chunk that does not
 /// match its id is dropped, and its unfinished chunks go to the others; a verified chunk is
 /// never fetched twice. Memory is bounded by the in-flight and not-yet-written chunks.
@@ -306,11 +325,13 @@ pub async fn fetch_with<W: Write>(
     // (source, chunk index, time taken, outcome)
     type Outcome = (usize, u32, Duration, Result<Vec<u8>, FetchError>);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
-    let window = WINDOW_PER_SOURCE * active.clamp(1, sources.len());
+    let window = MAX_WINDOW_PER_SOURCE * active.clamp(1, sources.len());
+    let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;
     while next_write < count {
         // Hand out work: chunks not too far ahead of the write cursor, to live sources with room.
         for (s, conn) in sources.iter().enumerate() {
-            while alive[s] && in_flight[s] < WINDOW_PER_SOURCE {
+            let measured = (report.sources[s].1 > 0).then_some(rate[s]);
+            while alive[s] && in_flight[s] < window_for(measured, typical_len) {
                 let Some(&index) = todo.front() else { break };
                 if index >= next_write + window as u32 {
                     break;
@@ -379,4 +400,23 @@ pub async fn fetch_with<W: Write>(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_follow_measured_throughput_within_bounds() {
+        assert_eq!(window_for(None, 65536), WINDOW_PER_SOURCE);
+        assert_eq!(
+            window_for(Some(1e3), 65536),
+            2,
+            "a slow source keeps a minimum"
+        );
+        // 100 MB/s with 64 KiB chunks: 5 MB in 50 ms = 77 chunks, capped.
+        assert_eq!(window_for(Some(1e8), 65536), MAX_WINDOW_PER_SOURCE);
+        // 10 MB/s: 500 KB in flight = 8 chunks of 64 KiB.
+        assert_eq!(window_for(Some(1e7), 65536), 8);
+    }
 }
