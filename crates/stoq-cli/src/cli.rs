@@ -55,6 +55,9 @@ pub enum Command {
     Purge(AdminArgs),
     /// Have an edge pull content into its cache ahead of demand.
     Prefetch(AdminArgs),
+    /// Mutable names: point a name at a content id (with TTL), or look one up.
+    #[command(subcommand)]
+    Name(NameCommand),
     /// Remove blob files no content refers to (left by interrupted puts).
     Gc(StatusArgs),
     /// Compute routes over a topology file.
@@ -423,6 +426,52 @@ pub struct AdminArgs {
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Print the node's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq name`.
+#[derive(Debug, Subcommand)]
+pub enum NameCommand {
+    /// Point NAME at content ID on an origin (admin token).
+    Set(NameSetArgs),
+    /// What NAME points at, as a node answers it (edges answer from their copy while fresh).
+    Get(NameGetArgs),
+}
+
+/// `stoq name set`.
+#[derive(Debug, Args)]
+pub struct NameSetArgs {
+    /// The name.
+    pub name: String,
+    /// The content id it points at.
+    pub id: String,
+    /// The origin (`NODEID@[ip]:port` or a known `[ip]:port`).
+    #[arg(long)]
+    pub node: String,
+    /// The admin token file (default: ./stoq-data/admin.token if present).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Seconds an edge may answer from its copy.
+    #[arg(long, default_value_t = 60)]
+    pub ttl: u32,
+    /// Seconds after that it may still answer from its copy while refreshing it.
+    #[arg(long, default_value_t = 300)]
+    pub swr: u32,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq name get`.
+#[derive(Debug, Args)]
+pub struct NameGetArgs {
+    /// The name.
+    pub name: String,
+    /// The node to ask.
+    #[arg(long)]
+    pub node: String,
+    /// Print the record as JSON.
     #[arg(long)]
     pub json: bool,
 }

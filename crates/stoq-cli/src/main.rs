@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             },
             Command::Purge(args) => remote::admin(args, true).await,
             Command::Prefetch(args) => remote::admin(args, false).await,
+            Command::Name(command) => remote::name(command).await,
             Command::Delete(args) => content::delete(args),
             Command::Gc(args) => content::gc(args),
             Command::Route(args) => route::run(args),

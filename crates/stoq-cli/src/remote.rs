@@ -12,7 +12,7 @@ use stoq::node::token::{AdminToken, TOKEN_FILE};
 use stoq::store::PutOptions;
 use stoq::transport::{NodeId, NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
 
-use crate::cli::{usage, AdminArgs, GetArgs, PutArgs};
+use crate::cli::{usage, AdminArgs, GetArgs, NameCommand, PutArgs};
 use crate::known;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,8 +147,13 @@ fn verified_prefix(part: &mut std::fs::File, manifest: &Manifest) -> std::io::Re
 }
 
 /// `stoq get ID --node ADDR...`: finds the nearest edges and fetches from several at once.
+/// `ID` may be `name:NAME`, resolved through the nearest edge.
 pub async fn get(args: GetArgs) -> Result<()> {
-    let id: ContentId = args.id.parse().map_err(usage)?;
+    let name = args.id.strip_prefix("name:").map(str::to_owned);
+    let id: Option<ContentId> = match &name {
+        Some(_) => None,
+        None => Some(args.id.parse().map_err(usage)?),
+    };
     let given = args
         .nodes
         .iter()
@@ -186,6 +191,16 @@ pub async fn get(args: GetArgs) -> Result<()> {
             candidates.len()
         );
     }
+    let id = match (id, &name) {
+        (Some(id), _) => id,
+        (None, Some(name)) => {
+            client::resolve_name(&conns[0], name)
+                .await
+                .with_context(|| format!("cannot resolve name {name:?}"))?
+                .id
+        }
+        (None, None) => unreachable!("an id or a name"),
+    };
     let started = Instant::now();
     let report = match &args.output {
         Some(path) => {
@@ -380,6 +395,54 @@ pub async fn admin(args: AdminArgs, purge: bool) -> Result<()> {
             "prefetched {id} into {addr}: {} chunks, {} bytes",
             answer["chunks"], answer["bytes"]
         );
+    }
+    Ok(())
+}
+
+/// `stoq name set|get`.
+pub async fn name(command: NameCommand) -> Result<()> {
+    match command {
+        NameCommand::Set(args) => {
+            let id: ContentId = args.id.parse().map_err(usage)?;
+            stoq::edge::names::check_name(&args.name).map_err(usage)?;
+            let (node_id, addr) = known::resolve(&args.node)?;
+            let token = token(args.token_file.as_deref())?;
+            let client = endpoint()?;
+            let conn = connect(&client, node_id, addr).await?;
+            let record =
+                client::set_name(&conn, token.as_str(), &args.name, &id, args.ttl, args.swr)
+                    .await
+                    .with_context(|| format!("{addr} refused"))?;
+            if args.json {
+                println!("{record}");
+            } else {
+                println!(
+                    "{} -> {id} (version {}, ttl {} s, stale-while-revalidate {} s)",
+                    args.name, record["version"], args.ttl, args.swr
+                );
+            }
+        }
+        NameCommand::Get(args) => {
+            stoq::edge::names::check_name(&args.name).map_err(usage)?;
+            let (node_id, addr) = known::resolve(&args.node)?;
+            let client = endpoint()?;
+            let conn = connect(&client, node_id, addr).await?;
+            let record = client::resolve_name(&conn, &args.name).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": record.name,
+                        "id": record.id.to_string(),
+                        "version": record.version,
+                        "ttl_s": record.ttl_s,
+                        "swr_s": record.swr_s,
+                    })
+                );
+            } else {
+                println!("{}", record.id);
+            }
+        }
     }
     Ok(())
 }

@@ -911,6 +911,34 @@ fn a_network_publishes_locates_serves_from_cache_resumes_and_purges() {
     assert!(resumed > 0 && resumed <= 1_000_000, "{resumed}");
     assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(file).unwrap());
 
+    // A mutable name points at the content; `get name:…` resolves it at the nearest edge.
+    let out = run(&[
+        "name",
+        "set",
+        "site",
+        &id,
+        "--node",
+        &origin.addr,
+        "--token-file",
+        token,
+        "--ttl",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["name", "get", "site", "--node", &eu.addr]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id);
+    let named = dir.path().join("named.bin");
+    let out = run(&[
+        "get",
+        "name:site",
+        "--node",
+        &origin.addr,
+        "-o",
+        named.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&named).unwrap(), std::fs::read(file).unwrap());
+
     // A purge through the origin reaches both edges; the content is gone everywhere.
     let out = run(&[
         "purge",

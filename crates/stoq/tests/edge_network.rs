@@ -422,3 +422,82 @@ async fn an_edge_prefetches_on_request_and_survives_a_restart_with_its_cache() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_served_fresh_then_stale_while_revalidating_then_updated() {
+    bounded(async {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[&origin]).await;
+        converge(&[&origin, &edge]).await;
+        let client = client_endpoint();
+        let v1 = publish(&client, &origin, &noise(10_000, 1)).await;
+        let v2 = publish(&client, &origin, &noise(10_000, 2)).await;
+        let at_origin = dial(&client, &origin).await;
+        let at_edge = dial(&client, &edge).await;
+
+        let set = client::set_name(&at_origin, TOKEN, "site", &v1, 1, 30)
+            .await
+            .unwrap();
+        assert_eq!(set["version"], 1);
+        assert_eq!(client::resolve_name(&at_edge, "site").await.unwrap().id, v1);
+        let asked = origin.metrics().requests_of("name");
+
+        // Updated at the origin; the edge's copy is fresh for a second and answers alone.
+        client::set_name(&at_origin, TOKEN, "site", &v2, 1, 30)
+            .await
+            .unwrap();
+        let asked = asked + 1;
+        assert_eq!(client::resolve_name(&at_edge, "site").await.unwrap().id, v1);
+        assert_eq!(
+            origin.metrics().requests_of("name"),
+            asked,
+            "fresh: no upstream request"
+        );
+
+        // Past the TTL: the stale copy is served at once and refreshed behind it.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let stale = client::resolve_name(&at_edge, "site").await.unwrap();
+        assert_eq!((stale.id, stale.version), (v1, 1));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = client::resolve_name(&at_edge, "site").await.unwrap();
+            if now.id == v2 {
+                assert_eq!(now.version, 2);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stale name was never refreshed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // Without TTL or SWR every lookup goes upstream; unknown names and bad tokens fail.
+        client::set_name(&at_origin, TOKEN, "live", &v1, 0, 0)
+            .await
+            .unwrap();
+        assert_eq!(client::resolve_name(&at_edge, "live").await.unwrap().id, v1);
+        client::set_name(&at_origin, TOKEN, "live", &v2, 0, 0)
+            .await
+            .unwrap();
+        assert_eq!(client::resolve_name(&at_edge, "live").await.unwrap().id, v2);
+        let missing = client::resolve_name(&at_edge, "nothing-here")
+            .await
+            .unwrap_err();
+        assert!(missing.to_string().contains("not set"), "{missing}");
+        let refused = client::set_name(&at_origin, "wrong-token-wrong-token", "site", &v1, 1, 1)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("admin token"), "{refused}");
+        let unknown = stoq::chunking::Hash32([9; 32]);
+        let refused = client::set_name(&at_origin, TOKEN, "site", &unknown, 1, 1)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("not in this network"),
+            "{refused}"
+        );
+    })
+    .await;
+}

@@ -76,6 +76,45 @@ pub async fn prefetch(
     json(&conn.request(wire::prefetch_request(token, id)).await?)
 }
 
+/// Points `name` at `id` on an origin.
+pub async fn set_name(
+    conn: &StoqConnection,
+    token: &str,
+    name: &str,
+    id: &ContentId,
+    ttl_s: u32,
+    swr_s: u32,
+) -> Result<serde_json::Value, TransportError> {
+    json(
+        &conn
+            .request(wire::name_set_request(token, name, id, ttl_s, swr_s))
+            .await?,
+    )
+}
+
+/// What `name` points at, as `conn`'s node answers it.
+pub async fn resolve_name(
+    conn: &StoqConnection,
+    name: &str,
+) -> Result<crate::edge::names::NameRecord, TransportError> {
+    let answer = conn.request(wire::name_get_request(name)).await?;
+    let record =
+        crate::edge::names::NameRecord::decode(&answer).map_err(|e| TransportError::Remote {
+            code: stoq_transport::protocol::ErrorCode::ProtocolViolation,
+            reason: e.to_string(),
+        })?;
+    if record.name != name {
+        return Err(TransportError::Remote {
+            code: stoq_transport::protocol::ErrorCode::ProtocolViolation,
+            reason: format!(
+                "asked for {name:?}, the node answered for {:?}",
+                record.name
+            ),
+        });
+    }
+    Ok(record)
+}
+
 /// A node's status document.
 pub async fn status(conn: &StoqConnection) -> Result<serde_json::Value, TransportError> {
     json(&conn.request(vec![Op::Status.code()]).await?)

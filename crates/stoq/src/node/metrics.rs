@@ -76,8 +76,8 @@ impl Histogram {
 }
 
 /// The request kinds counted separately.
-pub const REQUEST_KINDS: [&str; 9] = [
-    "manifest", "chunk", "put", "purge", "prefetch", "locate", "status", "gossip", "other",
+pub const REQUEST_KINDS: [&str; 10] = [
+    "manifest", "chunk", "put", "purge", "prefetch", "locate", "status", "gossip", "name", "other",
 ];
 
 /// Counters a node updates as it works.

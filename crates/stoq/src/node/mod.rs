@@ -53,6 +53,10 @@ pub enum Op {
     Status,
     /// An edge pulls a whole content into its cache now (admin token).
     Prefetch,
+    /// Points a name at a content id, with TTL and stale-while-revalidate (admin token; origins).
+    NameSet,
+    /// What a name points at now (edges answer from their copy while it is fresh).
+    NameGet,
 }
 
 impl Op {
@@ -71,6 +75,8 @@ impl Op {
             Op::Locate => 0x23,
             Op::Status => 0x24,
             Op::Prefetch => 0x25,
+            Op::NameSet => 0x26,
+            Op::NameGet => 0x27,
         }
     }
 
@@ -89,6 +95,8 @@ impl Op {
             0x23 => Some(Op::Locate),
             0x24 => Some(Op::Status),
             0x25 => Some(Op::Prefetch),
+            0x26 => Some(Op::NameSet),
+            0x27 => Some(Op::NameGet),
             _ => None,
         }
     }
@@ -272,6 +280,8 @@ mod tests {
             Op::Locate,
             Op::Status,
             Op::Prefetch,
+            Op::NameSet,
+            Op::NameGet,
         ] {
             assert_eq!(Op::from_code(op.code()), Some(op));
         }

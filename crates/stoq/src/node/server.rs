@@ -36,6 +36,7 @@ use super::metrics::{NodeMetrics, Snapshot};
 use super::token::{AdminToken, TOKEN_FILE};
 use super::{wire, Op};
 use crate::chunking::{ContentId, Hash32, Manifest};
+use crate::edge::names::{check_name, Freshness, NameRecord};
 use crate::edge::{ClientLocation, EdgeNode, EdgeRegistry, PrefixTable};
 use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, RoutingMatrix};
 use crate::store::Store;
@@ -160,7 +161,12 @@ struct Inner {
     served_since_report: AtomicU64,
     preferred_upstream: Mutex<Option<NodeId>>,
     upload_counter: AtomicU64,
+    names: Mutex<HashMap<String, (NameRecord, Instant)>>,
+    name_fetches: Coalescer<String, Shared<NameRecord>>,
 }
+
+/// Most name records an edge or relay keeps copies of.
+const MAX_CACHED_NAMES: usize = 65_536;
 
 /// A running node. Cloning shares it.
 #[derive(Clone)]
@@ -257,6 +263,8 @@ impl Node {
             served_since_report: AtomicU64::new(0),
             preferred_upstream: Mutex::new(None),
             upload_counter: AtomicU64::new(0),
+            names: Mutex::default(),
+            name_fetches: Coalescer::default(),
         });
         for (id, addr) in &options.seeds {
             inner.membership.join(*id, *addr);
@@ -679,6 +687,21 @@ async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), Trans
             let outcome = locate(&inner, &args, req.conn.remote_addr());
             return respond_json(&mut req, outcome).await;
         }
+        Some(Op::NameSet) => {
+            inner.metrics.request("name");
+            let outcome = name_set(&inner, &args).await;
+            return respond_json(&mut req, outcome).await;
+        }
+        Some(Op::NameGet) => {
+            inner.metrics.request("name");
+            return match name_get(&inner, &args).await {
+                Ok(record) => {
+                    req.reply.send_response(record.encode()).await?;
+                    req.reply.finish()
+                }
+                Err((code, reason)) => req.reply.send_error(code, &reason).await,
+            };
+        }
         Some(Op::Status) => {
             inner.metrics.request("status");
             return respond_json(&mut req, Ok(status(&inner))).await;
@@ -869,6 +892,112 @@ where
         }
     }
     out
+}
+
+/// NAME_SET: an origin points a name at content it holds.
+async fn name_set(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> {
+    let rest = authorise(inner, args)?;
+    let Some(store) = inner.store.clone() else {
+        return Err((
+            ErrorCode::BadRequest,
+            format!("this node is an {}; set names on an origin", inner.me.role),
+        ));
+    };
+    let (name, id, ttl_s, swr_s) =
+        wire::name_set_args(rest).map_err(|e| (ErrorCode::BadRequest, e))?;
+    let name = name.to_owned();
+    let record = tokio::task::spawn_blocking(move || {
+        store
+            .write()
+            .expect("store lock")
+            .set_name(&name, &id, ttl_s, swr_s)
+    })
+    .await
+    .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| match e {
+        crate::store::StoreError::NotFound(_) => not_found(&id),
+        other => (ErrorCode::BadRequest, other.to_string()),
+    })?;
+    Ok(json!({
+        "name": record.name,
+        "id": record.id.to_string(),
+        "ttl_s": record.ttl_s,
+        "swr_s": record.swr_s,
+        "version": record.version,
+    }))
+}
+
+/// NAME_GET: an origin answers from its store; an edge or relay from its copy while fresh,
+/// from its copy while refreshing it in the background when stale, and from upstream when it
+/// has none or it expired.
+async fn name_get(inner: &Arc<Inner>, args: &[u8]) -> Shared<NameRecord> {
+    let name = std::str::from_utf8(args)
+        .ok()
+        .filter(|n| check_name(n).is_ok())
+        .ok_or((
+            ErrorCode::BadRequest,
+            "a name is 1 to 255 bytes of UTF-8".to_owned(),
+        ))?
+        .to_owned();
+    if let Some(store) = inner.store.clone() {
+        let lookup = name.clone();
+        return tokio::task::spawn_blocking(move || {
+            store.read().expect("store lock").name(&lookup)
+        })
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .ok_or((ErrorCode::NotFound, format!("name {name:?} is not set")));
+    }
+    let cached = inner.names.lock().expect("names lock").get(&name).cloned();
+    if let Some((record, fetched)) = cached {
+        match record.freshness(fetched.elapsed().as_millis() as u64) {
+            Freshness::Fresh => return Ok(record),
+            Freshness::Stale => {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    let _ = refresh_name(&inner, name).await;
+                });
+                return Ok(record);
+            }
+            Freshness::Expired => {}
+        }
+    }
+    refresh_name(inner, name).await
+}
+
+/// Fetches a name's record from upstream (once, however many ask) and keeps a copy.
+async fn refresh_name(inner: &Arc<Inner>, name: String) -> Shared<NameRecord> {
+    let fetcher = inner.clone();
+    inner
+        .name_fetches
+        .get_or_fetch(name.clone(), move || async move {
+            let mut last = (ErrorCode::NotFound, format!("name {name:?} is not set"));
+            for up in upstreams(&fetcher) {
+                let Ok(conn) = fetcher.dialer.connect(up.node_id(), up.addr).await else {
+                    continue;
+                };
+                match super::client::resolve_name(&conn, &name).await {
+                    Ok(record) => {
+                        let mut names = fetcher.names.lock().expect("names lock");
+                        if names.len() >= MAX_CACHED_NAMES && !names.contains_key(&name) {
+                            let oldest = names
+                                .iter()
+                                .min_by_key(|(_, (_, t))| *t)
+                                .map(|(n, _)| n.clone());
+                            if let Some(oldest) = oldest {
+                                names.remove(&oldest);
+                            }
+                        }
+                        names.insert(name.clone(), (record.clone(), Instant::now()));
+                        return Ok(record);
+                    }
+                    Err(e) => last = (ErrorCode::NotFound, e.to_string()),
+                }
+            }
+            Err(last)
+        })
+        .await
 }
 
 /// PREFETCH: an edge pulls a whole content into its cache ahead of demand.

@@ -74,6 +74,42 @@ pub fn prefetch_request(token: &str, id: &ContentId) -> Vec<u8> {
     authorised(Op::Prefetch, token, &id.0)
 }
 
+/// A NAME_SET request: token, TTL and stale-while-revalidate seconds, content id, name.
+pub fn name_set_request(
+    token: &str,
+    name: &str,
+    id: &ContentId,
+    ttl_s: u32,
+    swr_s: u32,
+) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(40 + name.len());
+    rest.extend_from_slice(&ttl_s.to_be_bytes());
+    rest.extend_from_slice(&swr_s.to_be_bytes());
+    rest.extend_from_slice(&id.0);
+    rest.extend_from_slice(name.as_bytes());
+    authorised(Op::NameSet, token, &rest)
+}
+
+/// Decodes a NAME_SET's arguments (what follows the token): (name, id, ttl_s, swr_s).
+pub fn name_set_args(rest: &[u8]) -> Result<(&str, ContentId, u32, u32), String> {
+    if rest.len() < 40 {
+        return Err("NAME_SET needs ttl, swr, a content id and a name".into());
+    }
+    let ttl = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes"));
+    let swr = u32::from_be_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let id = content_id(&rest[8..40]).expect("32 bytes");
+    let name = std::str::from_utf8(&rest[40..]).map_err(|_| "a name must be UTF-8".to_owned())?;
+    crate::edge::names::check_name(name).map_err(|e| e.to_string())?;
+    Ok((name, id, ttl, swr))
+}
+
+/// A NAME_GET request.
+pub fn name_get_request(name: &str) -> Vec<u8> {
+    let mut out = vec![Op::NameGet.code()];
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
 /// A LOCATE request: `geo:LAT,LON`, `region:NAME`, or empty (locate by the client's address).
 pub fn locate_request(location: &str) -> Vec<u8> {
     let mut out = vec![Op::Locate.code()];
@@ -103,6 +139,21 @@ mod tests {
         assert!(put_options(&[0, 200, 0xff]).is_err());
     }
 
+    #[test]
+    fn name_set_arguments_round_trip() {
+        let id = Hash32([3; 32]);
+        let payload = name_set_request("0123456789abcdef", "site/index.html", &id, 60, 300);
+        let (_, rest) = split_token(&payload[1..]).unwrap();
+        assert_eq!(
+            name_set_args(rest).unwrap(),
+            ("site/index.html", id, 60, 300)
+        );
+        assert!(name_set_args(&rest[..39]).is_err());
+        let mut bad = rest.to_vec();
+        bad.truncate(40);
+        assert!(name_set_args(&bad).is_err(), "an empty name is refused");
+    }
+
     proptest! {
         #[test]
         fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
@@ -112,6 +163,7 @@ mod tests {
             }
             let _ = put_options(&bytes);
             let _ = content_id(&bytes);
+            let _ = name_set_args(&bytes);
         }
     }
 }

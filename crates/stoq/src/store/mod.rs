@@ -29,6 +29,8 @@ use crate::chunking::{
 const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
 /// Content id → encoded manifest.
 const MANIFESTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("manifests");
+/// Name → encoded [`crate::edge::names::NameRecord`].
+const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("names");
 
 /// Why a store operation failed. The store is intact after every one of these.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,9 @@ pub enum StoreError {
     /// No such content in this store.
     #[error("content {0} is not in this store")]
     NotFound(ContentId),
+    /// A name that cannot be used.
+    #[error("{0}")]
+    BadName(String),
     /// A chunk's bytes do not match its id and no parity could rebuild it.
     #[error("chunk {chunk} of content {content} is corrupt or missing and cannot be rebuilt here")]
     Corrupt {
@@ -199,6 +204,7 @@ impl Store {
         let txn = db.begin_write()?;
         txn.open_table(BLOBS)?;
         txn.open_table(MANIFESTS)?;
+        txn.open_table(NAMES)?;
         txn.commit()?;
         Ok(Store {
             root: root.to_path_buf(),
@@ -416,6 +422,50 @@ impl Store {
         let table = txn.open_table(MANIFESTS)?;
         let bytes = table.get(&id.0)?.ok_or(StoreError::NotFound(*id))?;
         Ok(Manifest::decode(bytes.value())?)
+    }
+
+    /// Points `name` at `id` with the given freshness; returns the record (its version one more
+    /// than the previous). The content must be in the store.
+    pub fn set_name(
+        &mut self,
+        name: &str,
+        id: &ContentId,
+        ttl_s: u32,
+        swr_s: u32,
+    ) -> Result<crate::edge::names::NameRecord, StoreError> {
+        crate::edge::names::check_name(name).map_err(|e| StoreError::BadName(e.to_string()))?;
+        if !self.contains(id)? {
+            return Err(StoreError::NotFound(*id));
+        }
+        let txn = self.db.begin_write()?;
+        let record = {
+            let mut names = txn.open_table(NAMES)?;
+            let version = match names.get(name)? {
+                Some(old) => {
+                    crate::edge::names::NameRecord::decode(old.value()).map_or(0, |r| r.version)
+                }
+                None => 0,
+            } + 1;
+            let record = crate::edge::names::NameRecord {
+                name: name.to_owned(),
+                id: *id,
+                ttl_s,
+                swr_s,
+                version,
+            };
+            names.insert(name, record.encode().as_slice())?;
+            record
+        };
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// The record for `name`, if set.
+    pub fn name(&self, name: &str) -> Result<Option<crate::edge::names::NameRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NAMES)?;
+        let record = table.get(name)?;
+        Ok(record.and_then(|r| crate::edge::names::NameRecord::decode(r.value()).ok()))
     }
 
     /// Whether the store holds this content.
