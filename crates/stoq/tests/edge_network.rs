@@ -501,3 +501,74 @@ async fn names_are_served_fresh_then_stale_while_revalidating_then_updated() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_coded_content_is_placed_across_origins_and_served_from_any_k_holders() {
+    bounded(async {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let a = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let b = start(dirs[1].path(), Role::Origin, "us", None, &[&a]).await;
+        let c = start(dirs[2].path(), Role::Origin, "ap", None, &[&a]).await;
+        let edge = start(dirs[3].path(), Role::Edge, "eu", None, &[&a]).await;
+        converge(&[&a, &b, &c, &edge]).await;
+        let client = client_endpoint();
+        let data = noise(3 << 20, 17);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &data).unwrap();
+        let options = PutOptions {
+            erasure: Some("2+1".parse().unwrap()),
+            kind: None,
+        };
+        let report = client::publish(&dial(&client, &a).await, TOKEN, file.path(), &options)
+            .await
+            .unwrap();
+        assert_eq!(report["placement"]["distributed"], true, "{report}");
+        let holders = report["placement"]["holders"].as_array().unwrap();
+        assert_eq!(holders.len(), 3, "{report}");
+        assert!(holders.iter().all(|h| h["ok"] == true), "{report}");
+        let id: ContentId = report["id"].as_str().unwrap().parse().unwrap();
+
+        // The publisher dies: B rebuilds every chunk from its own shards and C's.
+        a.kill().await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while b.membership().peers().len() != 2 || edge.membership().peers().len() != 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the dead origin was never dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut out = Vec::new();
+        fetch(&[dial(&client, &b).await], &id, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, data, "2 of 3 holders are enough");
+        // An edge pulls through the surviving holders as well.
+        let mut out = Vec::new();
+        fetch(&[dial(&client, &edge).await], &id, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, data);
+
+        // With a second holder gone, 1 of 3 cannot rebuild: a clear error, no wrong bytes.
+        c.kill().await;
+        while b.membership().peers().len() != 1 {
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(15),
+                "C was never dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut out = Vec::new();
+        let err = fetch(&[dial(&client, &b).await], &id, &mut out)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("only 1 of the 2 shards needed are reachable"),
+            "{err}"
+        );
+        assert!(out.len() < data.len());
+    })
+    .await;
+}

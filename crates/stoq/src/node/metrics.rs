@@ -76,8 +76,9 @@ impl Histogram {
 }
 
 /// The request kinds counted separately.
-pub const REQUEST_KINDS: [&str; 10] = [
-    "manifest", "chunk", "put", "purge", "prefetch", "locate", "status", "gossip", "name", "other",
+pub const REQUEST_KINDS: [&str; 11] = [
+    "manifest", "chunk", "shard", "put", "purge", "prefetch", "locate", "status", "gossip", "name",
+    "other",
 ];
 
 /// Counters a node updates as it works.

@@ -12,6 +12,7 @@ pub mod content;
 pub mod membership;
 pub mod metrics;
 pub mod server;
+pub mod shards;
 pub mod token;
 pub mod wire;
 
@@ -41,6 +42,12 @@ pub enum Op {
     GetManifest,
     /// One chunk of a content, from the node's store (see [`content`]).
     GetChunk,
+    /// One shard (or chunk) blob by its id, if this node holds it.
+    GetShard,
+    /// Node to node: shards to hold for a content placed across origins (admin token).
+    StoreShards,
+    /// Who holds which shard of a content (JSON placement).
+    Holders,
     /// A membership (SWIM) message between nodes; needs a node certificate.
     Gossip,
     /// Publish: the body is a file to store (admin token; origins only).
@@ -69,6 +76,9 @@ impl Op {
             Op::Discard => 0x04,
             Op::GetManifest => 0x10,
             Op::GetChunk => 0x11,
+            Op::GetShard => 0x12,
+            Op::StoreShards => 0x13,
+            Op::Holders => 0x14,
             Op::Gossip => 0x20,
             Op::Put => 0x21,
             Op::Purge => 0x22,
@@ -89,6 +99,9 @@ impl Op {
             0x04 => Some(Op::Discard),
             0x10 => Some(Op::GetManifest),
             0x11 => Some(Op::GetChunk),
+            0x12 => Some(Op::GetShard),
+            0x13 => Some(Op::StoreShards),
+            0x14 => Some(Op::Holders),
             0x20 => Some(Op::Gossip),
             0x21 => Some(Op::Put),
             0x22 => Some(Op::Purge),
@@ -274,6 +287,9 @@ mod tests {
             Op::Discard,
             Op::GetManifest,
             Op::GetChunk,
+            Op::GetShard,
+            Op::StoreShards,
+            Op::Holders,
             Op::Gossip,
             Op::Put,
             Op::Purge,

@@ -35,7 +35,7 @@ use super::membership::{
 use super::metrics::{NodeMetrics, Snapshot};
 use super::token::{AdminToken, TOKEN_FILE};
 use super::{wire, Op};
-use crate::chunking::{ContentId, Hash32, Manifest};
+use crate::chunking::{ChunkId, ContentId, Hash32, Manifest};
 use crate::edge::names::{check_name, Freshness, NameRecord};
 use crate::edge::{ClientLocation, EdgeNode, EdgeRegistry, PrefixTable};
 use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, RoutingMatrix};
@@ -96,7 +96,12 @@ const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
 struct Dialer {
     pool: ConnectionPool,
     links: Mutex<HashMap<NodeId, StoqConnection>>,
+    /// When a dial to a peer last failed: it is not retried for [`REDIAL_AFTER`].
+    failed: Mutex<HashMap<NodeId, Instant>>,
 }
+
+/// How long a peer that could not be reached is not dialled again.
+const REDIAL_AFTER: Duration = Duration::from_secs(2);
 
 impl Dialer {
     async fn connect(
@@ -104,11 +109,30 @@ impl Dialer {
         id: NodeId,
         addr: SocketAddrV6,
     ) -> Result<StoqConnection, TransportError> {
+        if let Some(at) = self.failed.lock().expect("failed lock").get(&id) {
+            if at.elapsed() < REDIAL_AFTER {
+                return Err(TransportError::Timeout(format!(
+                    "{addr} was unreachable {} ms ago",
+                    at.elapsed().as_millis()
+                )));
+            }
+        }
         let expect = PeerExpectation::Node(id);
         let dial = self.pool.get(SocketAddr::V6(addr), &expect);
-        let conn = tokio::time::timeout(DIAL_TIMEOUT, dial)
-            .await
-            .map_err(|_| TransportError::Timeout(format!("dialling {addr}")))??;
+        let conn = match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+            Ok(Ok(conn)) => conn,
+            outcome => {
+                self.failed
+                    .lock()
+                    .expect("failed lock")
+                    .insert(id, Instant::now());
+                return Err(match outcome {
+                    Ok(Err(e)) => e,
+                    _ => TransportError::Timeout(format!("dialling {addr}")),
+                });
+            }
+        };
+        self.failed.lock().expect("failed lock").remove(&id);
         self.links
             .lock()
             .expect("links lock")
@@ -238,6 +262,7 @@ impl Node {
         let dialer = Arc::new(Dialer {
             pool: ConnectionPool::new(endpoint.clone(), &config.transport.pool),
             links: Mutex::default(),
+            failed: Mutex::default(),
         });
         let timing = MembershipTiming {
             probe_period: Duration::from_millis(config.node.probe_interval_ms),
@@ -516,7 +541,13 @@ async fn manifest_of(inner: &Arc<Inner>, id: ContentId, asked: bool) -> Shared<A
     if let Some(store) = &inner.store {
         let store = store.clone();
         return tokio::task::spawn_blocking(move || {
-            store.read().expect("store lock").manifest(&id)
+            let store = store.read().expect("store lock");
+            match store.manifest(&id) {
+                Err(crate::store::StoreError::NotFound(_)) => store
+                    .held_manifest(&id)?
+                    .ok_or(crate::store::StoreError::NotFound(id)),
+                other => other,
+            }
         })
         .await
         .map_err(|e| (ErrorCode::Internal, e.to_string()))?
@@ -561,17 +592,31 @@ async fn chunk_of(inner: &Arc<Inner>, id: ContentId, index: u32) -> Shared<Bytes
         format!("content {id} has no chunk {index}"),
     ))?;
     if let Some(store) = &inner.store {
-        let store = store.clone();
-        return tokio::task::spawn_blocking(move || {
-            store
-                .read()
-                .expect("store lock")
-                .read_chunk(&id, &entry, manifest.erasure)
-                .map(|(bytes, _)| Bytes::from(bytes))
+        let (reader, local_entry, policy) = (store.clone(), entry.clone(), manifest.erasure);
+        let whole = tokio::task::spawn_blocking(move || {
+            let store = reader.read().expect("store lock");
+            if store.contains(&id)? {
+                store
+                    .read_chunk(&id, &local_entry, policy)
+                    .map(|(bytes, _)| Some(Bytes::from(bytes)))
+            } else {
+                Ok(None)
+            }
         })
         .await
         .map_err(|e| (ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| (ErrorCode::NotFound, e.to_string()));
+        .map_err(|e| (ErrorCode::NotFound, e.to_string()))?;
+        if let Some(bytes) = whole {
+            return Ok(bytes);
+        }
+        // Not published here: this origin may hold some of its shards; rebuild from any K.
+        let fetcher = inner.clone();
+        return inner
+            .chunks
+            .get_or_fetch(entry.id, move || async move {
+                rebuild_chunk(&fetcher, id, &manifest, index).await
+            })
+            .await;
     }
     if let Some(bytes) = inner.cache.as_ref().and_then(|c| c.get(&entry.id)) {
         return Ok(Bytes::from(bytes));
@@ -645,6 +690,62 @@ async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), Trans
             };
             inner.metrics.chunk_latency.observe(started.elapsed());
             result
+        }
+        Some(Op::GetShard) => {
+            inner.metrics.request("shard");
+            match (wire::content_id(&args), &inner.store) {
+                (Some(shard), Some(store)) if args.len() == 32 => {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        store.read().expect("store lock").blob(&shard)
+                    })
+                    .await
+                    .map_err(|e| (ErrorCode::Internal, e.to_string()))
+                    .and_then(|r| r.map_err(|e| (ErrorCode::Internal, e.to_string())))
+                    .and_then(|b| {
+                        b.map(Bytes::from)
+                            .ok_or((ErrorCode::NotFound, format!("no shard {shard} here")))
+                    })
+                }
+                (Some(_), None) => Err((ErrorCode::NotFound, "this node keeps no shards".into())),
+                _ => Err((
+                    ErrorCode::BadRequest,
+                    "a shard id (32 bytes) is required".into(),
+                )),
+            }
+        }
+        Some(Op::StoreShards) => {
+            inner.metrics.request("shard");
+            let outcome = store_shards(&inner, &mut req, &args).await;
+            return respond_json(&mut req, outcome).await;
+        }
+        Some(Op::Holders) => {
+            inner.metrics.request("shard");
+            let outcome = match (wire::content_id(&args), &inner.store) {
+                (Some(id), Some(store)) if args.len() == 32 => store
+                    .read()
+                    .expect("store lock")
+                    .placement(&id)
+                    .map_err(|e| (ErrorCode::Internal, e.to_string()))
+                    .and_then(|p| {
+                        p.ok_or((
+                            ErrorCode::NotFound,
+                            format!("content {id} is not placed across nodes"),
+                        ))
+                    })
+                    .and_then(|p| {
+                        serde_json::from_slice(&p).map_err(|e| (ErrorCode::Internal, e.to_string()))
+                    }),
+                (Some(id), None) => Err((
+                    ErrorCode::NotFound,
+                    format!("content {id} is not placed across nodes"),
+                )),
+                _ => Err((
+                    ErrorCode::BadRequest,
+                    "a content id (32 bytes) is required".into(),
+                )),
+            };
+            return respond_json(&mut req, outcome).await;
         }
         Some(Op::Gossip) => {
             inner.metrics.request("gossip");
@@ -773,6 +874,7 @@ async fn put(
         ));
     };
     let options = wire::put_options(rest).map_err(|e| (ErrorCode::BadRequest, e))?;
+    let erasure = options.erasure;
     let n = inner.upload_counter.fetch_add(1, Ordering::Relaxed);
     let tmp = inner
         .data_dir
@@ -807,7 +909,12 @@ async fn put(
     .map_err(|e| (ErrorCode::Internal, e.to_string()));
     let _ = tokio::fs::remove_file(&tmp).await;
     let report = report?.map_err(|e| (ErrorCode::Internal, e.to_string()))?;
-    serde_json::to_value(&report).map_err(|e| (ErrorCode::Internal, e.to_string()))
+    let mut doc =
+        serde_json::to_value(&report).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    if let Some(policy) = erasure {
+        doc["placement"] = distribute(inner, report.id, policy).await;
+    }
+    Ok(doc)
 }
 
 /// PURGE: removes a content here (cache entries on edges, the stored object on origins) and,
@@ -830,9 +937,11 @@ async fn purge(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> {
     if let Some(store) = inner.store.clone() {
         let gone = tokio::task::spawn_blocking(move || {
             let mut store = store.write().expect("store lock");
+            let held = u64::from(store.held_manifest(&id)?.is_some());
+            store.release_held(&id)?;
             match store.contains(&id) {
-                Ok(true) => store.delete(&id).map(|_| 1u64),
-                Ok(false) => Ok(0),
+                Ok(true) => store.delete(&id).map(|_| 1 + held),
+                Ok(false) => Ok(held),
                 Err(e) => Err(e),
             }
         })
@@ -998,6 +1107,364 @@ async fn refresh_name(inner: &Arc<Inner>, name: String) -> Shared<NameRecord> {
             Err(last)
         })
         .await
+}
+
+/// Places an erasure-coded content's shards across the live origins (this one included) and
+/// sends each holder its shards; returns what happened, for the PUT answer.
+async fn distribute(
+    inner: &Arc<Inner>,
+    id: ContentId,
+    policy: crate::chunking::ErasurePolicy,
+) -> serde_json::Value {
+    let Some(store) = inner.store.clone() else {
+        return json!({ "distributed": false, "reason": "not an origin" });
+    };
+    let mut origins: Vec<Member> = inner
+        .membership
+        .peers()
+        .into_iter()
+        .map(|p| p.member)
+        .filter(|m| m.role == Role::Origin)
+        .collect();
+    origins.push(inner.me.clone());
+    origins.sort_by_key(|m| m.id);
+    if origins.len() < policy.total() {
+        return json!({
+            "distributed": false,
+            "reason": format!("{} shards per chunk need {} origins, {} are live; all shards stay here", policy.total(), policy.total(), origins.len()),
+        });
+    }
+    let manifest = match store.read().expect("store lock").manifest(&id) {
+        Ok(m) => m,
+        Err(e) => return json!({ "distributed": false, "reason": e.to_string() }),
+    };
+    let placement = match super::shards::plan_placement(&origins, &manifest, policy) {
+        Ok(p) => p,
+        Err(e) => return json!({ "distributed": false, "reason": e.to_string() }),
+    };
+    let placement_json = serde_json::to_vec(&placement).expect("placements serialise");
+    if let Err(e) = store
+        .write()
+        .expect("store lock")
+        .set_placement(&id, &placement_json)
+    {
+        return json!({ "distributed": false, "reason": e.to_string() });
+    }
+    let manifest = Arc::new(manifest);
+    let mut sends = Vec::new();
+    for (h, holder) in placement.nodes.iter().enumerate() {
+        if holder.id == inner.me.node_id() {
+            continue;
+        }
+        let shards: Vec<ChunkId> = placement
+            .shards_of(h)
+            .filter_map(|(c, i)| manifest.chunks[c].shards.as_ref().map(|s| s.ids[i]))
+            .collect();
+        let (inner, store, manifest, placement_json, holder) = (
+            inner.clone(),
+            store.clone(),
+            manifest.clone(),
+            placement_json.clone(),
+            holder.clone(),
+        );
+        sends.push(async move {
+            let result = send_shards(
+                &inner,
+                &store,
+                &id,
+                &manifest,
+                &placement_json,
+                &holder,
+                &shards,
+            )
+            .await;
+            (holder.id, shards.len(), result)
+        });
+    }
+    let mut holders = vec![json!({ "id": inner.me.node_id().to_string(), "ok": true })];
+    for (holder, count, result) in futures_join_all(sends.into_iter()).await {
+        holders.push(match result {
+            Ok(()) => json!({ "id": holder.to_string(), "shards": count, "ok": true }),
+            Err(reason) => {
+                json!({ "id": holder.to_string(), "shards": count, "ok": false, "reason": reason })
+            }
+        });
+    }
+    json!({ "distributed": true, "holders": holders })
+}
+
+/// Streams one holder its shards: the manifest, the placement, then each shard.
+async fn send_shards(
+    inner: &Arc<Inner>,
+    store: &Arc<RwLock<Store>>,
+    id: &ContentId,
+    manifest: &Manifest,
+    placement: &[u8],
+    holder: &super::shards::Holder,
+    shards: &[ChunkId],
+) -> Result<(), String> {
+    let conn = inner
+        .dialer
+        .connect(holder.id, holder.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let encoded = manifest.encode();
+    head.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    head.extend_from_slice(&encoded);
+    head.extend_from_slice(&(placement.len() as u32).to_be_bytes());
+    head.extend_from_slice(placement);
+    let sent = async {
+        send.send_request(wire::store_shards_request(inner.token.as_str(), id))
+            .await?;
+        send.send_data(Bytes::from(head)).await?;
+        for batch in shards.chunks(32) {
+            let (store, batch) = (store.clone(), batch.to_vec());
+            let body = tokio::task::spawn_blocking(move || {
+                let store = store.read().expect("store lock");
+                let mut body = Vec::new();
+                for shard in &batch {
+                    if let Ok(Some(bytes)) = store.blob(shard) {
+                        super::shards::encode_shard(shard, &bytes, &mut body);
+                    }
+                }
+                body
+            })
+            .await
+            .map_err(|e| TransportError::Timeout(e.to_string()))?;
+            send.send_data(Bytes::from(body)).await?;
+        }
+        send.send_end().await?;
+        send.finish()
+    }
+    .await;
+    match (sent, recv.recv_response().await) {
+        (_, Ok(_)) => Ok(()),
+        (_, Err(e)) => Err(e.to_string()),
+    }
+}
+
+/// Longest manifest or placement a STORE_SHARDS body may carry.
+const MAX_SHARD_HEADER: usize = 64 << 20;
+
+/// Takes one length-prefixed block off the front of `buf`, once it has all arrived.
+fn take_block(buf: &mut Vec<u8>) -> Option<Result<Vec<u8>, String>> {
+    let len = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    if len > MAX_SHARD_HEADER {
+        return Some(Err(format!("a block of {len} bytes is over the limit")));
+    }
+    if buf.len() < 4 + len {
+        return None;
+    }
+    let block = buf[4..4 + len].to_vec();
+    buf.drain(..4 + len);
+    Some(Ok(block))
+}
+
+/// STORE_SHARDS: keeps the shards another origin placed here, with the manifest and placement.
+async fn store_shards(
+    inner: &Arc<Inner>,
+    req: &mut IncomingRequest,
+    args: &[u8],
+) -> Shared<serde_json::Value> {
+    let rest = authorise(inner, args)?;
+    let Some(store) = inner.store.clone() else {
+        return Err((ErrorCode::BadRequest, "only origins hold shards".into()));
+    };
+    let id = match wire::content_id(rest) {
+        Some(id) if rest.len() == 32 => id,
+        _ => {
+            return Err((
+                ErrorCode::BadRequest,
+                "STORE_SHARDS needs a content id".into(),
+            ))
+        }
+    };
+    let bad = |m: String| (ErrorCode::BadRequest, m);
+    // The head: u32 manifest length, manifest, u32 placement length, placement.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut blocks = Vec::new();
+    while blocks.len() < 2 {
+        match take_block(&mut buf) {
+            Some(block) => blocks.push(block.map_err(bad)?),
+            None => match req.body.recv_data().await.map_err(|e| bad(e.to_string()))? {
+                Some(piece) => buf.extend_from_slice(&piece),
+                None => {
+                    return Err(bad(
+                        "the body ended before the manifest and placement".into()
+                    ))
+                }
+            },
+        }
+    }
+    let (manifest_bytes, placement_bytes) = (blocks.remove(0), blocks.remove(0));
+    let manifest = Manifest::decode(&manifest_bytes).map_err(|e| bad(e.to_string()))?;
+    let placement: super::shards::Placement =
+        serde_json::from_slice(&placement_bytes).map_err(|e| bad(e.to_string()))?;
+    let policy = manifest
+        .erasure
+        .ok_or_else(|| bad("the content is not erasure-coded".into()))?;
+    placement.check(&manifest, policy).map_err(bad)?;
+    let mut decoder = super::shards::ShardDecoder::default();
+    let mut pending = decoder.push(&buf).map_err(bad)?;
+    let mut held = 0usize;
+    loop {
+        if pending.len() >= 32 {
+            held += hold(&store, id, &manifest_bytes, std::mem::take(&mut pending)).await?;
+        }
+        match req.body.recv_data().await.map_err(|e| bad(e.to_string()))? {
+            Some(piece) => pending.extend(decoder.push(&piece).map_err(bad)?),
+            None => break,
+        }
+    }
+    if !decoder.is_clean() {
+        return Err(bad("the body ended inside a shard".into()));
+    }
+    held += hold(&store, id, &manifest_bytes, pending).await?;
+    let writer = store.clone();
+    tokio::task::spawn_blocking(move || {
+        writer
+            .write()
+            .expect("store lock")
+            .set_placement(&id, &placement_bytes)
+    })
+    .await
+    .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    Ok(json!({ "id": id.to_string(), "held": held }))
+}
+
+async fn hold(
+    store: &Arc<RwLock<Store>>,
+    id: ContentId,
+    manifest: &[u8],
+    shards: Vec<(ChunkId, Vec<u8>)>,
+) -> Shared<usize> {
+    let (store, manifest) = (store.clone(), manifest.to_vec());
+    tokio::task::spawn_blocking(move || {
+        store
+            .write()
+            .expect("store lock")
+            .hold(&id, &manifest, &shards)
+    })
+    .await
+    .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| (ErrorCode::BadRequest, e.to_string()))
+}
+
+/// How long a holder waits for one shard from another.
+const SHARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fetches one shard from another holder, verified against its id; `None` if it cannot.
+async fn shard_from(
+    inner: &Arc<Inner>,
+    holder: &super::shards::Holder,
+    shard: &ChunkId,
+    len: u32,
+) -> Option<Vec<u8>> {
+    let fetch = async {
+        let conn = inner.dialer.connect(holder.id, holder.addr).await.ok()?;
+        let mut payload = vec![Op::GetShard.code()];
+        payload.extend_from_slice(&shard.0);
+        let (mut send, mut recv) = conn.open_bi().await.ok()?;
+        send.send_request(payload).await.ok()?;
+        send.finish().ok()?;
+        let body = recv.recv_body(len as usize).await.ok()?;
+        recv.recv_response().await.ok()?;
+        Some(body.to_vec())
+    };
+    tokio::time::timeout(SHARD_TIMEOUT, fetch)
+        .await
+        .ok()
+        .flatten()
+        .filter(|b| shard.matches(b))
+}
+
+/// Rebuilds chunk `index` of `id` from any K of its shards, asking their holders (data shards
+/// first, parity only for what is missing), and checks it against its id.
+async fn rebuild_chunk(
+    inner: &Arc<Inner>,
+    id: ContentId,
+    manifest: &Manifest,
+    index: u32,
+) -> Shared<Bytes> {
+    let store = inner.store.clone().ok_or_else(|| not_found(&id))?;
+    let placement = store
+        .read()
+        .expect("store lock")
+        .placement(&id)
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .ok_or_else(|| not_found(&id))?;
+    let placement: super::shards::Placement =
+        serde_json::from_slice(&placement).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    let entry = &manifest.chunks[index as usize];
+    let (Some(policy), Some(set)) = (manifest.erasure, entry.shards.as_ref()) else {
+        return Err(not_found(&id));
+    };
+    let stripe = placement
+        .stripes
+        .get(index as usize)
+        .ok_or_else(|| not_found(&id))?;
+    let k = usize::from(policy.k);
+    let mut shards: Vec<Option<Vec<u8>>> = vec![None; policy.total()];
+    let mut good = 0;
+    // Only holders that membership knows to be alive are asked: a dead one would cost a dial
+    // timeout per shard, and the answer would come too late for the client anyway.
+    let live: std::collections::HashSet<NodeId> = inner
+        .membership
+        .peers()
+        .iter()
+        .map(|p| p.member.node_id())
+        .chain(std::iter::once(inner.me.node_id()))
+        .collect();
+    let holder_of = |i: usize| {
+        stripe
+            .get(i)
+            .and_then(|&h| placement.nodes.get(usize::from(h)))
+    };
+    let order = (0..set.ids.len()).filter(|&i| holder_of(i).is_some_and(|h| live.contains(&h.id)));
+    for i in order {
+        let shard = &set.ids[i];
+        if good == k {
+            break;
+        }
+        let Some(holder) = holder_of(i) else {
+            continue;
+        };
+        let bytes = if holder.id == inner.me.node_id() {
+            store.read().expect("store lock").blob(shard).ok().flatten()
+        } else {
+            shard_from(inner, holder, shard, set.shard_len).await
+        };
+        if let Some(bytes) = bytes {
+            inner
+                .metrics
+                .bytes_in
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            shards[i] = Some(bytes);
+            good += 1;
+        }
+    }
+    if good < k {
+        return Err((
+            ErrorCode::NotFound,
+            format!(
+                "chunk {index} of {id}: only {good} of the {k} shards needed are reachable \
+                 (holders that membership knows to be alive: {})",
+                live.len()
+            ),
+        ));
+    }
+    let chunk = crate::chunking::erasure::decode(&shards, policy, entry.length as usize)
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    if !entry.id.matches(&chunk) {
+        return Err((
+            ErrorCode::NotFound,
+            format!("chunk {index} of {id} did not rebuild to its id"),
+        ));
+    }
+    Ok(Bytes::from(chunk))
 }
 
 /// PREFETCH: an edge pulls a whole content into its cache ahead of demand.

@@ -69,6 +69,11 @@ pub fn purge_request(token: &str, id: &ContentId, forward: bool) -> Vec<u8> {
     authorised(Op::Purge, token, &rest)
 }
 
+/// A STORE_SHARDS request (the body carries the manifest, the placement and the shards).
+pub fn store_shards_request(token: &str, id: &ContentId) -> Vec<u8> {
+    authorised(Op::StoreShards, token, &id.0)
+}
+
 /// A PREFETCH request.
 pub fn prefetch_request(token: &str, id: &ContentId) -> Vec<u8> {
     authorised(Op::Prefetch, token, &id.0)

@@ -26,6 +26,8 @@ use crate::chunking::{
 };
 
 /// Blob id → (refcount, length).
+mod held;
+
 const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
 /// Content id → encoded manifest.
 const MANIFESTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("manifests");
@@ -58,9 +60,9 @@ pub enum StoreError {
     /// No such content in this store.
     #[error("content {0} is not in this store")]
     NotFound(ContentId),
-    /// A name that cannot be used.
+    /// Input that cannot be used (a bad name, a manifest or shard that does not match its id).
     #[error("{0}")]
-    BadName(String),
+    Invalid(String),
     /// A chunk's bytes do not match its id and no parity could rebuild it.
     #[error("chunk {chunk} of content {content} is corrupt or missing and cannot be rebuilt here")]
     Corrupt {
@@ -205,6 +207,8 @@ impl Store {
         txn.open_table(BLOBS)?;
         txn.open_table(MANIFESTS)?;
         txn.open_table(NAMES)?;
+        txn.open_table(held::HELD)?;
+        txn.open_table(held::PLACEMENTS)?;
         txn.commit()?;
         Ok(Store {
             root: root.to_path_buf(),
@@ -433,7 +437,7 @@ impl Store {
         ttl_s: u32,
         swr_s: u32,
     ) -> Result<crate::edge::names::NameRecord, StoreError> {
-        crate::edge::names::check_name(name).map_err(|e| StoreError::BadName(e.to_string()))?;
+        crate::edge::names::check_name(name).map_err(|e| StoreError::Invalid(e.to_string()))?;
         if !self.contains(id)? {
             return Err(StoreError::NotFound(*id));
         }
