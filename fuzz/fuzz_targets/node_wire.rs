@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(1 + token.len() + rest.len(), data.len());
         if let Ok(options) = wire::put_options(rest) {
             let token = String::from_utf8_lossy(token);
-            let again = wire::put_request(&token, &options);
+            let again = wire::put_request(&token, &options, None);
             assert_eq!(
                 wire::put_options(&again[again.len() - 3..])
                     .ok()

@@ -170,6 +170,9 @@ pub struct PutArgs {
     /// The admin token file for `--node` (default: ./stoq-data/admin.token if present).
     #[arg(long, requires = "node")]
     pub token_file: Option<PathBuf>,
+    /// Restrict reads of this content to holders of the token in this file.
+    #[arg(long, requires = "node")]
+    pub read_token_file: Option<PathBuf>,
     /// The file to store.
     pub file: PathBuf,
     /// The store's directory.
@@ -231,6 +234,9 @@ pub struct GetArgs {
     /// How many sources to fetch from at once; the others stand by for failover.
     #[arg(long, default_value_t = 2, requires = "nodes")]
     pub parallel: usize,
+    /// The read token for restricted content (a file holding it).
+    #[arg(long, requires = "nodes")]
+    pub read_token_file: Option<PathBuf>,
 }
 
 /// `stoq status` and `stoq gc`.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use stoq::chunking::ContentId;
 use stoq::node::client::{self, Source};
-use stoq::node::content::fetch_with;
+use stoq::node::content::{fetch_with, FetchOptions};
 use stoq::node::membership::Role;
 use stoq::node::token::AdminToken;
 use stoq::node::{Node, NodeOptions};
@@ -163,7 +163,11 @@ async fn client_fetch(
     }
     let started = Instant::now();
     let mut out = Vec::new();
-    let report = fetch_with(&conns, id, &mut out, parallel, |_| Ok(0)).await?;
+    let options = FetchOptions {
+        active: parallel,
+        read_token: None,
+    };
+    let report = fetch_with(&conns, id, &mut out, &options, |_| Ok(0)).await?;
     Ok((sources, out, report, started.elapsed()))
 }
 
@@ -309,7 +313,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         tripped,
     };
     let started = Instant::now();
-    let report = fetch_with(&conns, &big_id, &mut out, 2, |_| Ok(0)).await?;
+    let options = FetchOptions {
+        active: 2,
+        read_token: None,
+    };
+    let report = fetch_with(&conns, &big_id, &mut out, &options, |_| Ok(0)).await?;
     let took = started.elapsed();
     killer.await?;
     ensure!(out.out == big, "Sydney got different bytes");

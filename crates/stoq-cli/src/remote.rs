@@ -72,9 +72,24 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
         erasure,
         kind: args.kind.map(Into::into),
     };
-    let mut report = client::publish(&conn, token.as_str(), &args.file, &options)
-        .await
-        .with_context(|| format!("{addr} refused the upload"))?;
+    let read_token = match &args.read_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let mut report = client::publish_restricted(
+        &conn,
+        token.as_str(),
+        &args.file,
+        &options,
+        read_token.as_deref(),
+    )
+    .await
+    .with_context(|| format!("{addr} refused the upload"))?;
     let elapsed = started.elapsed();
     if args.json {
         report["elapsed_ms"] = (elapsed.as_secs_f64() * 1e3).into();
@@ -201,6 +216,19 @@ pub async fn get(args: GetArgs) -> Result<()> {
         }
         (None, None) => unreachable!("an id or a name"),
     };
+    let read_token = match &args.read_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let options = stoq::node::content::FetchOptions {
+        active: args.parallel,
+        read_token,
+    };
     let started = Instant::now();
     let report = match &args.output {
         Some(path) => {
@@ -218,24 +246,23 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 inner: std::io::BufWriter::new(&mut file),
                 bar: bar.clone(),
             };
-            let report =
-                stoq::node::content::fetch_with(&conns, &id, &mut out, args.parallel, |m| {
-                    let have = verified_prefix(&mut resume, m)?;
-                    bar.set_length(m.size);
-                    let done: u64 = m.chunks[..have as usize]
-                        .iter()
-                        .map(|c| u64::from(c.length))
-                        .sum();
-                    bar.set_position(done);
-                    Ok(have)
-                })
-                .await
-                .with_context(|| {
-                    format!(
-                        "download stopped; run the same command again to resume from {}",
-                        part.display()
-                    )
-                })?;
+            let report = stoq::node::content::fetch_with(&conns, &id, &mut out, &options, |m| {
+                let have = verified_prefix(&mut resume, m)?;
+                bar.set_length(m.size);
+                let done: u64 = m.chunks[..have as usize]
+                    .iter()
+                    .map(|c| u64::from(c.length))
+                    .sum();
+                bar.set_position(done);
+                Ok(have)
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "download stopped; run the same command again to resume from {}",
+                    part.display()
+                )
+            })?;
             out.flush()?;
             bar.finish_and_clear();
             drop(out);
@@ -247,8 +274,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let r =
-                stoq::node::content::fetch_with(&conns, &id, &mut out, args.parallel, |_| Ok(0))
-                    .await?;
+                stoq::node::content::fetch_with(&conns, &id, &mut out, &options, |_| Ok(0)).await?;
             out.flush()?;
             r
         }

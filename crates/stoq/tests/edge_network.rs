@@ -572,3 +572,69 @@ async fn erasure_coded_content_is_placed_across_origins_and_served_from_any_k_ho
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_content_needs_its_read_token_at_origins_and_edges_even_after_a_restart() {
+    use stoq::node::content::{fetch_with, FetchOptions};
+    bounded(async {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[&origin]).await;
+        converge(&[&origin, &edge]).await;
+        let client = client_endpoint();
+        let data = noise(500_000, 23);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &data).unwrap();
+        let report = client::publish_restricted(
+            &dial(&client, &origin).await,
+            TOKEN,
+            file.path(),
+            &PutOptions::default(),
+            Some("reader-secret"),
+        )
+        .await
+        .unwrap();
+        let id: ContentId = report["id"].as_str().unwrap().parse().unwrap();
+        let with = |token: Option<&str>| FetchOptions {
+            active: 1,
+            read_token: token.map(str::to_owned),
+        };
+        let get = |node: &Node, token: Option<&'static str>| {
+            let (client, node) = (client.clone(), node.clone());
+            async move {
+                let conn = dial(&client, &node).await;
+                let mut out = Vec::new();
+                fetch_with(&[conn], &id, &mut out, &with(token), |_| Ok(0))
+                    .await
+                    .map(|_| out)
+            }
+        };
+        for (node, name) in [(&origin, "origin"), (&edge, "edge")] {
+            let refused = get(node, None).await.unwrap_err();
+            assert!(
+                refused.to_string().contains("restricted"),
+                "{name}: {refused}"
+            );
+        }
+        // Through the edge with the token: the edge pulls it (as a member) and learns the rule.
+        assert_eq!(get(&edge, Some("reader-secret")).await.unwrap(), data);
+        assert!(get(&edge, None).await.is_err(), "the edge enforces it too");
+        assert!(get(&edge, Some("a-wrong-secret")).await.is_err());
+        assert_eq!(get(&origin, Some("reader-secret")).await.unwrap(), data);
+        // Open content next to it stays open.
+        let open = publish(&client, &origin, &noise(10_000, 29)).await;
+        let mut out = Vec::new();
+        fetch(&[dial(&client, &edge).await], &open, &mut out)
+            .await
+            .unwrap();
+
+        // Restarted alone, the edge serves from its disk cache and still asks for the token.
+        edge.shutdown(Duration::from_secs(1)).await;
+        origin.shutdown(Duration::from_secs(1)).await;
+        let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[]).await;
+        let refused = get(&edge, None).await.unwrap_err();
+        assert!(refused.to_string().contains("restricted"), "{refused}");
+        assert_eq!(get(&edge, Some("reader-secret")).await.unwrap(), data);
+    })
+    .await;
+}

@@ -92,7 +92,10 @@ impl EdgeCache {
         let mut found = Vec::new();
         for shard in fs::read_dir(dir)? {
             let shard = shard?;
-            if shard.file_name() == "tmp" || !shard.file_type()?.is_dir() {
+            if shard.file_name() == "tmp"
+                || shard.file_name() == "restricted"
+                || !shard.file_type()?.is_dir()
+            {
                 continue;
             }
             for entry in fs::read_dir(shard.path())? {
@@ -198,12 +201,34 @@ impl EdgeCache {
         Manifest::decode(&bytes).ok()
     }
 
+    fn restriction_path(&self, id: &ContentId) -> PathBuf {
+        self.dir.join("restricted").join(id.to_string())
+    }
+
+    /// Records that reads of `id` need the token with this digest (kept across restarts).
+    pub fn set_restriction(&self, id: &ContentId, digest: &[u8; 32]) -> io::Result<()> {
+        let path = self.restriction_path(id);
+        fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join("tmp").join(format!("r{id}.{n}"));
+        fs::write(&tmp, digest)?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// The read-token digest `id` needs, if its reads are restricted.
+    pub fn restriction(&self, id: &ContentId) -> Option<[u8; 32]> {
+        fs::read(self.restriction_path(id))
+            .ok()
+            .and_then(|b| b.try_into().ok())
+    }
+
     /// Removes a content: its manifest and every chunk it lists. Returns entries removed.
     pub fn purge(&self, id: &ContentId) -> usize {
         let manifest = fs::read(self.path(id))
             .ok()
             .filter(|b| id.matches(b))
             .and_then(|b| Manifest::decode(&b).ok());
+        let _ = fs::remove_file(self.restriction_path(id));
         let mut ids = vec![*id];
         if let Some(m) = manifest {
             ids.extend(m.chunks.iter().map(|c| c.id));

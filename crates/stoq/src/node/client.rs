@@ -33,6 +33,18 @@ pub async fn publish(
     path: &Path,
     options: &PutOptions,
 ) -> Result<serde_json::Value, TransportError> {
+    publish_restricted(conn, token, path, options, None).await
+}
+
+/// [`publish`], with reads of the content restricted to holders of `read_token`.
+pub async fn publish_restricted(
+    conn: &StoqConnection,
+    token: &str,
+    path: &Path,
+    options: &PutOptions,
+    read_token: Option<&str>,
+) -> Result<serde_json::Value, TransportError> {
+    let digest = read_token.map(wire::read_digest);
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|source| TransportError::Io {
@@ -42,7 +54,8 @@ pub async fn publish(
         })?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let sent = async {
-        send.send_request(wire::put_request(token, options)).await?;
+        send.send_request(wire::put_request(token, options, digest.as_ref()))
+            .await?;
         send.send_data_from(&mut file).await?;
         send.send_end().await?;
         send.finish()

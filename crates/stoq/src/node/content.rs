@@ -190,25 +190,40 @@ pub(crate) async fn serve(
     }
 }
 
+/// Sends a request and returns the body and the RESPONSE payload.
 async fn request_body(
     conn: &StoqConnection,
     payload: Vec<u8>,
     limit: usize,
-) -> Result<Bytes, TransportError> {
+) -> Result<(Bytes, Bytes), TransportError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.send_request(payload).await?;
     send.finish()?;
     let body = recv.recv_body(limit).await?;
-    recv.recv_response().await?;
-    Ok(body)
+    let response = recv.recv_response().await?;
+    Ok((body, response))
 }
+
+/// The read token a node requires for a content: a 32-byte BLAKE3 digest, or none.
+pub type ReadDigest = [u8; 32];
 
 /// Fetches and verifies the manifest of `id` from `conn`.
 pub async fn fetch_manifest(conn: &StoqConnection, id: &ContentId) -> Result<Manifest, FetchError> {
+    fetch_manifest_as(conn, id, None).await.map(|(m, _)| m)
+}
+
+/// Fetches and verifies the manifest of `id`, presenting `read_token` if given; also returns
+/// the content's read restriction if the node says it has one.
+pub async fn fetch_manifest_as(
+    conn: &StoqConnection,
+    id: &ContentId,
+    read_token: Option<&str>,
+) -> Result<(Manifest, Option<ReadDigest>), FetchError> {
     let addr = conn.remote_addr().to_string();
     let mut payload = vec![Op::GetManifest.code()];
     payload.extend_from_slice(&id.0);
-    let bytes = request_body(conn, payload, MAX_MANIFEST_BYTES)
+    super::wire::append_read_token(&mut payload, read_token);
+    let (bytes, response) = request_body(conn, payload, MAX_MANIFEST_BYTES)
         .await
         .map_err(|error| FetchError::Transport {
             source_addr: addr.clone(),
@@ -217,7 +232,13 @@ pub async fn fetch_manifest(conn: &StoqConnection, id: &ContentId) -> Result<Man
     if !id.matches(&bytes) {
         return Err(FetchError::BadManifest(addr));
     }
-    Manifest::decode(&bytes).map_err(|_| FetchError::BadManifest(addr))
+    let restriction = match response.len() {
+        0 => None,
+        32 => Some(response[..].try_into().expect("32 bytes")),
+        _ => return Err(FetchError::BadManifest(addr)),
+    };
+    let manifest = Manifest::decode(&bytes).map_err(|_| FetchError::BadManifest(addr))?;
+    Ok((manifest, restriction))
 }
 
 /// Fetches chunk `index` of `id` from `conn` and checks it against the manifest.
@@ -227,12 +248,24 @@ pub async fn fetch_chunk(
     manifest: &Manifest,
     index: u32,
 ) -> Result<Vec<u8>, FetchError> {
+    fetch_chunk_as(conn, id, manifest, index, None).await
+}
+
+/// [`fetch_chunk`], presenting a read token for restricted content.
+pub async fn fetch_chunk_as(
+    conn: &StoqConnection,
+    id: &ContentId,
+    manifest: &Manifest,
+    index: u32,
+    read_token: Option<&str>,
+) -> Result<Vec<u8>, FetchError> {
     let addr = conn.remote_addr().to_string();
     let entry = &manifest.chunks[index as usize];
     let mut payload = vec![Op::GetChunk.code()];
     payload.extend_from_slice(&id.0);
     payload.extend_from_slice(&index.to_be_bytes());
-    let bytes = request_body(conn, payload, entry.length as usize)
+    super::wire::append_read_token(&mut payload, read_token);
+    let (bytes, _) = request_body(conn, payload, entry.length as usize)
         .await
         .map_err(|error| FetchError::Transport {
             source_addr: addr.clone(),
@@ -260,10 +293,23 @@ pub async fn fetch<W: Write>(
     id: &ContentId,
     out: &mut W,
 ) -> Result<FetchReport, FetchError> {
-    fetch_with(sources, id, out, sources.len(), |_| Ok(0)).await
+    let options = FetchOptions {
+        active: sources.len(),
+        read_token: None,
+    };
+    fetch_with(sources, id, out, &options, |_| Ok(0)).await
 }
 
-/// [`fetch`] with two refinements: only the first `active` sources are used at once, the
+/// How [`fetch_with`] uses its sources.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Sources used at once; the others stand by.
+    pub active: usize,
+    /// A read token for restricted content.
+    pub read_token: Option<String>,
+}
+
+/// [`fetch`] with refinements: only the first `options.active` sources are used at once, the
 /// others stand by and replace a dropped one in order (failover without fanning out); and
 /// `already_have` says how many leading chunks the caller already holds (checked against the
 /// manifest it is given), so an interrupted download resumes where it stopped.
@@ -271,17 +317,24 @@ pub async fn fetch_with<W: Write>(
     sources: &[StoqConnection],
     id: &ContentId,
     out: &mut W,
-    active: usize,
+    options: &FetchOptions,
     already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
 ) -> Result<FetchReport, FetchError> {
+    let active = options.active;
+    let token = options.read_token.clone();
     if sources.is_empty() {
         return Err(FetchError::NoSource);
     }
     let mut manifest = None;
     let mut last_error = None;
     for conn in sources {
-        match tokio::time::timeout(MANIFEST_DEADLINE, fetch_manifest(conn, id)).await {
-            Ok(Ok(m)) => {
+        match tokio::time::timeout(
+            MANIFEST_DEADLINE,
+            fetch_manifest_as(conn, id, token.as_deref()),
+        )
+        .await
+        {
+            Ok(Ok((m, _))) => {
                 manifest = Some(m);
                 break;
             }
@@ -339,12 +392,13 @@ pub async fn fetch_with<W: Write>(
                 todo.pop_front();
                 in_flight[s] += 1;
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
+                let token = token.clone();
                 let deadline = stall_deadline(manifest.chunks[index as usize].length, rate[s]);
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let result = match tokio::time::timeout(
                         deadline,
-                        fetch_chunk(&conn, &id, &manifest, index),
+                        fetch_chunk_as(&conn, &id, &manifest, index, token.as_deref()),
                     )
                     .await
                     {

@@ -28,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::cache::EdgeCache;
 use super::coalesce::Coalescer;
-use super::content::{fetch_chunk, fetch_manifest};
+use super::content::{fetch_chunk, fetch_manifest_as};
 use super::membership::{
     GossipSender, Member, Membership, MembershipTiming, Report, Role, MAX_REPORTED_RTTS,
 };
@@ -186,6 +186,8 @@ struct Inner {
     preferred_upstream: Mutex<Option<NodeId>>,
     upload_counter: AtomicU64,
     names: Mutex<HashMap<String, (NameRecord, Instant)>>,
+    /// Read restrictions learned from upstream (relays; edges also keep them on disk).
+    restrictions: Mutex<HashMap<ContentId, [u8; 32]>>,
     name_fetches: Coalescer<String, Shared<NameRecord>>,
 }
 
@@ -289,6 +291,7 @@ impl Node {
             preferred_upstream: Mutex::new(None),
             upload_counter: AtomicU64::new(0),
             names: Mutex::default(),
+            restrictions: Mutex::default(),
             name_fetches: Coalescer::default(),
         });
         for (id, addr) in &options.seeds {
@@ -569,8 +572,25 @@ async fn manifest_of(inner: &Arc<Inner>, id: ContentId, asked: bool) -> Shared<A
                 let Ok(conn) = fetcher.dialer.connect(up.node_id(), up.addr).await else {
                     continue;
                 };
-                match fetch_manifest(&conn, &id).await {
-                    Ok(m) => {
+                match fetch_manifest_as(&conn, &id, None).await {
+                    Ok((m, restriction)) => {
+                        // The restriction is recorded before the manifest is cached, so a
+                        // restricted content is never served openly, even after a restart.
+                        if let Some(d) = restriction {
+                            fetcher
+                                .restrictions
+                                .lock()
+                                .expect("restrictions lock")
+                                .insert(id, d);
+                            if let Some(cache) = &fetcher.cache {
+                                if cache.set_restriction(&id, &d).is_err() {
+                                    return Err((
+                                        ErrorCode::Internal,
+                                        "cannot record a read restriction".into(),
+                                    ));
+                                }
+                            }
+                        }
                         if let Some(cache) = &fetcher.cache {
                             let _ = cache.put(id, &m.encode());
                         }
@@ -658,34 +678,47 @@ async fn chunk_of(inner: &Arc<Inner>, id: ContentId, index: u32) -> Shared<Bytes
 async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), TransportError> {
     let op = req.payload.first().copied().and_then(Op::from_code);
     let args = req.payload.slice(1.min(req.payload.len())..);
+    let mut response = Bytes::new();
     let answer: Shared<Bytes> = match op {
         Some(Op::GetManifest) => {
             inner.metrics.request("manifest");
-            match wire::content_id(&args) {
-                Some(id) if args.len() == 32 => manifest_of(&inner, id, true)
-                    .await
-                    .map(|m| Bytes::from(m.encode())),
-                _ => Err((
+            match wire::get_args(&args, 32) {
+                Some((head, token)) => {
+                    let id = wire::content_id(head).expect("32 bytes");
+                    match manifest_of(&inner, id, true).await {
+                        Ok(m) => check_read(&inner, &req.conn, &id, token).map(|digest| {
+                            if let Some(d) = digest {
+                                response = Bytes::copy_from_slice(&d);
+                            }
+                            Bytes::from(m.encode())
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
+                None => Err((
                     ErrorCode::BadRequest,
-                    "a content id (32 bytes) is required".into(),
+                    "a content id (32 bytes) is required, then an optional read token".into(),
                 )),
             }
         }
         Some(Op::GetChunk) => {
             inner.metrics.request("chunk");
             let started = Instant::now();
-            let result = match (wire::content_id(&args), args.get(32..36)) {
-                (Some(id), Some(ix)) if args.len() == 36 => {
-                    chunk_of(
-                        &inner,
-                        id,
-                        u32::from_be_bytes(ix.try_into().expect("4 bytes")),
-                    )
-                    .await
+            let result = match wire::get_args(&args, 36) {
+                Some((head, token)) => {
+                    let id = wire::content_id(head).expect("32 bytes");
+                    let index = u32::from_be_bytes(head[32..36].try_into().expect("4 bytes"));
+                    match manifest_of(&inner, id, false).await {
+                        Ok(_) => match check_read(&inner, &req.conn, &id, token) {
+                            Ok(_) => chunk_of(&inner, id, index).await,
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    }
                 }
-                _ => Err((
+                None => Err((
                     ErrorCode::BadRequest,
-                    "GET_CHUNK needs id + u32 index".into(),
+                    "GET_CHUNK needs id + u32 index, then an optional read token".into(),
                 )),
             };
             inner.metrics.chunk_latency.observe(started.elapsed());
@@ -817,13 +850,65 @@ async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), Trans
             let len = bytes.len() as u64;
             req.reply.send_data(bytes).await?;
             req.reply.send_end().await?;
-            req.reply.send_response(Bytes::new()).await?;
+            req.reply.send_response(response).await?;
             inner.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
             inner.served_since_report.fetch_add(len, Ordering::Relaxed);
             req.reply.finish()
         }
         Err((code, reason)) => req.reply.send_error(code, &reason).await,
     }
+}
+
+/// The read-token digest content `id` requires here, if its reads are restricted.
+fn restriction_of(inner: &Inner, id: &ContentId) -> Option<[u8; 32]> {
+    if let Some(store) = &inner.store {
+        if let Ok(Some(d)) = store.read().expect("store lock").restriction(id) {
+            return Some(d);
+        }
+    }
+    if let Some(d) = inner.cache.as_ref().and_then(|c| c.restriction(id)) {
+        return Some(d);
+    }
+    inner
+        .restrictions
+        .lock()
+        .expect("restrictions lock")
+        .get(id)
+        .copied()
+}
+
+/// Lets a read of `id` through if the content is open, the reader is a member node (edges
+/// and relays fetching for their clients, who were checked there), or it presented the read
+/// token. Returns the content's restriction, which a member passes on.
+fn check_read(
+    inner: &Inner,
+    conn: &StoqConnection,
+    id: &ContentId,
+    token: Option<&[u8]>,
+) -> Shared<Option<[u8; 32]>> {
+    let Some(digest) = restriction_of(inner, id) else {
+        return Ok(None);
+    };
+    let member = conn.peer_node_id().is_some_and(|p| {
+        inner
+            .membership
+            .view()
+            .read()
+            .expect("view lock")
+            .peers
+            .contains_key(&p)
+    });
+    let presented = token
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .is_some_and(|t| wire::read_digest(t) == digest);
+    if member || presented {
+        return Ok(Some(digest));
+    }
+    inner.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+    Err((
+        ErrorCode::Unauthorized,
+        format!("content {id} is restricted: a valid read token is required"),
+    ))
 }
 
 async fn respond_json(
@@ -873,7 +958,8 @@ async fn put(
             format!("this node is an {}; publish to an origin", inner.me.role),
         ));
     };
-    let options = wire::put_options(rest).map_err(|e| (ErrorCode::BadRequest, e))?;
+    let (options, read_digest) =
+        wire::put_settings(rest).map_err(|e| (ErrorCode::BadRequest, e))?;
     let erasure = options.erasure;
     let n = inner.upload_counter.fetch_add(1, Ordering::Relaxed);
     let tmp = inner
@@ -902,8 +988,14 @@ async fn put(
     };
     inner.metrics.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     let path = tmp.clone();
+    // One write lock over the put and its restriction: no reader sees the content open.
     let report = tokio::task::spawn_blocking(move || {
-        store.write().expect("store lock").put_file(&path, options)
+        let mut store = store.write().expect("store lock");
+        let report = store.put_file(&path, options)?;
+        if read_digest.is_some() || store.restriction(&report.id)?.is_some() {
+            store.set_restriction(&report.id, read_digest.as_ref())?;
+        }
+        Ok::<_, crate::store::StoreError>(report)
     })
     .await
     .map_err(|e| (ErrorCode::Internal, e.to_string()));
@@ -1215,6 +1307,10 @@ async fn send_shards(
     head.extend_from_slice(&encoded);
     head.extend_from_slice(&(placement.len() as u32).to_be_bytes());
     head.extend_from_slice(placement);
+    let restriction = restriction_of(inner, id);
+    let restriction: &[u8] = restriction.as_ref().map_or(&[], |d| &d[..]);
+    head.extend_from_slice(&(restriction.len() as u32).to_be_bytes());
+    head.extend_from_slice(restriction);
     let sent = async {
         send.send_request(wire::store_shards_request(inner.token.as_str(), id))
             .await?;
@@ -1282,10 +1378,11 @@ async fn store_shards(
         }
     };
     let bad = |m: String| (ErrorCode::BadRequest, m);
-    // The head: u32 manifest length, manifest, u32 placement length, placement.
+    // The head: the manifest, the placement and the read restriction (empty if open), each
+    // length-prefixed (u32).
     let mut buf: Vec<u8> = Vec::new();
     let mut blocks = Vec::new();
-    while blocks.len() < 2 {
+    while blocks.len() < 3 {
         match take_block(&mut buf) {
             Some(block) => blocks.push(block.map_err(bad)?),
             None => match req.body.recv_data().await.map_err(|e| bad(e.to_string()))? {
@@ -1298,10 +1395,28 @@ async fn store_shards(
             },
         }
     }
-    let (manifest_bytes, placement_bytes) = (blocks.remove(0), blocks.remove(0));
+    let (manifest_bytes, placement_bytes, restriction) =
+        (blocks.remove(0), blocks.remove(0), blocks.remove(0));
+    let restriction: Option<[u8; 32]> = match restriction.len() {
+        0 => None,
+        32 => Some(restriction[..].try_into().expect("32 bytes")),
+        _ => return Err(bad("a read restriction is 32 bytes".into())),
+    };
     let manifest = Manifest::decode(&manifest_bytes).map_err(|e| bad(e.to_string()))?;
     let placement: super::shards::Placement =
         serde_json::from_slice(&placement_bytes).map_err(|e| bad(e.to_string()))?;
+    if let Some(d) = restriction {
+        let writer = store.clone();
+        tokio::task::spawn_blocking(move || {
+            writer
+                .write()
+                .expect("store lock")
+                .set_restriction(&id, Some(&d))
+        })
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+    }
     let policy = manifest
         .erasure
         .ok_or_else(|| bad("the content is not erasure-coded".into()))?;
@@ -1324,10 +1439,9 @@ async fn store_shards(
     held += hold(&store, id, &manifest_bytes, pending).await?;
     let writer = store.clone();
     tokio::task::spawn_blocking(move || {
-        writer
-            .write()
-            .expect("store lock")
-            .set_placement(&id, &placement_bytes)
+        let mut store = writer.write().expect("store lock");
+        store.set_restriction(&id, restriction.as_ref())?;
+        store.set_placement(&id, &placement_bytes)
     })
     .await
     .map_err(|e| (ErrorCode::Internal, e.to_string()))?

@@ -35,14 +35,31 @@ fn authorised(op: Op, token: &str, rest: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A PUT request: token, then erasure K and M (0 and 0 for none), then the kind (0xff: sniff).
-pub fn put_request(token: &str, options: &PutOptions) -> Vec<u8> {
+/// A PUT request: token, then erasure K and M (0 and 0 for none), then the kind (0xff: sniff),
+/// then, for content whose reads are restricted, the BLAKE3 digest of its read token.
+pub fn put_request(token: &str, options: &PutOptions, read_digest: Option<&[u8; 32]>) -> Vec<u8> {
     let (k, m) = options.erasure.map_or((0, 0), |e| (e.k, e.m));
     let kind = options.kind.map_or(0xff, ContentKind::code);
-    authorised(Op::Put, token, &[k, m, kind])
+    let mut rest = vec![k, m, kind];
+    if let Some(d) = read_digest {
+        rest.extend_from_slice(d);
+    }
+    authorised(Op::Put, token, &rest)
 }
 
-/// Decodes a PUT's settings (what follows the token).
+/// Decodes a PUT's settings (what follows the token) and its read restriction, if any.
+pub fn put_settings(rest: &[u8]) -> Result<(PutOptions, Option<[u8; 32]>), String> {
+    match rest.len() {
+        3 => Ok((put_options(rest)?, None)),
+        35 => Ok((
+            put_options(&rest[..3])?,
+            Some(rest[3..].try_into().expect("32 bytes")),
+        )),
+        n => Err(format!("PUT settings must be 3 or 35 bytes, got {n}")),
+    }
+}
+
+/// Decodes a PUT's erasure and kind settings.
 pub fn put_options(rest: &[u8]) -> Result<PutOptions, String> {
     let [k, m, kind] = rest else {
         return Err(format!("PUT settings must be 3 bytes, got {}", rest.len()));
@@ -60,6 +77,31 @@ pub fn put_options(rest: &[u8]) -> Result<PutOptions, String> {
         &code => Some(ContentKind::from_code(code).ok_or(format!("unknown content kind {code}"))?),
     };
     Ok(PutOptions { erasure, kind })
+}
+
+/// Appends a read token (length-prefixed) to a GET request, if there is one.
+pub fn append_read_token(payload: &mut Vec<u8>, token: Option<&str>) {
+    if let Some(t) = token {
+        let t = &t.as_bytes()[..t.len().min(MAX_TOKEN_LEN)];
+        payload.push(t.len() as u8);
+        payload.extend_from_slice(t);
+    }
+}
+
+/// Splits a GET request's arguments into the fixed part (`fixed` bytes) and the read token
+/// that may follow it.
+pub fn get_args(args: &[u8], fixed: usize) -> Option<(&[u8], Option<&[u8]>)> {
+    let (head, rest) = (args.get(..fixed)?, &args[fixed..]);
+    if rest.is_empty() {
+        return Some((head, None));
+    }
+    let (token, tail) = split_token(rest)?;
+    tail.is_empty().then_some((head, Some(token)))
+}
+
+/// The digest a read token is checked against.
+pub fn read_digest(token: &str) -> [u8; 32] {
+    *blake3::hash(token.trim().as_bytes()).as_bytes()
 }
 
 /// A PURGE request; `forward` asks the node to pass it on to every peer.
@@ -133,7 +175,7 @@ mod tests {
             erasure: Some(ErasurePolicy { k: 4, m: 2 }),
             kind: Some(ContentKind::Text),
         };
-        let payload = put_request("0123456789abcdef", &options);
+        let payload = put_request("0123456789abcdef", &options, None);
         let (token, rest) = split_token(&payload[1..]).unwrap();
         assert_eq!(token, b"0123456789abcdef");
         let back = put_options(rest).unwrap();
@@ -142,6 +184,27 @@ mod tests {
         assert!(put_options(&[0, 0]).is_err());
         assert!(put_options(&[0, 0, 9]).is_err());
         assert!(put_options(&[0, 200, 0xff]).is_err());
+    }
+
+    #[test]
+    fn get_arguments_carry_an_optional_read_token() {
+        let mut payload = vec![7u8; 36];
+        assert_eq!(get_args(&payload, 36), Some((&payload[..], None)));
+        append_read_token(&mut payload, Some("reader"));
+        let (head, token) = get_args(&payload, 36).unwrap();
+        assert_eq!((head.len(), token), (36, Some(&b"reader"[..])));
+        payload.push(0);
+        assert_eq!(get_args(&payload, 36), None, "trailing bytes are refused");
+        assert_eq!(get_args(&payload[..20], 32), None);
+        let (options, digest) = put_settings(
+            &put_request(
+                "t0123456789abcdef",
+                &PutOptions::default(),
+                Some(&read_digest("r")),
+            )[19..],
+        )
+        .unwrap();
+        assert_eq!((options.erasure, digest), (None, Some(read_digest("r"))));
     }
 
     #[test]
@@ -169,6 +232,11 @@ mod tests {
             let _ = put_options(&bytes);
             let _ = content_id(&bytes);
             let _ = name_set_args(&bytes);
+            let _ = put_settings(&bytes);
+            if let Some((head, token)) = get_args(&bytes, 32) {
+                prop_assert_eq!(head.len(), 32);
+                prop_assert!(token.is_none_or(|t| !t.is_empty()));
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::chunking::{
 };
 
 /// Blob id → (refcount, length).
+mod access;
 mod held;
 
 const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
@@ -209,6 +210,7 @@ impl Store {
         txn.open_table(NAMES)?;
         txn.open_table(held::HELD)?;
         txn.open_table(held::PLACEMENTS)?;
+        txn.open_table(access::RESTRICTED)?;
         txn.commit()?;
         Ok(Store {
             root: root.to_path_buf(),
@@ -549,6 +551,7 @@ impl Store {
         {
             let mut manifests = txn.open_table(MANIFESTS)?;
             manifests.remove(&id.0)?;
+            txn.open_table(access::RESTRICTED)?.remove(&id.0)?;
             let mut blobs = txn.open_table(BLOBS)?;
             for (blob, len) in Self::blobs_of(&manifest) {
                 let refs = blobs.get(&blob.0)?.map_or(0, |v| v.value().0);
