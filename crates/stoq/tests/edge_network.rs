@@ -638,3 +638,57 @@ async fn restricted_content_needs_its_read_token_at_origins_and_edges_even_after
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_measured_rtt_to_a_client_area_overrides_geography_across_the_network() {
+    bounded(async {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", Some("50.1,8.7"), &[]).await;
+        let fra = start(
+            dirs[1].path(),
+            Role::Edge,
+            "eu",
+            Some("50.1,8.7"),
+            &[&origin],
+        )
+        .await;
+        let nyc = start(
+            dirs[2].path(),
+            Role::Edge,
+            "us",
+            Some("40.7,-74.0"),
+            &[&origin],
+        )
+        .await;
+        converge(&[&origin, &fra, &nyc]).await;
+        let client = client_endpoint();
+        let at_origin = dial(&client, &origin).await;
+        let paris = "geo:48.9,2.3";
+        assert_eq!(
+            client::locate(&at_origin, paris).await.unwrap()[0].id,
+            fra.node_id()
+        );
+        // A Paris client reaches the New York edge in well under a millisecond here (it is
+        // loopback): that edge measures it, reports it, and the network believes the measurement.
+        client::locate(&dial(&client, &nyc).await, paris)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if client::locate(&at_origin, paris).await.unwrap()[0].id == nyc.node_id() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the measurement never reached the origin"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Other areas are still ranked by geography.
+        assert_eq!(
+            client::locate(&at_origin, "geo:45.8,4.8").await.unwrap()[0].id,
+            fra.node_id()
+        );
+    })
+    .await;
+}

@@ -10,4 +10,6 @@ pub mod cache;
 pub mod names;
 mod nearest;
 
-pub use nearest::{ClientLocation, EdgeError, EdgeNetwork, EdgeNode, EdgeRegistry, PrefixTable};
+pub use nearest::{
+    area_of, ClientLocation, EdgeError, EdgeNetwork, EdgeNode, EdgeRegistry, PrefixTable,
+};

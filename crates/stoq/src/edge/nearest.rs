@@ -98,6 +98,18 @@ pub trait EdgeNetwork: Send + Sync {
 pub struct EdgeRegistry {
     edges: BTreeMap<String, EdgeNode>,
     prefixes: PrefixTable,
+    /// Measured RTT (ms) from an edge to clients of an area: (edge id, area) → ms.
+    measured: BTreeMap<(String, String), f64>,
+}
+
+/// The area a client is in, as measured RTTs are kept: its 1°×1° cell for a position, its
+/// region otherwise (for an address, the region the prefix table gives).
+pub fn area_of(client: &ClientLocation, prefixes: &PrefixTable) -> Option<String> {
+    match client {
+        ClientLocation::Geo(g) => Some(format!("cell:{:.0},{:.0}", g.lat.floor(), g.lon.floor())),
+        ClientLocation::Region(r) => Some(format!("region:{r}")),
+        ClientLocation::Address(a) => prefixes.lookup(*a).map(|(r, _)| format!("region:{r}")),
+    }
 }
 
 /// Candidates whose estimated latency is within this factor of the best are compared by load
@@ -112,6 +124,16 @@ impl EdgeRegistry {
         EdgeRegistry {
             edges: BTreeMap::new(),
             prefixes,
+            measured: BTreeMap::new(),
+        }
+    }
+
+    /// Records a measured RTT from `edge` to clients in `area` (see [`area_of`]); it replaces
+    /// the geographic estimate for that pair. Non-finite or negative values are ignored.
+    pub fn record_rtt(&mut self, edge: &str, area: &str, rtt_ms: f64) {
+        if rtt_ms.is_finite() && rtt_ms >= 0.0 {
+            self.measured
+                .insert((edge.to_owned(), area.to_owned()), rtt_ms);
         }
     }
 
@@ -183,11 +205,20 @@ impl EdgeRegistry {
                 (g, Some(r.to_owned()))
             }
         };
+        let area = area_of(client, &self.prefixes);
         let mut ranked: Vec<(f64, &EdgeNode)> = self
             .edges
             .values()
             .filter(|e| e.healthy)
-            .map(|e| (Self::estimate_ms(e, geo.as_ref(), region.as_deref()), e))
+            .map(|e| {
+                let measured = area
+                    .as_ref()
+                    .and_then(|a| self.measured.get(&(e.id.clone(), a.clone())));
+                let ms = measured
+                    .copied()
+                    .unwrap_or_else(|| Self::estimate_ms(e, geo.as_ref(), region.as_deref()));
+                (ms, e)
+            })
             .collect();
         ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
         let best = ranked.first().ok_or(EdgeError::NoEdge)?.0;
@@ -255,6 +286,38 @@ mod tests {
         r.find_nearest(&ClientLocation::Geo(GeoPoint::new(lat, lon).unwrap()))
             .unwrap()
             .id
+    }
+
+    #[test]
+    fn a_measured_rtt_overrides_the_geographic_estimate_for_its_area() {
+        let mut reg = EdgeRegistry::new(PrefixTable::default());
+        for (id, lat, lon) in [("near", 48.0, 2.0), ("far", 40.7, -74.0)] {
+            reg.register_edge(EdgeNode {
+                id: id.into(),
+                region: String::new(),
+                geo: GeoPoint::new(lat, lon),
+                load: 0.0,
+                healthy: true,
+            })
+            .unwrap();
+        }
+        let paris = ClientLocation::Geo(GeoPoint::new(48.86, 2.35).unwrap());
+        assert_eq!(reg.find_nearest(&paris).unwrap().id, "near");
+        // The near edge's path to Paris turns out to be bad; the far one measured well.
+        let area = area_of(&paris, &PrefixTable::default()).unwrap();
+        assert_eq!(area, "cell:48,2");
+        reg.record_rtt("near", &area, 180.0);
+        reg.record_rtt("far", &area, 20.0);
+        assert_eq!(reg.find_nearest(&paris).unwrap().id, "far");
+        // Another area still uses geography.
+        let lyon = ClientLocation::Geo(GeoPoint::new(45.76, 4.84).unwrap());
+        assert_eq!(reg.find_nearest(&lyon).unwrap().id, "near");
+        reg.record_rtt("near", &area, f64::NAN);
+        assert_eq!(
+            reg.find_nearest(&paris).unwrap().id,
+            "far",
+            "NaN is ignored"
+        );
     }
 
     #[test]

@@ -126,6 +126,9 @@ pub struct Report {
     pub load: f32,
     /// Smoothed RTT to peers it is connected to, in ms (at most [`MAX_REPORTED_RTTS`]).
     pub rtts: Vec<([u8; 32], f32)>,
+    /// RTT it measured to clients of an area (see `edge::area_of`), in ms (at most
+    /// [`MAX_REPORTED_RTTS`], names at most [`MAX_REGION_LEN`] bytes).
+    pub areas: Vec<(String, f32)>,
 }
 
 /// At most this many RTTs per report (keeps a report within one gossip packet).
@@ -140,6 +143,8 @@ pub struct Peer {
     pub load: f32,
     /// Its last reported RTTs to its peers, in ms.
     pub rtts: Vec<(NodeId, f32)>,
+    /// Its last reported RTTs to client areas, in ms.
+    pub areas: Vec<(String, f32)>,
     /// Its last report's sequence number.
     pub seq: u64,
     /// When it joined this node's view.
@@ -164,6 +169,7 @@ impl View {
             member: member.clone(),
             load: 0.0,
             rtts: Vec::new(),
+            areas: Vec::new(),
             seq: 0,
             since: Instant::now(),
         };
@@ -209,6 +215,12 @@ fn apply_report(peer: &mut Peer, report: &Report) {
         .filter(|(_, ms)| ms.is_finite() && *ms >= 0.0)
         .map(|(id, ms)| (NodeId::from_bytes(*id), *ms))
         .collect();
+    peer.areas = report
+        .areas
+        .iter()
+        .filter(|(_, ms)| ms.is_finite() && *ms >= 0.0)
+        .cloned()
+        .collect();
 }
 
 /// A report's key in foca's broadcast queue: a newer report from a node replaces an older one.
@@ -245,8 +257,14 @@ impl BroadcastHandler<Member> for Reports {
         _sender: Option<&Member>,
     ) -> Result<Option<ReportKey>, BadReport> {
         let report: Report = postcard::from_bytes(data).map_err(|e| BadReport(e.to_string()))?;
-        if report.rtts.len() > MAX_REPORTED_RTTS || !report.load.is_finite() {
-            return Err(BadReport("too many RTTs or a non-finite load".into()));
+        if report.rtts.len() > MAX_REPORTED_RTTS
+            || report.areas.len() > MAX_REPORTED_RTTS
+            || report.areas.iter().any(|(a, _)| a.len() > MAX_REGION_LEN)
+            || !report.load.is_finite()
+        {
+            return Err(BadReport(
+                "too many RTTs, an oversized area or a non-finite load".into(),
+            ));
         }
         let key = ReportKey {
             from: report.from,
@@ -538,6 +556,7 @@ mod tests {
             seq,
             load,
             rtts: vec![([2; 32], 3.5)],
+            areas: vec![("cell:48,2".into(), 12.0)],
         };
         assert!(view.report(&report(2, 0.5)));
         assert!(
@@ -573,6 +592,7 @@ mod tests {
             seq: 1,
             load: 0.25,
             rtts: vec![],
+            areas: vec![],
         }));
         view.up(&member(7));
         assert_eq!(view.peers[&NodeId::from_bytes([7; 32])].load, 0.25);
@@ -602,6 +622,7 @@ mod tests {
             seq: 1,
             load: 0.1,
             rtts: vec![([2; 32], 1.0); MAX_REPORTED_RTTS + 1],
+            areas: vec![],
         };
         let bytes = postcard::to_allocvec(&too_many).unwrap();
         assert!(handler.receive_item(&bytes, None).is_err());

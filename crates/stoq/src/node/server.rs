@@ -186,10 +186,15 @@ struct Inner {
     preferred_upstream: Mutex<Option<NodeId>>,
     upload_counter: AtomicU64,
     names: Mutex<HashMap<String, (NameRecord, Instant)>>,
+    /// This node's smoothed RTT to clients of an area (ms), and when it was last measured.
+    area_rtts: Mutex<HashMap<String, (f64, Instant)>>,
     /// Read restrictions learned from upstream (relays; edges also keep them on disk).
     restrictions: Mutex<HashMap<ContentId, [u8; 32]>>,
     name_fetches: Coalescer<String, Shared<NameRecord>>,
 }
+
+/// Most client areas a node keeps RTTs for.
+const MAX_AREAS: usize = 4096;
 
 /// Most name records an edge or relay keeps copies of.
 const MAX_CACHED_NAMES: usize = 65_536;
@@ -292,6 +297,7 @@ impl Node {
             upload_counter: AtomicU64::new(0),
             names: Mutex::default(),
             restrictions: Mutex::default(),
+            area_rtts: Mutex::default(),
             name_fetches: Coalescer::default(),
         });
         for (id, addr) in &options.seeds {
@@ -409,11 +415,21 @@ async fn report_loop(inner: Arc<Inner>, seeds: Vec<(NodeId, SocketAddrV6)>) {
             .map(|(id, rtt)| (*id.as_bytes(), (rtt.as_secs_f64() * 1e3) as f32))
             .collect();
         rtts.truncate(MAX_REPORTED_RTTS);
+        let mut areas: Vec<(String, f64, Instant)> = inner
+            .area_rtts
+            .lock()
+            .expect("areas lock")
+            .iter()
+            .map(|(a, (ms, at))| (a.clone(), *ms, *at))
+            .collect();
+        areas.sort_by_key(|(_, _, at)| std::cmp::Reverse(*at));
+        areas.truncate(MAX_REPORTED_RTTS);
         inner.membership.report(Report {
             from: inner.me.id,
             seq,
             load: smoothed as f32,
             rtts,
+            areas: areas.into_iter().map(|(a, ms, _)| (a, ms as f32)).collect(),
         });
         if inner.membership.peers().is_empty() {
             for (id, addr) in &seeds {
@@ -818,7 +834,7 @@ async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), Trans
         }
         Some(Op::Locate) => {
             inner.metrics.request("locate");
-            let outcome = locate(&inner, &args, req.conn.remote_addr());
+            let outcome = locate(&inner, &args, req.conn.remote_addr(), req.conn.rtt());
             return respond_json(&mut req, outcome).await;
         }
         Some(Op::NameSet) => {
@@ -1603,7 +1619,12 @@ async fn prefetch(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> 
 }
 
 /// LOCATE: the edges for a client, nearest (and not overloaded) first, then the origins.
-fn locate(inner: &Inner, args: &[u8], client: SocketAddr) -> Shared<serde_json::Value> {
+fn locate(
+    inner: &Inner,
+    args: &[u8],
+    client: SocketAddr,
+    client_rtt: Duration,
+) -> Shared<serde_json::Value> {
     let text = std::str::from_utf8(args)
         .map_err(|_| (ErrorCode::BadRequest, "location must be UTF-8".into()))?;
     let location = if let Some(geo) = text.strip_prefix("geo:") {
@@ -1628,7 +1649,37 @@ fn locate(inner: &Inner, args: &[u8], client: SocketAddr) -> Shared<serde_json::
         .map(|p| (p.member, p.load))
         .collect();
     members.push((inner.me.clone(), load(inner) as f32));
+    let area = crate::edge::area_of(&location, &inner.prefixes);
+    if let (Some(area), Role::Edge) = (&area, inner.me.role) {
+        // An edge that a client asks measures its own RTT to that client's area.
+        let rtt = client_rtt.as_secs_f64() * 1e3;
+        let mut areas = inner.area_rtts.lock().expect("areas lock");
+        if areas.len() >= MAX_AREAS && !areas.contains_key(area) {
+            let oldest = areas
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(a, _)| a.clone());
+            if let Some(oldest) = oldest {
+                areas.remove(&oldest);
+            }
+        }
+        let smoothed = areas
+            .get(area)
+            .map_or(rtt, |(old, _)| 0.8 * old + 0.2 * rtt);
+        areas.insert(area.clone(), (smoothed, Instant::now()));
+    }
     let mut registry = EdgeRegistry::new(inner.prefixes.clone());
+    if let Some(area) = &area {
+        let me = inner.me.node_id().to_string();
+        if let Some((ms, _)) = inner.area_rtts.lock().expect("areas lock").get(area) {
+            registry.record_rtt(&me, area, *ms);
+        }
+        for p in inner.membership.peers() {
+            for (a, ms) in p.areas.iter().filter(|(a, _)| a == area) {
+                registry.record_rtt(&p.member.node_id().to_string(), a, f64::from(*ms));
+            }
+        }
+    }
     for (m, load) in members.iter().filter(|(m, _)| m.role == Role::Edge) {
         let geo = m.geo().and_then(|(lat, lon)| GeoPoint::new(lat, lon));
         let _ = crate::edge::EdgeNetwork::register_edge(
