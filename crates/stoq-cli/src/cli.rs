@@ -340,6 +340,22 @@ pub enum BenchName {
     Chunking(ChunkingBenchArgs),
     /// Erasure encode/decode throughput vs reed-solomon-simd called directly.
     Erasure(ErasureBenchArgs),
+    /// Concurrent connections: handshakes per second and memory per connection vs raw quinn.
+    Connections(ConnectionsBenchArgs),
+}
+
+/// `stoq bench connections`.
+#[derive(Debug, Args)]
+pub struct ConnectionsBenchArgs {
+    /// Connections held open at once.
+    #[arg(long, default_value_t = 2000)]
+    pub count: usize,
+    /// Run one side only, in this process (used by the benchmark itself).
+    #[arg(long, hide = true)]
+    pub only: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `stoq bench chunking`.

@@ -67,6 +67,7 @@ fn main() -> ExitCode {
                 BenchName::Route(r) => bench::route::run(r),
                 BenchName::Chunking(c) => bench::chunking::run(c),
                 BenchName::Erasure(e) => bench::erasure::run(e),
+                BenchName::Connections(c) => bench::connections::run(c).await,
             },
         }
     });

@@ -2,6 +2,7 @@
 //! in the same run.
 
 pub mod chunking;
+pub mod connections;
 pub mod erasure;
 pub mod route;
 pub mod transport;

@@ -132,7 +132,7 @@ where
     Ok(elapsed)
 }
 
-fn self_signed() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+pub(super) fn self_signed() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
     let key = PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
     Ok((cert.cert.der().clone(), key.into()))

@@ -1,0 +1,246 @@
+//! `stoq bench connections`: how many concurrent connections a node holds, how fast it
+//! accepts them, and what each costs in memory; raw quinn with the same count as the baseline.
+//!
+//! Each side runs in a child process of its own (`--only stoq|quinn`), so the resident memory
+//! it reports belongs to that side alone. In a child: a server and a client endpoint in one
+//! process open `count` connections (64 handshakes at a time), each does one request; then,
+//! with all of them open, every connection does one more request, which shows they are all
+//! still alive. Memory per connection is the growth of the process's resident set divided by
+//! the count (both ends are in the process, so it is the cost of a client+server pair).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint, TransportConfig};
+use tokio::sync::Semaphore;
+
+use super::machine;
+use crate::cli::{usage, ConnectionsBenchArgs};
+
+const HANDSHAKES_AT_ONCE: usize = 64;
+
+/// Resident memory of this process now (VmRSS), in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Runs the benchmark (or, with `--only`, one side of it) and prints the figures.
+pub async fn run(args: ConnectionsBenchArgs) -> Result<()> {
+    if args.count == 0 {
+        return Err(usage("--count must be at least 1"));
+    }
+    match args.only.as_deref() {
+        Some("stoq") => return side_report(stoq_side(args.count).await?),
+        Some("quinn") => return side_report(quinn_side(args.count).await?),
+        Some(other) => return Err(usage(format!("--only {other:?}: stoq or quinn"))),
+        None => {}
+    }
+    let exe = std::env::current_exe()?;
+    let side = |name: &str| -> Result<serde_json::Value> {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "bench",
+                "connections",
+                "--only",
+                name,
+                "--count",
+                &args.count.to_string(),
+            ])
+            .output()
+            .with_context(|| format!("cannot run the {name} side"))?;
+        ensure!(
+            out.status.success(),
+            "the {name} side failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let stoq = side("stoq")?;
+    let quinn = side("quinn")?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let report = serde_json::json!({
+        "name": "connections",
+        "count": args.count,
+        "stoq": stoq,
+        "quinn": quinn,
+        "baseline": "quinn",
+        "ratio": {
+            "handshakes_per_s": f(&stoq, "handshakes_per_s") / f(&quinn, "handshakes_per_s"),
+            "bytes_per_connection": f(&stoq, "bytes_per_connection") / f(&quinn, "bytes_per_connection"),
+        },
+        "machine": machine(),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!(
+            "connections: {} concurrent connections, client and server in one process",
+            args.count
+        );
+        for (name, v) in [("stoq", &stoq), ("quinn", &quinn)] {
+            println!(
+                "  {name:6} {:8.0} handshakes/s   {:6.1} KB per connection pair   {} of {} alive at the end",
+                f(v, "handshakes_per_s"),
+                f(v, "bytes_per_connection") / 1e3,
+                v["alive"],
+                args.count
+            );
+        }
+        println!(
+            "  stoq/quinn: handshakes {:.2}x, memory {:.2}x",
+            report["ratio"]["handshakes_per_s"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            report["ratio"]["bytes_per_connection"]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+fn side_report(v: serde_json::Value) -> Result<()> {
+    println!("{v}");
+    Ok(())
+}
+
+fn figures(count: usize, handshakes: Duration, rss_before: u64, alive: usize) -> serde_json::Value {
+    let grown = rss_bytes().saturating_sub(rss_before);
+    serde_json::json!({
+        "handshakes_per_s": count as f64 / handshakes.as_secs_f64(),
+        "handshake_seconds": handshakes.as_secs_f64(),
+        "rss_growth_bytes": grown,
+        "bytes_per_connection": grown as f64 / count as f64,
+        "alive": alive,
+    })
+}
+
+fn long_lived() -> TransportConfig {
+    TransportConfig {
+        listen: "[::1]:0".parse().expect("an address"),
+        max_connections: None,
+        idle_timeout_ms: 600_000,
+        ..TransportConfig::default()
+    }
+}
+
+async fn stoq_side(count: usize) -> Result<serde_json::Value> {
+    let server = StoqEndpoint::bind(long_lived(), NodeIdentity::generate()?)?;
+    let service = stoq::node::NodeService::new(server.node_id().to_string(), None);
+    server.serve(move |req| service.clone().handle(req));
+    let client = StoqEndpoint::client(long_lived(), NodeIdentity::generate()?)?;
+    let (addr, expect) = (
+        server.local_addr()?,
+        PeerExpectation::Node(server.node_id()),
+    );
+    let before = rss_bytes();
+    let gate = Arc::new(Semaphore::new(HANDSHAKES_AT_ONCE));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (client, expect, gate) = (client.clone(), expect.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let conn = client.connect(addr, &expect).await?;
+            stoq::node::ping(&conn).await?;
+            anyhow::Ok(conn)
+        }));
+    }
+    let mut conns = Vec::with_capacity(count);
+    for t in tasks {
+        conns.push(t.await??);
+    }
+    let handshakes = started.elapsed();
+    let mut alive = 0;
+    for chunk in conns.chunks(HANDSHAKES_AT_ONCE) {
+        let pings: Vec<_> = chunk
+            .iter()
+            .map(|c| {
+                let c = c.clone();
+                tokio::spawn(async move { stoq::node::ping(&c).await.is_ok() })
+            })
+            .collect();
+        for p in pings {
+            alive += usize::from(p.await.unwrap_or(false));
+        }
+    }
+    Ok(figures(count, handshakes, before, alive))
+}
+
+async fn quinn_side(count: usize) -> Result<serde_json::Value> {
+    let (cert, key) = super::transport::self_signed()?;
+    let mut server_config = quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(Duration::from_secs(600).try_into()?));
+    let transport = Arc::new(transport);
+    server_config.transport_config(transport.clone());
+    let server = quinn::Endpoint::server(server_config, "[::1]:0".parse()?)?;
+    let addr = server.local_addr()?;
+    let acceptor = server.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = acceptor.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let _ = recv.read_to_end(64).await;
+                        let _ = send.write_all(b"pong").await;
+                        let _ = send.finish();
+                    });
+                }
+            });
+        }
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert)?;
+    let mut client_config = quinn::ClientConfig::with_root_certificates(Arc::new(roots))?;
+    client_config.transport_config(transport);
+    let mut client = quinn::Endpoint::client("[::1]:0".parse()?)?;
+    client.set_default_client_config(client_config);
+    async fn ping(conn: &quinn::Connection) -> Result<()> {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        send.write_all(b"ping").await?;
+        send.finish()?;
+        ensure!(recv.read_to_end(64).await? == b"pong", "wrong answer");
+        Ok(())
+    }
+    let before = rss_bytes();
+    let gate = Arc::new(Semaphore::new(HANDSHAKES_AT_ONCE));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (client, gate) = (client.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let conn = client.connect(addr, "localhost")?.await?;
+            ping(&conn).await?;
+            anyhow::Ok(conn)
+        }));
+    }
+    let mut conns = Vec::with_capacity(count);
+    for t in tasks {
+        conns.push(t.await??);
+    }
+    let handshakes = started.elapsed();
+    let mut alive = 0;
+    for chunk in conns.chunks(HANDSHAKES_AT_ONCE) {
+        let pings: Vec<_> = chunk
+            .iter()
+            .map(|c| {
+                let c = c.clone();
+                tokio::spawn(async move { ping(&c).await.is_ok() })
+            })
+            .collect();
+        for p in pings {
+            alive += usize::from(p.await.unwrap_or(false));
+        }
+    }
+    Ok(figures(count, handshakes, before, alive))
+}
