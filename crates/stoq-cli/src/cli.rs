@@ -342,6 +342,19 @@ pub enum BenchName {
     Erasure(ErasureBenchArgs),
     /// Concurrent connections: handshakes per second and memory per connection vs raw quinn.
     Connections(ConnectionsBenchArgs),
+    /// Chunk retrieval latency from an origin, an edge miss and an edge hit vs raw quinn.
+    Retrieval(RetrievalBenchArgs),
+}
+
+/// `stoq bench retrieval`.
+#[derive(Debug, Args)]
+pub struct RetrievalBenchArgs {
+    /// Bytes of content to publish and retrieve chunk by chunk.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub size: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `stoq bench connections`.

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
                 BenchName::Chunking(c) => bench::chunking::run(c),
                 BenchName::Erasure(e) => bench::erasure::run(e),
                 BenchName::Connections(c) => bench::connections::run(c).await,
+                BenchName::Retrieval(r) => bench::retrieval::run(r).await,
             },
         }
     });

@@ -4,6 +4,7 @@
 pub mod chunking;
 pub mod connections;
 pub mod erasure;
+pub mod retrieval;
 pub mod route;
 pub mod transport;
 
