@@ -344,6 +344,34 @@ pub enum BenchName {
     Connections(ConnectionsBenchArgs),
     /// Chunk retrieval latency from an origin, an edge miss and an edge hit vs raw quinn.
     Retrieval(RetrievalBenchArgs),
+    /// Share of a tbf-shaped link between two network namespaces a download uses, vs TCP.
+    Utilization(UtilizationBenchArgs),
+}
+
+/// `stoq bench utilization`.
+#[derive(Debug, Args)]
+pub struct UtilizationBenchArgs {
+    /// The link's rate, as tc spells it.
+    #[arg(long, default_value = "200mbit")]
+    pub rate: String,
+    /// Bytes of content to download.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub size: usize,
+    /// Downloads of each kind.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Configuration file for the serving node (e.g. another congestion controller).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Hidden helper: serve TCP at this address.
+    #[arg(long, hide = true)]
+    pub tcp_serve: Option<String>,
+    /// Hidden helper: fetch over TCP from this address.
+    #[arg(long, hide = true)]
+    pub tcp_fetch: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `stoq bench retrieval`.

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
                 BenchName::Erasure(e) => bench::erasure::run(e),
                 BenchName::Connections(c) => bench::connections::run(c).await,
                 BenchName::Retrieval(r) => bench::retrieval::run(r).await,
+                BenchName::Utilization(u) => bench::utilization::run(u).await,
             },
         }
     });

@@ -287,7 +287,16 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 "id": id.to_string(),
                 "size": report.size + report.resumed_bytes,
                 "elapsed_ms": elapsed.as_secs_f64() * 1e3,
-                "sources": report.sources.iter().map(|(addr, bytes)| serde_json::json!({"addr": addr, "bytes": bytes})).collect::<Vec<_>>(),
+                "sources": report.sources.iter().zip(&conns).map(|((addr, bytes), conn)| {
+                    let stats = conn.stats();
+                    serde_json::json!({
+                        "addr": addr,
+                        "bytes": bytes,
+                        "rtt_ms": stats.rtt.as_secs_f64() * 1e3,
+                        "mtu": stats.mtu,
+                        "packets_lost": stats.packets_lost,
+                    })
+                }).collect::<Vec<_>>(),
                 "dropped": report.dropped,
                 "resumed_bytes": report.resumed_bytes,
             })

@@ -990,3 +990,45 @@ fn network_commands_refuse_unknown_nodes_with_status_2() {
     let out = run(&["serve", "--role", "cache"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn bench_connections_retrieval_and_utilization_report_against_their_baselines() {
+    let j = json_of(&run(&["bench", "connections", "--count", "50", "--json"]));
+    assert_eq!(j["baseline"], "quinn");
+    assert_eq!(j["stoq"]["alive"], 50, "{j}");
+    assert_eq!(j["quinn"]["alive"], 50, "{j}");
+    assert!(j["ratio"]["handshakes_per_s"].as_f64().unwrap() > 0.0);
+
+    let j = json_of(&run(&["bench", "retrieval", "--size", "2097152", "--json"]));
+    assert_eq!(j["baseline"], "quinn");
+    for kind in ["origin", "edge_miss", "edge_hit", "quinn"] {
+        let p50 = j[kind]["p50_ms"].as_f64().unwrap();
+        assert!(
+            p50 > 0.0 && p50 <= j[kind]["p99_ms"].as_f64().unwrap(),
+            "{j}"
+        );
+    }
+
+    let out = run(&[
+        "bench",
+        "utilization",
+        "--rate",
+        "100mbit",
+        "--size",
+        "4194304",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    if !out.status.success() && stderr(&out).contains("needs root") {
+        println!("skipped utilization: {}", stderr(&out));
+        return;
+    }
+    let j = json_of(&out);
+    assert_eq!(j["baseline"], "tcp");
+    let u = j["stoq"]["utilization"].as_f64().unwrap();
+    assert!(
+        u > 0.0 && u <= 1.05,
+        "goodput cannot beat the shaped link by much: {j}"
+    );
+}

@@ -7,6 +7,7 @@ pub mod erasure;
 pub mod retrieval;
 pub mod route;
 pub mod transport;
+pub mod utilization;
 
 use std::time::Duration;
 

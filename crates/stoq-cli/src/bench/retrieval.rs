@@ -28,7 +28,12 @@ impl Drop for Scratch {
     }
 }
 
-async fn node(dir: std::path::PathBuf, role: Role, token: &AdminToken, seed: Option<&Node>) -> Result<Node> {
+async fn node(
+    dir: std::path::PathBuf,
+    role: Role,
+    token: &AdminToken,
+    seed: Option<&Node>,
+) -> Result<Node> {
     let mut config = stoq::StoqConfig::default();
     config.transport.listen = "[::1]:0".parse()?;
     config.node.data_dir = dir;
@@ -37,18 +42,28 @@ async fn node(dir: std::path::PathBuf, role: Role, token: &AdminToken, seed: Opt
     config.node.suspect_after_ms = 1000;
     let mut options = NodeOptions::new(config);
     options.token = Some(token.clone());
-    options.seeds = seed.map(|s| (s.node_id(), s.local_addr())).into_iter().collect();
+    options.seeds = seed
+        .map(|s| (s.node_id(), s.local_addr()))
+        .into_iter()
+        .collect();
     Ok(Node::start(options).await?)
 }
 
 async fn dial(client: &StoqEndpoint, node: &Node) -> Result<StoqConnection> {
     Ok(client
-        .connect(std::net::SocketAddr::V6(node.local_addr()), &PeerExpectation::Node(node.node_id()))
+        .connect(
+            std::net::SocketAddr::V6(node.local_addr()),
+            &PeerExpectation::Node(node.node_id()),
+        )
         .await?)
 }
 
 /// Fetches every chunk once, in order, and returns each one's latency in ms.
-async fn pass(conn: &StoqConnection, id: &ContentId, manifest: &stoq::chunking::Manifest) -> Result<Vec<f64>> {
+async fn pass(
+    conn: &StoqConnection,
+    id: &ContentId,
+    manifest: &stoq::chunking::Manifest,
+) -> Result<Vec<f64>> {
     let mut times = Vec::with_capacity(manifest.chunks.len());
     for index in 0..manifest.chunks.len() as u32 {
         let started = Instant::now();
@@ -61,7 +76,10 @@ async fn pass(conn: &StoqConnection, id: &ContentId, manifest: &stoq::chunking::
 /// Raw quinn: the server answers a u32 index with that chunk's bytes from memory.
 async fn quinn_pass(chunks: Arc<Vec<Vec<u8>>>) -> Result<Vec<f64>> {
     let (cert, key) = super::transport::self_signed()?;
-    let server = quinn::Endpoint::server(quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?, "[::1]:0".parse()?)?;
+    let server = quinn::Endpoint::server(
+        quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?,
+        "[::1]:0".parse()?,
+    )?;
     let addr = server.local_addr()?;
     let acceptor = server.clone();
     let served = chunks.clone();
@@ -73,8 +91,12 @@ async fn quinn_pass(chunks: Arc<Vec<Vec<u8>>>) -> Result<Vec<f64>> {
                 while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                     let served = served.clone();
                     tokio::spawn(async move {
-                        let Ok(ix) = recv.read_to_end(4).await else { return };
-                        let Ok(ix) = <[u8; 4]>::try_from(ix.as_slice()) else { return };
+                        let Ok(ix) = recv.read_to_end(4).await else {
+                            return;
+                        };
+                        let Ok(ix) = <[u8; 4]>::try_from(ix.as_slice()) else {
+                            return;
+                        };
                         if let Some(bytes) = served.get(u32::from_be_bytes(ix) as usize) {
                             let _ = send.write_all(bytes).await;
                         }
@@ -87,7 +109,9 @@ async fn quinn_pass(chunks: Arc<Vec<Vec<u8>>>) -> Result<Vec<f64>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert)?;
     let mut client = quinn::Endpoint::client("[::1]:0".parse()?)?;
-    client.set_default_client_config(quinn::ClientConfig::with_root_certificates(Arc::new(roots))?);
+    client.set_default_client_config(quinn::ClientConfig::with_root_certificates(Arc::new(
+        roots,
+    ))?);
     let conn = client.connect(addr, "localhost")?.await?;
     let mut times = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
@@ -96,7 +120,10 @@ async fn quinn_pass(chunks: Arc<Vec<Vec<u8>>>) -> Result<Vec<f64>> {
         send.write_all(&(i as u32).to_be_bytes()).await?;
         send.finish()?;
         let bytes = recv.read_to_end(chunk.len()).await?;
-        ensure!(blake3::hash(&bytes) == blake3::hash(chunk), "raw quinn returned other bytes");
+        ensure!(
+            blake3::hash(&bytes) == blake3::hash(chunk),
+            "raw quinn returned other bytes"
+        );
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     Ok(times)
@@ -107,14 +134,18 @@ pub async fn run(args: RetrievalBenchArgs) -> Result<()> {
     if args.size < 1 << 20 {
         return Err(usage("--size must be at least 1 MiB"));
     }
-    let scratch = Scratch(std::env::temp_dir().join(format!("stoq-bench-retrieval-{}", std::process::id())));
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("stoq-bench-retrieval-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)?;
     let token = AdminToken::load_or_create(&scratch.0.join("token"))?;
     let origin = node(scratch.0.join("origin"), Role::Origin, &token, None).await?;
     let edge = node(scratch.0.join("edge"), Role::Edge, &token, Some(&origin)).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while edge.membership().peers().is_empty() || origin.membership().peers().is_empty() {
-        ensure!(Instant::now() < deadline, "the edge never joined the origin");
+        ensure!(
+            Instant::now() < deadline,
+            "the edge never joined the origin"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
@@ -122,7 +153,9 @@ pub async fn run(args: RetrievalBenchArgs) -> Result<()> {
     let file = scratch.0.join("content.bin");
     std::fs::write(&file, &data)?;
     let at_origin = dial(&client, &origin).await?;
-    let report = stoq::node::client::publish(&at_origin, token.as_str(), &file, &PutOptions::default()).await?;
+    let report =
+        stoq::node::client::publish(&at_origin, token.as_str(), &file, &PutOptions::default())
+            .await?;
     let id: ContentId = report["id"].as_str().context("id")?.parse()?;
     let manifest = fetch_manifest(&at_origin, &id).await?;
     let at_edge = dial(&client, &edge).await?;
@@ -137,7 +170,10 @@ pub async fn run(args: RetrievalBenchArgs) -> Result<()> {
         .collect();
     let quinn_ms = quinn_pass(Arc::new(chunks)).await?;
     let stats = edge.cache_stats().unwrap_or_default();
-    ensure!(stats.hits >= manifest.chunks.len() as u64, "the second pass was not served from cache");
+    ensure!(
+        stats.hits >= manifest.chunks.len() as u64,
+        "the second pass was not served from cache"
+    );
     origin.shutdown(Duration::from_secs(1)).await;
     edge.shutdown(Duration::from_secs(1)).await;
 
@@ -166,7 +202,12 @@ pub async fn run(args: RetrievalBenchArgs) -> Result<()> {
             manifest.chunks.len(),
             args.size / manifest.chunks.len().max(1) / 1024
         );
-        for (name, v) in [("origin", &origin_ms), ("edge miss", &miss_ms), ("edge hit", &hit_ms), ("raw quinn", &quinn_ms)] {
+        for (name, v) in [
+            ("origin", &origin_ms),
+            ("edge miss", &miss_ms),
+            ("edge hit", &hit_ms),
+            ("raw quinn", &quinn_ms),
+        ] {
             println!(
                 "  {name:10} p50 {:7.3} ms   p99 {:7.3} ms   ({:.2}x quinn at p50)",
                 quantile(v, 0.5),

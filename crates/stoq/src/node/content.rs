@@ -30,20 +30,25 @@ pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 pub const WINDOW_PER_SOURCE: usize = 4;
 
 /// The most chunks one source may have in flight, however fast it is.
-pub const MAX_WINDOW_PER_SOURCE: usize = 12;
+pub const MAX_WINDOW_PER_SOURCE: usize = 32;
 
-/// How much data a source should have in flight, in seconds of its measured rate.
-const IN_FLIGHT_SECONDS: f64 = 0.05;
+/// The most bytes one source may have in flight (bounds memory for large chunks).
+pub const MAX_IN_FLIGHT_BYTES: u64 = 32 << 20;
+
+/// How much data a source should have in flight, in seconds of its measured rate: enough to
+/// cover the round trip of a loaded path (queues add tens of milliseconds).
+const IN_FLIGHT_SECONDS: f64 = 0.1;
 
 /// Chunks in flight for a source that has shown `rate` bytes/s, for chunks of about
-/// `chunk_len` bytes: enough to keep 50 ms of its rate in flight (so a fast source is never
-/// idle waiting for requests), at least 2, at most [`MAX_WINDOW_PER_SOURCE`]. A source with no
-/// measurement yet gets [`WINDOW_PER_SOURCE`].
+/// `chunk_len` bytes: enough to keep 100 ms of its rate in flight (so a fast source is never
+/// idle waiting for requests), at least 2, at most [`MAX_WINDOW_PER_SOURCE`] and
+/// [`MAX_IN_FLIGHT_BYTES`]. A source with no measurement yet gets [`WINDOW_PER_SOURCE`].
 pub fn window_for(rate: Option<f64>, chunk_len: u32) -> usize {
+    let len = u64::from(chunk_len.max(1));
+    let cap = ((MAX_IN_FLIGHT_BYTES / len) as usize).clamp(2, MAX_WINDOW_PER_SOURCE);
     match rate {
-        None => WINDOW_PER_SOURCE,
-        Some(r) => ((r * IN_FLIGHT_SECONDS / f64::from(chunk_len.max(1))).ceil() as usize)
-            .clamp(2, MAX_WINDOW_PER_SOURCE),
+        None => WINDOW_PER_SOURCE.min(cap),
+        Some(r) => ((r * IN_FLIGHT_SECONDS / len as f64).ceil() as usize).clamp(2, cap),
     }
 }
 
@@ -468,9 +473,11 @@ mod tests {
             2,
             "a slow source keeps a minimum"
         );
-        // 100 MB/s with 64 KiB chunks: 5 MB in 50 ms = 77 chunks, capped.
+        // 100 MB/s with 64 KiB chunks: 10 MB in 100 ms = 153 chunks, capped.
         assert_eq!(window_for(Some(1e8), 65536), MAX_WINDOW_PER_SOURCE);
-        // 10 MB/s: 500 KB in flight = 8 chunks of 64 KiB.
-        assert_eq!(window_for(Some(1e7), 65536), 8);
+        // 10 MB/s: 1 MB in flight = 16 chunks of 64 KiB.
+        assert_eq!(window_for(Some(1e7), 65536), 16);
+        // 4 MiB chunks: memory caps the window at 8 however fast the source.
+        assert_eq!(window_for(Some(1e10), 4 << 20), 8);
     }
 }
