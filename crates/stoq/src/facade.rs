@@ -1,0 +1,236 @@
+//! The embedding surface: a [`Stoq`] built by a [`StoqBuilder`].
+//!
+//! A host application asks STOQ for the parts it needs — a [`Transport`], a [`Router`], a
+//! [`ChunkEngine`], an [`EdgeNetwork`] — and may inject its own implementation of any of them;
+//! what it does not inject is STOQ's own ([`StoqEndpoint`], [`RoutingMatrix`],
+//! [`FastCdcEngine`], [`EdgeRegistry`]). The parts are trait objects, so the host's types never
+//! appear in STOQ's signatures. A running network node ([`Node`]) uses STOQ's own parts.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use stoq_transport::{
+    NodeId, NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportError,
+};
+
+use crate::chunking::{ChunkEngine, ContentId, FastCdcEngine};
+use crate::edge::{EdgeNetwork, EdgeRegistry, PrefixTable};
+use crate::node::content::{fetch, FetchError, FetchReport};
+use crate::node::{Node, NodeError, NodeOptions};
+use crate::routing::{Router, RoutingMatrix};
+use crate::store::{Store, StoreError};
+use crate::{ConfigError, StoqConfig};
+
+/// A boxed future, as trait objects return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Connections as a host application sees them; [`StoqEndpoint`] is the implementation.
+pub trait Transport: Send + Sync {
+    /// This end's node id.
+    fn node_id(&self) -> NodeId;
+    /// A connection to `addr`, checked as `expect` says.
+    fn connect<'a>(
+        &'a self,
+        addr: SocketAddr,
+        expect: &'a PeerExpectation,
+    ) -> BoxFuture<'a, Result<StoqConnection, TransportError>>;
+}
+
+impl Transport for StoqEndpoint {
+    fn node_id(&self) -> NodeId {
+        StoqEndpoint::node_id(self)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        addr: SocketAddr,
+        expect: &'a PeerExpectation,
+    ) -> BoxFuture<'a, Result<StoqConnection, TransportError>> {
+        Box::pin(StoqEndpoint::connect(self, addr, expect))
+    }
+}
+
+/// Why a [`Stoq`] could not be built or could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum FacadeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The default transport could not start.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A fetch failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+/// Builds a [`Stoq`]: STOQ's own parts unless the host injects its own.
+pub struct StoqBuilder {
+    config: StoqConfig,
+    transport: Option<Arc<dyn Transport>>,
+    router: Option<Box<dyn Router>>,
+    engine: Option<Arc<dyn ChunkEngine>>,
+    edges: Option<Box<dyn EdgeNetwork>>,
+}
+
+impl StoqBuilder {
+    /// A builder for `config` with nothing injected yet.
+    pub fn new(config: StoqConfig) -> Self {
+        StoqBuilder {
+            config,
+            transport: None,
+            router: None,
+            engine: None,
+            edges: None,
+        }
+    }
+
+    /// Uses the host's transport.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Uses the host's router.
+    pub fn router(mut self, router: Box<dyn Router>) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// Uses the host's chunk engine (for stores opened through the facade).
+    pub fn chunk_engine(mut self, engine: Arc<dyn ChunkEngine>) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Uses the host's edge selection.
+    pub fn edge_network(mut self, edges: Box<dyn EdgeNetwork>) -> Self {
+        self.edges = Some(edges);
+        self
+    }
+
+    /// Validates the configuration and fills what was not injected with STOQ's own parts
+    /// (the default transport is a client endpoint with the identity in `node.data_dir`).
+    pub fn build(self) -> Result<Stoq, FacadeError> {
+        self.config.validate()?;
+        let transport = match self.transport {
+            Some(t) => t,
+            None => {
+                let identity = NodeIdentity::from_config(
+                    &self.config.transport.tls,
+                    &self.config.node.data_dir,
+                )?;
+                Arc::new(StoqEndpoint::client(
+                    self.config.transport.clone(),
+                    identity,
+                )?)
+            }
+        };
+        Ok(Stoq {
+            router: RwLock::new(
+                self.router
+                    .unwrap_or_else(|| Box::new(RoutingMatrix::new(self.config.routing.weights))),
+            ),
+            engine: self.engine.unwrap_or_else(|| Arc::new(FastCdcEngine)),
+            edges: RwLock::new(
+                self.edges
+                    .unwrap_or_else(|| Box::new(EdgeRegistry::new(PrefixTable::default()))),
+            ),
+            transport,
+            config: self.config,
+        })
+    }
+}
+
+/// STOQ as a host application holds it: the parts, and what they do together.
+pub struct Stoq {
+    config: StoqConfig,
+    transport: Arc<dyn Transport>,
+    router: RwLock<Box<dyn Router>>,
+    engine: Arc<dyn ChunkEngine>,
+    edges: RwLock<Box<dyn EdgeNetwork>>,
+}
+
+impl std::fmt::Debug for Stoq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stoq")
+            .field("node_id", &self.transport.node_id())
+            .finish()
+    }
+}
+
+impl Stoq {
+    /// A builder for `config`.
+    pub fn builder(config: StoqConfig) -> StoqBuilder {
+        StoqBuilder::new(config)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoqConfig {
+        &self.config
+    }
+
+    /// The transport (the host's, or a STOQ client endpoint).
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        self.transport.clone()
+    }
+
+    /// The router (the host's, or a [`RoutingMatrix`]), behind a lock the host shares.
+    pub fn router(&self) -> &RwLock<Box<dyn Router>> {
+        &self.router
+    }
+
+    /// The chunk engine (the host's, or FastCDC).
+    pub fn chunk_engine(&self) -> Arc<dyn ChunkEngine> {
+        self.engine.clone()
+    }
+
+    /// Edge selection (the host's, or an [`EdgeRegistry`]), behind a lock the host shares.
+    pub fn edge_network(&self) -> &RwLock<Box<dyn EdgeNetwork>> {
+        &self.edges
+    }
+
+    /// Opens a content store in `dir` that chunks with this facade's engine.
+    pub fn open_store(&self, dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, self.engine.clone())
+    }
+
+    /// Fetches `id` from the given nodes at once through this facade's transport, every chunk
+    /// verified, and writes it to `out`.
+    pub async fn fetch<W: Write>(
+        &self,
+        sources: &[(NodeId, SocketAddr)],
+        id: &ContentId,
+        out: &mut W,
+    ) -> Result<FetchReport, FacadeError> {
+        let mut conns = Vec::with_capacity(sources.len());
+        let mut last = None;
+        for (node, addr) in sources {
+            match self
+                .transport
+                .connect(*addr, &PeerExpectation::Node(*node))
+                .await
+            {
+                Ok(c) => conns.push(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        if conns.is_empty() {
+            return Err(match last {
+                Some(e) => FacadeError::Transport(e),
+                None => FacadeError::Fetch(FetchError::NoSource),
+            });
+        }
+        Ok(fetch(&conns, id, out).await?)
+    }
+
+    /// Starts a network node with this facade's configuration (STOQ's own parts).
+    pub async fn start_node(&self, mut options: NodeOptions) -> Result<Node, NodeError> {
+        options.config = self.config.clone();
+        Node::start(options).await
+    }
+}
