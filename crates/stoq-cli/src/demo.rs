@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,30 +20,14 @@ use stoq::node::client::{self, Source};
 use stoq::node::content::{fetch_with, FetchOptions};
 use stoq::node::membership::Role;
 use stoq::node::token::AdminToken;
-use stoq::node::{Node, NodeOptions};
+use stoq::node::Node;
 use stoq::routing::{synthetic, CostWeights, Objective};
 use stoq::store::PutOptions;
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
-use stoq::StoqConfig;
 
+use crate::bench::noise;
 use crate::cli::DemoArgs;
-
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("stoq-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::local::{dial, start_node, Place, Scratch};
 
 /// Source-like text: compresses badly enough to be honest, repeats enough to dedup.
 fn sample_text(lines: usize, edit_at: Option<usize>) -> Vec<u8> {
@@ -62,56 +46,19 @@ fn sample_text(lines: usize, edit_at: Option<usize>) -> Vec<u8> {
         .collect()
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 const CITIES: [(&str, &str, &str); 3] = [
     ("Frankfurt", "eu-central", "50.11,8.68"),
     ("New York", "us-east", "40.71,-74.01"),
     ("Singapore", "ap-southeast", "1.35,103.82"),
 ];
 
-async fn start(
-    dir: PathBuf,
-    role: Role,
-    region: &str,
-    geo: &str,
-    token: &AdminToken,
-    seed: Option<&Node>,
-) -> Result<Node> {
-    let mut config = StoqConfig::default();
-    config.transport.listen = "[::1]:0".parse()?;
-    config.node.data_dir = dir;
-    config.node.role = role;
-    config.node.region = region.into();
-    config.node.geo = Some(geo.into());
-    config.node.probe_interval_ms = 250;
-    config.node.suspect_after_ms = 1000;
-    let mut options = NodeOptions::new(config);
-    options.token = Some(token.clone());
-    options.seeds = seed
-        .map(|s| (s.node_id(), s.local_addr()))
-        .into_iter()
-        .collect();
-    Ok(Node::start(options).await?)
-}
-
-async fn dial(
-    client: &StoqEndpoint,
-    id: stoq::transport::NodeId,
-    addr: std::net::SocketAddrV6,
-) -> Result<StoqConnection> {
+/// A connection to a located source, its id pinned.
+async fn connect(client: &StoqEndpoint, source: &Source) -> Result<StoqConnection> {
     Ok(client
-        .connect(SocketAddr::V6(addr), &PeerExpectation::Node(id))
+        .connect(
+            SocketAddr::V6(source.addr),
+            &PeerExpectation::Node(source.id),
+        )
         .await?)
 }
 
@@ -155,11 +102,11 @@ async fn client_fetch(
     stoq::node::content::FetchReport,
     Duration,
 )> {
-    let entry = dial(client, origin.node_id(), origin.local_addr()).await?;
+    let entry = dial(client, origin).await?;
     let sources = client::locate(&entry, &format!("geo:{near}")).await?;
     let mut conns = Vec::new();
     for s in &sources {
-        conns.push(dial(client, s.id, s.addr).await?);
+        conns.push(connect(client, s).await?);
     }
     let started = Instant::now();
     let mut out = Vec::new();
@@ -178,29 +125,33 @@ fn mbps(bytes: usize, took: Duration) -> f64 {
 /// Runs the demo and prints a short summary of what happened and how fast.
 pub async fn run(args: DemoArgs) -> Result<()> {
     println!("STOQ demo: an origin and three edges over QUIC/IPv6 on this machine\n");
-    let scratch = Scratch::new()?;
+    let scratch = Scratch::new("demo")?;
     // One admin token for the whole network, so a purge forwarded between nodes is accepted.
     let token = AdminToken::load_or_create(&scratch.0.join("network.token"))?;
     let started = Instant::now();
-    let origin = start(
+    let origin = start_node(
         scratch.0.join("origin"),
-        Role::Origin,
-        "eu-central",
-        "50.11,8.68",
+        Place {
+            role: Role::Origin,
+            region: "eu-central",
+            geo: Some("50.11,8.68"),
+            seed: None,
+        },
         &token,
-        None,
     )
     .await?;
     let mut edges = Vec::new();
     for (i, (_, region, geo)) in CITIES.iter().enumerate() {
         edges.push(
-            start(
+            start_node(
                 scratch.0.join(format!("edge{i}")),
-                Role::Edge,
-                region,
-                geo,
+                Place {
+                    role: Role::Edge,
+                    region,
+                    geo: Some(geo),
+                    seed: Some(&origin),
+                },
                 &token,
-                Some(&origin),
             )
             .await?,
         );
@@ -225,7 +176,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
 
     let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
-    let publisher = dial(&client, origin.node_id(), origin.local_addr()).await?;
+    let publisher = dial(&client, &origin).await?;
     let v1 = sample_text(400_000, None);
     let v2 = sample_text(400_000, Some(200_000));
     let mut ids = Vec::new();
@@ -286,11 +237,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     std::fs::write(&path, &big)?;
     let report = client::publish(&publisher, token.as_str(), &path, &PutOptions::default()).await?;
     let big_id: ContentId = report["id"].as_str().context("id")?.parse()?;
-    let entry = dial(&client, origin.node_id(), origin.local_addr()).await?;
+    let entry = dial(&client, &origin).await?;
     let sources = client::locate(&entry, "geo:-33.87,151.21").await?;
     let mut conns = Vec::new();
     for s in &sources {
-        conns.push(dial(&client, s.id, s.addr).await?);
+        conns.push(connect(&client, s).await?);
     }
     let victim = edges
         .iter()
@@ -382,6 +333,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "\nSummary: the origin sent {} MiB in all; edges served the rest from cache. Every chunk was checked against its BLAKE3 id.",
         bytes_out >> 20
     );
-    println!("More: `stoq bench transport|route|chunking|erasure` measure each layer against its baseline; docs/OPERATIONS.md runs this as separate processes.");
+    println!("More: `stoq bench transport|connections|retrieval|utilization|chunking|erasure|route` measure each part against its baseline; docs/OPERATIONS.md runs a network as separate processes.");
     Ok(())
 }

@@ -8,6 +8,7 @@ mod cli;
 mod content;
 mod demo;
 mod known;
+mod local;
 mod remote;
 mod route;
 mod serve;

@@ -13,50 +13,13 @@ use stoq::chunking::ContentId;
 use stoq::node::content::{fetch_chunk, fetch_manifest};
 use stoq::node::membership::Role;
 use stoq::node::token::AdminToken;
-use stoq::node::{Node, NodeOptions};
+
 use stoq::store::PutOptions;
-use stoq::transport::{NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
+use stoq::transport::{NodeIdentity, StoqConnection, StoqEndpoint};
 
 use super::{machine, noise, quantile};
 use crate::cli::{usage, RetrievalBenchArgs};
-
-struct Scratch(std::path::PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn node(
-    dir: std::path::PathBuf,
-    role: Role,
-    token: &AdminToken,
-    seed: Option<&Node>,
-) -> Result<Node> {
-    let mut config = stoq::StoqConfig::default();
-    config.transport.listen = "[::1]:0".parse()?;
-    config.node.data_dir = dir;
-    config.node.role = role;
-    config.node.probe_interval_ms = 250;
-    config.node.suspect_after_ms = 1000;
-    let mut options = NodeOptions::new(config);
-    options.token = Some(token.clone());
-    options.seeds = seed
-        .map(|s| (s.node_id(), s.local_addr()))
-        .into_iter()
-        .collect();
-    Ok(Node::start(options).await?)
-}
-
-async fn dial(client: &StoqEndpoint, node: &Node) -> Result<StoqConnection> {
-    Ok(client
-        .connect(
-            std::net::SocketAddr::V6(node.local_addr()),
-            &PeerExpectation::Node(node.node_id()),
-        )
-        .await?)
-}
+use crate::local::{dial, start_node, Place, Scratch};
 
 /// Fetches every chunk once, in order, and returns each one's latency in ms.
 async fn pass(
@@ -134,12 +97,21 @@ pub async fn run(args: RetrievalBenchArgs) -> Result<()> {
     if args.size < 1 << 20 {
         return Err(usage("--size must be at least 1 MiB"));
     }
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("stoq-bench-retrieval-{}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0)?;
+    let scratch = Scratch::new("bench-retrieval")?;
     let token = AdminToken::load_or_create(&scratch.0.join("token"))?;
-    let origin = node(scratch.0.join("origin"), Role::Origin, &token, None).await?;
-    let edge = node(scratch.0.join("edge"), Role::Edge, &token, Some(&origin)).await?;
+    let place = |role, seed| Place {
+        role,
+        region: "",
+        geo: None,
+        seed,
+    };
+    let origin = start_node(scratch.0.join("origin"), place(Role::Origin, None), &token).await?;
+    let edge = start_node(
+        scratch.0.join("edge"),
+        place(Role::Edge, Some(&origin)),
+        &token,
+    )
+    .await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while edge.membership().peers().is_empty() || origin.membership().peers().is_empty() {
         ensure!(
