@@ -116,7 +116,7 @@ pub struct RoutingConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ChunkingConfig {}
 
-/// Edge settings: the cache an edge keeps.
+/// Edge settings: the cache an edge keeps, and where clients are by their address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
@@ -124,6 +124,9 @@ pub struct EdgeConfig {
     pub cache_bytes: u64,
     /// Eviction policy: `s3fifo` (scan-resistant) or `lru`.
     pub cache_policy: PolicyKind,
+    /// The operator's prefix table: a client that gives no position is placed by the longest
+    /// prefix covering its address.
+    pub prefixes: Vec<PrefixEntry>,
 }
 
 impl Default for EdgeConfig {
@@ -131,7 +134,44 @@ impl Default for EdgeConfig {
         EdgeConfig {
             cache_bytes: 1 << 30,
             cache_policy: PolicyKind::S3fifo,
+            prefixes: Vec::new(),
         }
+    }
+}
+
+/// One line of the prefix table: `prefix = "2001:db8:100::/40"`, a region, maybe a position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixEntry {
+    /// An IPv6 prefix, `ADDR/LEN`.
+    pub prefix: String,
+    /// The region clients under it are in.
+    pub region: String,
+    /// Their typical position, `LAT,LON`.
+    #[serde(default)]
+    pub geo: Option<String>,
+}
+
+impl PrefixEntry {
+    /// The prefix's address and length, if it parses.
+    pub fn parse(&self) -> Option<(std::net::Ipv6Addr, u8)> {
+        let (addr, len) = self.prefix.split_once('/')?;
+        let len: u8 = len.parse().ok().filter(|l| *l <= 128)?;
+        Some((addr.parse().ok()?, len))
+    }
+}
+
+impl EdgeConfig {
+    /// The prefix table these settings describe (entries were checked by `validate`).
+    pub fn prefix_table(&self) -> crate::edge::PrefixTable {
+        let mut table = crate::edge::PrefixTable::default();
+        for entry in &self.prefixes {
+            if let Some((addr, len)) = entry.parse() {
+                let geo = entry.geo.as_deref().and_then(GeoPoint::parse);
+                table.insert(addr, len, &entry.region, geo);
+            }
+        }
+        table
     }
 }
 
@@ -221,6 +261,24 @@ impl StoqConfig {
         }
         if self.edge.cache_bytes < 1 << 20 {
             return invalid("edge.cache_bytes", "at least 1 MiB (1048576)");
+        }
+        for entry in &self.edge.prefixes {
+            if entry.parse().is_none() {
+                return invalid(
+                    "edge.prefixes.prefix",
+                    &format!(
+                        "{:?} is not an IPv6 prefix like 2001:db8::/32",
+                        entry.prefix
+                    ),
+                );
+            }
+            if entry
+                .geo
+                .as_deref()
+                .is_some_and(|g| GeoPoint::parse(g).is_none())
+            {
+                return invalid("edge.prefixes.geo", "must be LAT,LON in degrees");
+            }
         }
         Ok(())
     }
@@ -336,6 +394,20 @@ mod tests {
         assert!(m.contains("edge.cache_bytes"), "{m}");
         let m = message("[node]\nmetrics = \"127.0.0.1:9090\"\n");
         assert!(m.contains("IPv6-only"), "{m}");
+        let m = message("[[edge.prefixes]]\nprefix = \"10.0.0.0/8\"\nregion = \"x\"\n");
+        assert!(m.contains("edge.prefixes.prefix"), "{m}");
+        let ok = StoqConfig::from_toml(
+            "[[edge.prefixes]]\nprefix = \"2001:db8:100::/40\"\nregion = \"eu\"\ngeo = \"50,8\"\n",
+            "t",
+        )
+        .unwrap();
+        let table = ok.edge.prefix_table();
+        assert_eq!(
+            table
+                .lookup("2001:db8:1ff::1".parse().unwrap())
+                .map(|(r, _)| r),
+            Some("eu")
+        );
         let m = message("not toml at all [");
         assert!(m.contains("stoq.toml"), "{m}");
     }

@@ -246,6 +246,15 @@ async fn test_edge_cache_performance() {
         assert!(hits >= manifest.chunks.len() as u64, "{hits} hits");
         let status = edge.status();
         assert!(status["cache_hits"].as_u64().unwrap() >= hits);
+        // The edge measured the origin's throughput while pulling; it travels in its reports.
+        let origin_id = origin.node_id().to_string();
+        let seen = status["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == origin_id.as_str())
+            .and_then(|p| p["throughput_mbps"].as_f64());
+        assert!(seen.is_some_and(|mbps| mbps > 0.0), "{status}");
     })
     .await;
 }

@@ -54,6 +54,11 @@ pub struct PrefixTable {
 }
 
 impl PrefixTable {
+    /// Whether the table has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.values().all(Vec::is_empty)
+    }
+
     /// Adds `prefix/len` → region (and position).
     pub fn insert(&mut self, prefix: Ipv6Addr, len: u8, region: &str, geo: Option<GeoPoint>) {
         let len = len.min(128);

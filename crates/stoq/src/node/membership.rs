@@ -129,6 +129,9 @@ pub struct Report {
     /// RTT it measured to clients of an area (see `edge::area_of`), in ms (at most
     /// [`MAX_REPORTED_RTTS`], names at most [`MAX_REGION_LEN`] bytes).
     pub areas: Vec<(String, f32)>,
+    /// Throughput it observed pulling content from peers, in Mbit/s (at most
+    /// [`MAX_REPORTED_RTTS`]).
+    pub throughput: Vec<([u8; 32], f32)>,
 }
 
 /// At most this many RTTs per report (keeps a report within one gossip packet).
@@ -145,6 +148,8 @@ pub struct Peer {
     pub rtts: Vec<(NodeId, f32)>,
     /// Its last reported RTTs to client areas, in ms.
     pub areas: Vec<(String, f32)>,
+    /// Its last reported throughput from its peers, in Mbit/s.
+    pub throughput: Vec<(NodeId, f32)>,
     /// Its last report's sequence number.
     pub seq: u64,
     /// When it joined this node's view.
@@ -170,6 +175,7 @@ impl View {
             load: 0.0,
             rtts: Vec::new(),
             areas: Vec::new(),
+            throughput: Vec::new(),
             seq: 0,
             since: Instant::now(),
         };
@@ -221,6 +227,12 @@ fn apply_report(peer: &mut Peer, report: &Report) {
         .filter(|(_, ms)| ms.is_finite() && *ms >= 0.0)
         .cloned()
         .collect();
+    peer.throughput = report
+        .throughput
+        .iter()
+        .filter(|(_, mbps)| mbps.is_finite() && *mbps > 0.0)
+        .map(|(id, mbps)| (NodeId::from_bytes(*id), *mbps))
+        .collect();
 }
 
 /// A report's key in foca's broadcast queue: a newer report from a node replaces an older one.
@@ -259,6 +271,7 @@ impl BroadcastHandler<Member> for Reports {
         let report: Report = postcard::from_bytes(data).map_err(|e| BadReport(e.to_string()))?;
         if report.rtts.len() > MAX_REPORTED_RTTS
             || report.areas.len() > MAX_REPORTED_RTTS
+            || report.throughput.len() > MAX_REPORTED_RTTS
             || report.areas.iter().any(|(a, _)| a.len() > MAX_REGION_LEN)
             || !report.load.is_finite()
         {
@@ -557,6 +570,7 @@ mod tests {
             load,
             rtts: vec![([2; 32], 3.5)],
             areas: vec![("cell:48,2".into(), 12.0)],
+            throughput: vec![([2; 32], 850.0)],
         };
         assert!(view.report(&report(2, 0.5)));
         assert!(
@@ -566,6 +580,7 @@ mod tests {
         let peer = &view.peers[&NodeId::from_bytes([1; 32])];
         assert_eq!(peer.load, 0.5);
         assert_eq!(peer.rtts, vec![(NodeId::from_bytes([2; 32]), 3.5)]);
+        assert_eq!(peer.throughput, vec![(NodeId::from_bytes([2; 32]), 850.0)]);
         assert!(ReportKey {
             from: [1; 32],
             seq: 3
@@ -593,6 +608,7 @@ mod tests {
             load: 0.25,
             rtts: vec![],
             areas: vec![],
+            throughput: vec![],
         }));
         view.up(&member(7));
         assert_eq!(view.peers[&NodeId::from_bytes([7; 32])].load, 0.25);
@@ -623,6 +639,7 @@ mod tests {
             load: 0.1,
             rtts: vec![([2; 32], 1.0); MAX_REPORTED_RTTS + 1],
             areas: vec![],
+            throughput: vec![],
         };
         let bytes = postcard::to_allocvec(&too_many).unwrap();
         assert!(handler.receive_item(&bytes, None).is_err());

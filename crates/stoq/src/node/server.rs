@@ -186,6 +186,8 @@ struct Inner {
     preferred_upstream: Mutex<Option<NodeId>>,
     upload_counter: AtomicU64,
     names: Mutex<HashMap<String, (NameRecord, Instant)>>,
+    /// Smoothed throughput this node observed pulling chunks from each upstream (Mbit/s).
+    throughput: Mutex<HashMap<NodeId, f64>>,
     /// This node's smoothed RTT to clients of an area (ms), and when it was last measured.
     area_rtts: Mutex<HashMap<String, (f64, Instant)>>,
     /// Read restrictions learned from upstream (relays; edges also keep them on disk).
@@ -289,7 +291,11 @@ impl Node {
             metrics: Arc::default(),
             manifests: Coalescer::default(),
             chunks: Coalescer::default(),
-            prefixes: options.prefixes,
+            prefixes: if options.prefixes.is_empty() {
+                config.edge.prefix_table()
+            } else {
+                options.prefixes
+            },
             weights: config.routing.weights,
             load_bits: AtomicU64::new(0f64.to_bits()),
             served_since_report: AtomicU64::new(0),
@@ -298,6 +304,7 @@ impl Node {
             names: Mutex::default(),
             restrictions: Mutex::default(),
             area_rtts: Mutex::default(),
+            throughput: Mutex::default(),
             name_fetches: Coalescer::default(),
         });
         for (id, addr) in &options.seeds {
@@ -430,6 +437,14 @@ async fn report_loop(inner: Arc<Inner>, seeds: Vec<(NodeId, SocketAddrV6)>) {
             load: smoothed as f32,
             rtts,
             areas: areas.into_iter().map(|(a, ms, _)| (a, ms as f32)).collect(),
+            throughput: inner
+                .throughput
+                .lock()
+                .expect("throughput lock")
+                .iter()
+                .take(MAX_REPORTED_RTTS)
+                .map(|(id, mbps)| (*id.as_bytes(), *mbps as f32))
+                .collect(),
         });
         if inner.membership.peers().is_empty() {
             for (id, addr) in &seeds {
@@ -461,7 +476,17 @@ fn matrix(inner: &Inner) -> RoutingMatrix {
         let _ = matrix.add_node(spec(&p.member, f64::from(p.load)));
         capacity.insert(p.member.node_id(), p.member.capacity_mbps);
     }
-    let bandwidth = |a: &NodeId, b: &NodeId| {
+    // Observed throughput between two nodes, where one of them has pulled from the other.
+    let mut observed: HashMap<(NodeId, NodeId), f64> = HashMap::new();
+    for (peer, mbps) in inner.throughput.lock().expect("throughput lock").iter() {
+        observed.insert((inner.me.node_id(), *peer), *mbps);
+    }
+    for p in &peers {
+        for (to, mbps) in &p.throughput {
+            observed.insert((p.member.node_id(), *to), f64::from(*mbps));
+        }
+    }
+    let capacity_between = |a: &NodeId, b: &NodeId| {
         f64::from(
             capacity
                 .get(a)
@@ -478,7 +503,12 @@ fn matrix(inner: &Inner) -> RoutingMatrix {
             from: a.to_string(),
             to: b.to_string(),
             rtt_ms: rtt_ms.max(0.001),
-            bandwidth_mbps: bandwidth(&a, &b),
+            bandwidth_mbps: observed
+                .get(&(a, b))
+                .or_else(|| observed.get(&(b, a)))
+                .copied()
+                .unwrap_or_else(|| capacity_between(&a, &b))
+                .clamp(0.001, crate::routing::MAX_BANDWIDTH_MBPS),
             loss: 0.0,
         });
     };
@@ -669,8 +699,18 @@ async fn chunk_of(inner: &Arc<Inner>, id: ContentId, index: u32) -> Shared<Bytes
                 let Ok(conn) = fetcher.dialer.connect(up.node_id(), up.addr).await else {
                     continue;
                 };
+                let started = Instant::now();
                 match fetch_chunk(&conn, &id, &manifest, index).await {
                     Ok(bytes) => {
+                        let mbps = bytes.len() as f64 * 8.0
+                            / started.elapsed().as_secs_f64().max(1e-6)
+                            / 1e6;
+                        let mut seen = fetcher.throughput.lock().expect("throughput lock");
+                        let smoothed = seen
+                            .get(&up.node_id())
+                            .map_or(mbps, |old| 0.8 * old + 0.2 * mbps);
+                        seen.insert(up.node_id(), smoothed);
+                        drop(seen);
                         fetcher
                             .metrics
                             .bytes_in
@@ -1724,6 +1764,7 @@ fn locate(
 
 fn status(inner: &Inner) -> serde_json::Value {
     let rtts: HashMap<NodeId, Duration> = inner.dialer.rtts().into_iter().collect();
+    let throughput = inner.throughput.lock().expect("throughput lock").clone();
     let peers: Vec<serde_json::Value> = inner
         .membership
         .peers()
@@ -1737,6 +1778,7 @@ fn status(inner: &Inner) -> serde_json::Value {
                 "geo": p.member.geo().map(|(a, b)| vec![a, b]),
                 "load": p.load,
                 "rtt_ms": rtts.get(&p.member.node_id()).map(|d| d.as_secs_f64() * 1e3),
+                "throughput_mbps": throughput.get(&p.member.node_id()),
             })
         })
         .collect();
