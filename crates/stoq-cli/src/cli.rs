@@ -391,6 +391,9 @@ pub struct ConnectionsBenchArgs {
     /// Connections held open at once.
     #[arg(long, default_value_t = 2000)]
     pub count: usize,
+    /// STOQ's configuration (for example without keep-alives); default settings otherwise.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Run one side only, in this process (used by the benchmark itself).
     #[arg(long, hide = true)]
     pub only: Option<String>,

@@ -354,6 +354,14 @@ mod tests {
     }
 
     #[test]
+    fn keep_alives_can_be_turned_off_from_a_file() {
+        let c = StoqConfig::from_toml("[transport]\nkeep_alive_interval_ms = 0\n", "t").unwrap();
+        assert_eq!(c.transport.keep_alive_interval_ms, Some(0));
+        let m = message("[transport]\nidle_timeout_ms = 1000\nkeep_alive_interval_ms = 5000\n");
+        assert!(m.contains("keep_alive_interval_ms"), "{m}");
+    }
+
+    #[test]
     fn printed_config_reads_back_identically() {
         let c = StoqConfig::cdn_optimized();
         assert_eq!(StoqConfig::from_toml(&c.to_toml(), "printed").unwrap(), c);

@@ -37,7 +37,13 @@ pub async fn run(args: ConnectionsBenchArgs) -> Result<()> {
         return Err(usage("--count must be at least 1"));
     }
     match args.only.as_deref() {
-        Some("stoq") => return side_report(stoq_side(args.count).await?),
+        Some("stoq") => {
+            let transport = match &args.config {
+                Some(path) => stoq::StoqConfig::load(path).map_err(usage)?.transport,
+                None => TransportConfig::default(),
+            };
+            return side_report(stoq_side(args.count, transport).await?);
+        }
         Some("quinn") => return side_report(quinn_side(args.count).await?),
         Some(other) => return Err(usage(format!("--only {other:?}: stoq or quinn"))),
         None => {}
@@ -68,6 +74,7 @@ pub async fn run(args: ConnectionsBenchArgs) -> Result<()> {
     let report = serde_json::json!({
         "name": "connections",
         "count": args.count,
+        "config": args.config.as_ref().map(|c| c.display().to_string()),
         "stoq": stoq,
         "quinn": quinn,
         "baseline": "quinn",
@@ -122,20 +129,20 @@ fn figures(count: usize, handshakes: Duration, rss_before: u64, alive: usize) ->
     })
 }
 
-fn long_lived() -> TransportConfig {
+fn long_lived(base: TransportConfig) -> TransportConfig {
     TransportConfig {
         listen: "[::1]:0".parse().expect("an address"),
         max_connections: None,
         idle_timeout_ms: 600_000,
-        ..TransportConfig::default()
+        ..base
     }
 }
 
-async fn stoq_side(count: usize) -> Result<serde_json::Value> {
-    let server = StoqEndpoint::bind(long_lived(), NodeIdentity::generate()?)?;
+async fn stoq_side(count: usize, base: TransportConfig) -> Result<serde_json::Value> {
+    let server = StoqEndpoint::bind(long_lived(base.clone()), NodeIdentity::generate()?)?;
     let service = stoq::node::NodeService::new(server.node_id().to_string(), None);
     server.serve(move |req| service.clone().handle(req));
-    let client = StoqEndpoint::client(long_lived(), NodeIdentity::generate()?)?;
+    let client = StoqEndpoint::client(long_lived(base), NodeIdentity::generate()?)?;
     let (addr, expect) = (
         server.local_addr()?,
         PeerExpectation::Node(server.node_id()),
