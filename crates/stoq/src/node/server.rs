@@ -1397,6 +1397,9 @@ async fn send_shards(
     }
 }
 
+/// Bytes of shards a holder buffers before writing them.
+const MAX_SHARD_BATCH_BYTES: usize = 32 << 20;
+
 /// Longest manifest or placement a STORE_SHARDS body may carry.
 const MAX_SHARD_HEADER: usize = 64 << 20;
 
@@ -1481,7 +1484,9 @@ async fn store_shards(
     let mut pending = decoder.push(&buf).map_err(bad)?;
     let mut held = 0usize;
     loop {
-        if pending.len() >= 32 {
+        // Shards are written in batches, so memory holds at most one batch (plus one shard).
+        let pending_bytes: usize = pending.iter().map(|(_, b)| b.len()).sum();
+        if pending.len() >= 32 || pending_bytes >= MAX_SHARD_BATCH_BYTES {
             held += hold(&store, id, &manifest_bytes, std::mem::take(&mut pending)).await?;
         }
         match req.body.recv_data().await.map_err(|e| bad(e.to_string()))? {
