@@ -134,6 +134,9 @@ pub struct Report {
     pub throughput: Vec<([u8; 32], f32)>,
 }
 
+/// Most members a view holds: gossip can name members it never proved, so it is bounded.
+pub const MAX_MEMBERS: usize = 16_384;
+
 /// At most this many RTTs per report (keeps a report within one gossip packet).
 pub const MAX_REPORTED_RTTS: usize = 16;
 
@@ -170,6 +173,10 @@ pub struct View {
 impl View {
     fn up(&mut self, member: &Member) {
         let id = member.node_id();
+        if self.peers.len() >= MAX_MEMBERS && !self.peers.contains_key(&id) {
+            tracing::warn!(peer = %id.short(), "membership full; member ignored");
+            return;
+        }
         let mut peer = Peer {
             member: member.clone(),
             load: 0.0,

@@ -623,11 +623,7 @@ async fn manifest_of(inner: &Arc<Inner>, id: ContentId, asked: bool) -> Shared<A
                         // The restriction is recorded before the manifest is cached, so a
                         // restricted content is never served openly, even after a restart.
                         if let Some(d) = restriction {
-                            fetcher
-                                .restrictions
-                                .lock()
-                                .expect("restrictions lock")
-                                .insert(id, d);
+                            remember_restriction(&fetcher, id, d);
                             if let Some(cache) = &fetcher.cache {
                                 if cache.set_restriction(&id, &d).is_err() {
                                     return Err((
@@ -913,6 +909,18 @@ async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), Trans
         }
         Err((code, reason)) => req.reply.send_error(code, &reason).await,
     }
+}
+
+/// Keeps a restriction learned from upstream, within a bound (the oldest-keyed goes first).
+fn remember_restriction(inner: &Inner, id: ContentId, digest: [u8; 32]) {
+    let mut known = inner.restrictions.lock().expect("restrictions lock");
+    if known.len() >= MAX_CACHED_NAMES && !known.contains_key(&id) {
+        let any = known.keys().next().copied();
+        if let Some(any) = any {
+            known.remove(&any);
+        }
+    }
+    known.insert(id, digest);
 }
 
 /// The read-token digest content `id` requires here, if its reads are restricted.
