@@ -10,8 +10,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -27,7 +26,7 @@ use stoq::transport::{NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoin
 
 use crate::bench::noise;
 use crate::cli::DemoArgs;
-use crate::local::{dial, start_node, Place, Scratch};
+use crate::local::{dial, peers_become, start_node, Place, Scratch};
 
 /// Source-like text: compresses badly enough to be honest, repeats enough to dedup.
 fn sample_text(lines: usize, edit_at: Option<usize>) -> Vec<u8> {
@@ -62,18 +61,20 @@ async fn connect(client: &StoqEndpoint, source: &Source) -> Result<StoqConnectio
         .await?)
 }
 
-/// A writer that raises a flag once `after` bytes went through it.
+/// A writer that signals once `after` bytes went through it.
 struct Tripwire {
     out: Vec<u8>,
     after: usize,
-    tripped: Arc<AtomicBool>,
+    tripped: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Write for Tripwire {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.out.extend_from_slice(buf);
         if self.out.len() >= self.after {
-            self.tripped.store(true, Ordering::SeqCst);
+            if let Some(trip) = self.tripped.take() {
+                let _ = trip.send(());
+            }
         }
         Ok(buf.len())
     }
@@ -157,13 +158,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         );
     }
     let all: Vec<&Node> = std::iter::once(&origin).chain(edges.iter()).collect();
-    while all.iter().any(|n| n.membership().peers().len() != 3) {
-        ensure!(
-            started.elapsed() < Duration::from_secs(20),
-            "membership did not converge"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ensure!(
+        peers_become(&all, 3, Duration::from_secs(20)).await,
+        "membership did not converge"
+    );
     let names: Vec<(&str, &Node)> = vec![
         ("origin", &origin),
         ("edge Frankfurt", &edges[0]),
@@ -248,20 +246,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .find(|e| e.node_id() == sources[0].id)
         .context("nearest edge")?
         .clone();
-    let tripped = Arc::new(AtomicBool::new(false));
+    let (tripped, trip) = tokio::sync::oneshot::channel();
     let killer = {
-        let (tripped, victim) = (tripped.clone(), victim.clone());
+        let victim = victim.clone();
         tokio::spawn(async move {
-            while !tripped.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            if trip.await.is_ok() {
+                victim.kill().await;
             }
-            victim.kill().await;
         })
     };
     let mut out = Tripwire {
         out: Vec::with_capacity(big.len()),
         after: big.len() / 4,
-        tripped,
+        tripped: Some(tripped),
     };
     let started = Instant::now();
     let options = FetchOptions {
@@ -288,13 +285,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         report.dropped.iter().map(|a| name_of(&names, a)).collect::<Vec<_>>().join(", ")
     );
     let started = Instant::now();
-    while origin.membership().peers().len() != 2 {
-        ensure!(
-            started.elapsed() < Duration::from_secs(20),
-            "the dead edge was never dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ensure!(
+        peers_become(&[&origin], 2, Duration::from_secs(20)).await,
+        "the dead edge was never dropped"
+    );
     println!(
         "7. membership declared the killed edge down {:.1} s after the kill",
         started.elapsed().as_secs_f64()

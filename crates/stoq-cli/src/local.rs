@@ -61,6 +61,18 @@ pub async fn start_node(dir: PathBuf, place: Place<'_>, token: &AdminToken) -> R
     Ok(Node::start(options).await?)
 }
 
+/// Whether every node comes to see exactly `count` peers within `within` (membership wakes
+/// the wait whenever a member comes or goes).
+pub async fn peers_become(nodes: &[&Node], count: usize, within: std::time::Duration) -> bool {
+    for node in nodes {
+        let seen = node.membership();
+        if !seen.wait_for(|p| p.len() == count, within).await {
+            return false;
+        }
+    }
+    true
+}
+
 /// A connection from `client` to a local node, its id pinned.
 pub async fn dial(client: &StoqEndpoint, node: &Node) -> Result<StoqConnection> {
     Ok(client

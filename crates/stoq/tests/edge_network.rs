@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use stoq::chunking::ContentId;
@@ -61,15 +60,27 @@ async fn start(dir: &Path, role: Role, region: &str, geo: Option<&str>, seeds: &
 }
 
 /// Waits until every node sees all the others.
-async fn converge(nodes: &[&Node]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while nodes
-        .iter()
-        .any(|n| n.membership().peers().len() != nodes.len() - 1)
-    {
-        assert!(Instant::now() < deadline, "membership did not converge");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Whether every node comes to see exactly `count` peers within 20 s (membership wakes the
+/// wait whenever a member comes or goes).
+async fn peers_become(nodes: &[&Node], count: usize) -> bool {
+    for node in nodes {
+        let seen = node.membership();
+        if !seen
+            .wait_for(|p| p.len() == count, Duration::from_secs(20))
+            .await
+        {
+            return false;
+        }
     }
+    true
+}
+
+/// Waits until every node sees all the others.
+async fn converge(nodes: &[&Node]) {
+    assert!(
+        peers_become(nodes, nodes.len() - 1).await,
+        "membership did not converge"
+    );
 }
 
 fn client_endpoint() -> StoqEndpoint {
@@ -259,18 +270,20 @@ async fn test_edge_cache_performance() {
     .await;
 }
 
-/// A writer that raises a flag once `after` bytes went through it.
+/// A writer that signals once `after` bytes went through it.
 struct Tripwire {
     out: Vec<u8>,
     after: usize,
-    tripped: Arc<AtomicBool>,
+    tripped: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Write for Tripwire {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.out.extend_from_slice(buf);
         if self.out.len() >= self.after {
-            self.tripped.store(true, Ordering::SeqCst);
+            if let Some(trip) = self.tripped.take() {
+                let _ = trip.send(());
+            }
         }
         Ok(buf.len())
     }
@@ -293,20 +306,19 @@ async fn test_failover_scenarios() {
 
         // 1. A source killed mid-transfer: the fetch finishes from the other.
         let conns = vec![dial(&client, &a).await, dial(&client, &b).await];
-        let tripped = Arc::new(AtomicBool::new(false));
+        let (tripped, trip) = tokio::sync::oneshot::channel();
         let killer = {
-            let (tripped, b) = (tripped.clone(), b.clone());
+            let b = b.clone();
             tokio::spawn(async move {
-                while !tripped.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                if trip.await.is_ok() {
+                    b.kill().await;
                 }
-                b.kill().await;
             })
         };
         let mut out = Tripwire {
             out: Vec::new(),
             after: 2 << 20,
-            tripped,
+            tripped: Some(tripped),
         };
         let report = fetch(&conns, &id, &mut out).await.unwrap();
         killer.await.unwrap();
@@ -318,14 +330,10 @@ async fn test_failover_scenarios() {
         );
 
         // 2. The dead edge is dropped from the membership within seconds.
-        let started = Instant::now();
-        while origin.membership().peers().len() != 1 || a.membership().peers().len() != 1 {
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "dead node never dropped"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            peers_become(&[&origin, &a], 1).await,
+            "dead node never dropped"
+        );
         assert!(
             origin.membership().changes() >= 3,
             "two joins and one death"
@@ -539,14 +547,10 @@ async fn erasure_coded_content_is_placed_across_origins_and_served_from_any_k_ho
 
         // The publisher dies: B rebuilds every chunk from its own shards and C's.
         a.kill().await;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while b.membership().peers().len() != 2 || edge.membership().peers().len() != 2 {
-            assert!(
-                Instant::now() < deadline,
-                "the dead origin was never dropped"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(
+            peers_become(&[&b, &edge], 2).await,
+            "the dead origin was never dropped"
+        );
         let mut out = Vec::new();
         fetch(&[dial(&client, &b).await], &id, &mut out)
             .await
@@ -561,13 +565,7 @@ async fn erasure_coded_content_is_placed_across_origins_and_served_from_any_k_ho
 
         // With a second holder gone, 1 of 3 cannot rebuild: a clear error, no wrong bytes.
         c.kill().await;
-        while b.membership().peers().len() != 1 {
-            assert!(
-                Instant::now() < deadline + Duration::from_secs(15),
-                "C was never dropped"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        assert!(peers_become(&[&b], 1).await, "C was never dropped");
         let mut out = Vec::new();
         let err = fetch(&[dial(&client, &b).await], &id, &mut out)
             .await

@@ -138,26 +138,25 @@ fn long_lived(base: TransportConfig) -> TransportConfig {
     }
 }
 
-async fn stoq_side(count: usize, base: TransportConfig) -> Result<serde_json::Value> {
-    let server = StoqEndpoint::bind(long_lived(base.clone()), NodeIdentity::generate()?)?;
-    let service = stoq::node::NodeService::new(server.node_id().to_string(), None);
-    server.serve(move |req| service.clone().handle(req));
-    let client = StoqEndpoint::client(long_lived(base), NodeIdentity::generate()?)?;
-    let (addr, expect) = (
-        server.local_addr()?,
-        PeerExpectation::Node(server.node_id()),
-    );
+/// Opens `count` connections with `dial` (64 at a time; `dial` also makes the first request)
+/// and times that; then, with all of them open, pings each once. Returns the figures.
+async fn hold<C, D, DF, P, PF>(count: usize, dial: D, ping: P) -> Result<serde_json::Value>
+where
+    C: Clone + Send + 'static,
+    D: Fn() -> DF,
+    DF: std::future::Future<Output = Result<C>> + Send + 'static,
+    P: Fn(C) -> PF,
+    PF: std::future::Future<Output = bool> + Send + 'static,
+{
     let before = rss_bytes();
     let gate = Arc::new(Semaphore::new(HANDSHAKES_AT_ONCE));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
-        let (client, expect, gate) = (client.clone(), expect.clone(), gate.clone());
+        let (gate, dialled) = (gate.clone(), dial());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let conn = client.connect(addr, &expect).await?;
-            stoq::node::ping(&conn).await?;
-            anyhow::Ok(conn)
+            dialled.await
         }));
     }
     let mut conns = Vec::with_capacity(count);
@@ -169,16 +168,45 @@ async fn stoq_side(count: usize, base: TransportConfig) -> Result<serde_json::Va
     for chunk in conns.chunks(HANDSHAKES_AT_ONCE) {
         let pings: Vec<_> = chunk
             .iter()
-            .map(|c| {
-                let c = c.clone();
-                tokio::spawn(async move { stoq::node::ping(&c).await.is_ok() })
-            })
+            .map(|c| tokio::spawn(ping(c.clone())))
             .collect();
         for p in pings {
             alive += usize::from(p.await.unwrap_or(false));
         }
     }
     Ok(figures(count, handshakes, before, alive))
+}
+
+async fn stoq_side(count: usize, base: TransportConfig) -> Result<serde_json::Value> {
+    let server = StoqEndpoint::bind(long_lived(base.clone()), NodeIdentity::generate()?)?;
+    let service = stoq::node::NodeService::new(server.node_id().to_string(), None);
+    server.serve(move |req| service.clone().handle(req));
+    let client = StoqEndpoint::client(long_lived(base), NodeIdentity::generate()?)?;
+    let (addr, expect) = (
+        server.local_addr()?,
+        PeerExpectation::Node(server.node_id()),
+    );
+    let dial = || {
+        let (client, expect) = (client.clone(), expect.clone());
+        async move {
+            let conn = client.connect(addr, &expect).await?;
+            stoq::node::ping(&conn).await?;
+            anyhow::Ok(conn)
+        }
+    };
+    let ping = |conn: stoq::transport::StoqConnection| async move {
+        stoq::node::ping(&conn).await.is_ok()
+    };
+    hold(count, dial, ping).await
+}
+
+/// One request on a raw quinn connection: "ping" answered by "pong".
+async fn quinn_ping(conn: quinn::Connection) -> Result<quinn::Connection> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(b"ping").await?;
+    send.finish()?;
+    ensure!(recv.read_to_end(64).await? == b"pong", "wrong answer");
+    Ok(conn)
 }
 
 async fn quinn_side(count: usize) -> Result<serde_json::Value> {
@@ -211,43 +239,10 @@ async fn quinn_side(count: usize) -> Result<serde_json::Value> {
     client_config.transport_config(transport);
     let mut client = quinn::Endpoint::client("[::1]:0".parse()?)?;
     client.set_default_client_config(client_config);
-    async fn ping(conn: &quinn::Connection) -> Result<()> {
-        let (mut send, mut recv) = conn.open_bi().await?;
-        send.write_all(b"ping").await?;
-        send.finish()?;
-        ensure!(recv.read_to_end(64).await? == b"pong", "wrong answer");
-        Ok(())
-    }
-    let before = rss_bytes();
-    let gate = Arc::new(Semaphore::new(HANDSHAKES_AT_ONCE));
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(count);
-    for _ in 0..count {
-        let (client, gate) = (client.clone(), gate.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = gate.acquire_owned().await?;
-            let conn = client.connect(addr, "localhost")?.await?;
-            ping(&conn).await?;
-            anyhow::Ok(conn)
-        }));
-    }
-    let mut conns = Vec::with_capacity(count);
-    for t in tasks {
-        conns.push(t.await??);
-    }
-    let handshakes = started.elapsed();
-    let mut alive = 0;
-    for chunk in conns.chunks(HANDSHAKES_AT_ONCE) {
-        let pings: Vec<_> = chunk
-            .iter()
-            .map(|c| {
-                let c = c.clone();
-                tokio::spawn(async move { ping(&c).await.is_ok() })
-            })
-            .collect();
-        for p in pings {
-            alive += usize::from(p.await.unwrap_or(false));
-        }
-    }
-    Ok(figures(count, handshakes, before, alive))
+    let dial = || {
+        let client = client.clone();
+        async move { quinn_ping(client.connect(addr, "localhost")?.await?).await }
+    };
+    let ping = |conn: quinn::Connection| async move { quinn_ping(conn).await.is_ok() };
+    hold(count, dial, ping).await
 }

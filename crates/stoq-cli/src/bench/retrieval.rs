@@ -19,7 +19,7 @@ use stoq::transport::{NodeIdentity, StoqConnection, StoqEndpoint};
 
 use super::{machine, noise, quantile};
 use crate::cli::{usage, RetrievalBenchArgs};
-use crate::local::{dial, start_node, Place, Scratch};
+use crate::local::{dial, peers_become, start_node, Place, Scratch};
 
 /// Fetches every chunk once, in order, and returns each one's latency in ms.
 async fn pass(
@@ -112,14 +112,10 @@ pub async fn run(args: RetrievalBenchArgs) -> Result<()> {
         &token,
     )
     .await?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while edge.membership().peers().is_empty() || origin.membership().peers().is_empty() {
-        ensure!(
-            Instant::now() < deadline,
-            "the edge never joined the origin"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ensure!(
+        peers_become(&[&origin, &edge], 1, Duration::from_secs(20)).await,
+        "the edge never joined the origin"
+    );
     let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
     let data = noise(args.size, 99);
     let file = scratch.0.join("content.bin");

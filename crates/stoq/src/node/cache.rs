@@ -61,6 +61,8 @@ pub struct EdgeCache {
     evictions: AtomicU64,
     purged: AtomicU64,
     tmp_counter: AtomicU64,
+    /// Read restrictions of cached contents, loaded at open; the files are their durable copy.
+    restrictions: Mutex<std::collections::HashMap<ContentId, [u8; 32]>>,
 }
 
 impl std::fmt::Debug for EdgeCache {
@@ -88,7 +90,22 @@ impl EdgeCache {
             evictions: AtomicU64::new(0),
             purged: AtomicU64::new(0),
             tmp_counter: AtomicU64::new(0),
+            restrictions: Mutex::default(),
         };
+        if let Ok(entries) = fs::read_dir(dir.join("restricted")) {
+            let mut restrictions = cache.restrictions.lock().expect("restrictions lock");
+            for entry in entries {
+                let path = entry?.path();
+                let id = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse::<ContentId>().ok());
+                let digest = fs::read(&path).ok().and_then(|b| b.try_into().ok());
+                if let (Some(id), Some(digest)) = (id, digest) {
+                    restrictions.insert(id, digest);
+                }
+            }
+        }
         let mut found = Vec::new();
         for shard in fs::read_dir(dir)? {
             let shard = shard?;
@@ -212,14 +229,21 @@ impl EdgeCache {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join("tmp").join(format!("r{id}.{n}"));
         fs::write(&tmp, digest)?;
-        fs::rename(&tmp, &path)
+        fs::rename(&tmp, &path)?;
+        self.restrictions
+            .lock()
+            .expect("restrictions lock")
+            .insert(*id, *digest);
+        Ok(())
     }
 
     /// The read-token digest `id` needs, if its reads are restricted.
     pub fn restriction(&self, id: &ContentId) -> Option<[u8; 32]> {
-        fs::read(self.restriction_path(id))
-            .ok()
-            .and_then(|b| b.try_into().ok())
+        self.restrictions
+            .lock()
+            .expect("restrictions lock")
+            .get(id)
+            .copied()
     }
 
     /// Removes a content: its manifest and every chunk it lists. Returns entries removed.
@@ -229,6 +253,10 @@ impl EdgeCache {
             .filter(|b| id.matches(b))
             .and_then(|b| Manifest::decode(&b).ok());
         let _ = fs::remove_file(self.restriction_path(id));
+        self.restrictions
+            .lock()
+            .expect("restrictions lock")
+            .remove(id);
         let mut ids = vec![*id];
         if let Some(m) = manifest {
             ids.extend(m.chunks.iter().map(|c| c.id));

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use stoq_transport::NodeId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// What a node does in the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -338,6 +338,8 @@ pub struct Membership {
     me: Member,
     inputs: mpsc::UnboundedSender<Input>,
     view: Arc<RwLock<View>>,
+    /// Carries the view's change count, so waiters wake when a member comes or goes.
+    changed: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -391,8 +393,20 @@ impl Membership {
             handler,
         );
         let (inputs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(foca, rx, inputs.clone(), view.clone(), sender));
-        Membership { me, inputs, view }
+        let changed = Arc::new(watch::Sender::new(0));
+        let runtime = Driver {
+            inputs: inputs.clone(),
+            view: view.clone(),
+            changed: changed.clone(),
+            sender,
+        };
+        tokio::spawn(drive(foca, rx, runtime));
+        Membership {
+            me,
+            inputs,
+            view,
+            changed,
+        }
     }
 
     /// This node's identity.
@@ -411,6 +425,21 @@ impl Membership {
         let mut peers: Vec<Peer> = view.peers.values().cloned().collect();
         peers.sort_by_key(|p| p.member.id);
         peers
+    }
+
+    /// Waits until `done` holds for the live peers, re-checking whenever a member comes or
+    /// goes; returns whether it held within `within`.
+    pub async fn wait_for(&self, done: impl Fn(&[Peer]) -> bool, within: Duration) -> bool {
+        let mut changes = self.changed.subscribe();
+        let wait = async {
+            while !done(&self.peers()) {
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(within, wait).await.unwrap_or(false)
     }
 
     /// How many times the membership changed since start.
@@ -471,13 +500,16 @@ impl Membership {
 type SwimNode = Foca<Member, PostcardCodec, StdRng, Reports>;
 
 /// The membership task: feeds foca its inputs and carries out what it asks.
-async fn drive(
-    mut foca: SwimNode,
-    mut rx: mpsc::UnboundedReceiver<Input>,
+/// What the membership task acts on: its own input queue (for timers), the view, the change
+/// signal and the transport.
+struct Driver {
     inputs: mpsc::UnboundedSender<Input>,
     view: Arc<RwLock<View>>,
+    changed: Arc<watch::Sender<u64>>,
     sender: Arc<dyn GossipSender>,
-) {
+}
+
+async fn drive(mut foca: SwimNode, mut rx: mpsc::UnboundedReceiver<Input>, driver: Driver) {
     let mut runtime = foca::AccumulatingRuntime::new();
     while let Some(input) = rx.recv().await {
         let result = match input {
@@ -495,35 +527,30 @@ async fn drive(
             Input::Stop => return,
             Input::Leave(done) => {
                 let _ = foca.leave_cluster(&mut runtime);
-                flush(&mut runtime, &inputs, &view, &*sender);
+                flush(&mut runtime, &driver);
                 let _ = done.send(());
                 return;
             }
         };
         let _ = result;
-        flush(&mut runtime, &inputs, &view, &*sender);
+        flush(&mut runtime, &driver);
     }
 }
 
 /// Sends what foca queued, schedules its timers and applies its notifications to the view.
-fn flush(
-    runtime: &mut foca::AccumulatingRuntime<Member>,
-    inputs: &mpsc::UnboundedSender<Input>,
-    view: &Arc<RwLock<View>>,
-    sender: &dyn GossipSender,
-) {
+fn flush(runtime: &mut foca::AccumulatingRuntime<Member>, driver: &Driver) {
     while let Some((to, data)) = runtime.to_send() {
-        sender.send(&to, data);
+        driver.sender.send(&to, data);
     }
     while let Some((after, timer)) = runtime.to_schedule() {
-        let inputs = inputs.clone();
+        let inputs = driver.inputs.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let _ = inputs.send(Input::Timer(timer));
         });
     }
     while let Some(notification) = runtime.to_notify() {
-        let mut view = view.write().expect("view lock");
+        let mut view = driver.view.write().expect("view lock");
         match notification {
             foca::OwnedNotification::MemberUp(m) => {
                 tracing::info!(peer = %m.node_id().short(), role = %m.role, "member up");
@@ -539,6 +566,7 @@ fn flush(
             }
             _ => {}
         }
+        driver.changed.send_replace(view.changes);
     }
 }
 

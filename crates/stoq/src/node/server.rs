@@ -184,6 +184,8 @@ struct Inner {
     load_bits: AtomicU64,
     served_since_report: AtomicU64,
     preferred_upstream: Mutex<Option<NodeId>>,
+    /// The last upstream ranking: membership change count, when, and the ranking.
+    upstream_cache: Mutex<Option<(u64, Instant, Vec<Member>)>>,
     upload_counter: AtomicU64,
     names: Mutex<HashMap<String, (NameRecord, Instant)>>,
     /// Smoothed throughput this node observed pulling chunks from each upstream (Mbit/s).
@@ -300,6 +302,7 @@ impl Node {
             load_bits: AtomicU64::new(0f64.to_bits()),
             served_since_report: AtomicU64::new(0),
             preferred_upstream: Mutex::new(None),
+            upstream_cache: Mutex::new(None),
             upload_counter: AtomicU64::new(0),
             names: Mutex::default(),
             restrictions: Mutex::default(),
@@ -523,9 +526,25 @@ fn matrix(inner: &Inner) -> RoutingMatrix {
     matrix
 }
 
-/// The nodes this node pulls missing content from, best first. Edges use origins and relays
-/// (a relay only where the best route to an origin runs through it); relays use origins.
+/// The nodes this node pulls missing content from, best first: ranked afresh when a member
+/// came or went or the ranking is older than a report interval (loads and RTTs change no
+/// faster), and otherwise reused, so a burst of misses does not rebuild the matrix each time.
 fn upstreams(inner: &Inner) -> Vec<Member> {
+    let changes = inner.membership.changes();
+    let mut cached = inner.upstream_cache.lock().expect("upstream cache lock");
+    if let Some((seen, at, list)) = cached.as_ref() {
+        if *seen == changes && at.elapsed() < REPORT_INTERVAL {
+            return list.clone();
+        }
+    }
+    let list = rank_upstreams(inner);
+    *cached = Some((changes, Instant::now(), list.clone()));
+    list
+}
+
+/// Ranks upstreams by the routing matrix. Edges use origins and relays (a relay only where the
+/// best route to an origin runs through it); relays use origins.
+fn rank_upstreams(inner: &Inner) -> Vec<Member> {
     let peers = inner.membership.peers();
     let by_id: HashMap<NodeId, &Member> = peers
         .iter()
@@ -646,9 +665,14 @@ async fn manifest_of(inner: &Arc<Inner>, id: ContentId, asked: bool) -> Shared<A
         .await
 }
 
-/// Chunk `index` of `id`: from the store, the cache, or upstream (one fetch however many ask).
-async fn chunk_of(inner: &Arc<Inner>, id: ContentId, index: u32) -> Shared<Bytes> {
-    let manifest = manifest_of(inner, id, false).await?;
+/// Chunk `index` of `id` (whose manifest the caller resolved): from the store, the cache, or
+/// upstream (one fetch however many ask).
+async fn chunk_of(
+    inner: &Arc<Inner>,
+    id: ContentId,
+    manifest: Arc<Manifest>,
+    index: u32,
+) -> Shared<Bytes> {
     let entry = manifest.chunks.get(index as usize).cloned().ok_or((
         ErrorCode::BadRequest,
         format!("content {id} has no chunk {index}"),
@@ -726,189 +750,188 @@ async fn chunk_of(inner: &Arc<Inner>, id: ContentId, index: u32) -> Shared<Bytes
         .await
 }
 
-/// Answers one request.
+/// What a request is answered with.
+enum Answer {
+    /// A body (DATA frames), then a RESPONSE carrying the second part.
+    Body(Bytes, Bytes),
+    /// A RESPONSE only.
+    Response(Bytes),
+}
+
+impl Answer {
+    fn json(doc: serde_json::Value) -> Self {
+        Answer::Response(Bytes::from(doc.to_string()))
+    }
+}
+
+/// The request kind an operation is counted under in the metrics.
+fn kind_of(op: Op) -> &'static str {
+    match op {
+        Op::GetManifest => "manifest",
+        Op::GetChunk => "chunk",
+        Op::GetShard | Op::StoreShards | Op::Holders => "shard",
+        Op::Put => "put",
+        Op::Purge => "purge",
+        Op::Prefetch => "prefetch",
+        Op::Locate => "locate",
+        Op::Status => "status",
+        Op::Gossip => "gossip",
+        Op::NameSet | Op::NameGet => "name",
+        Op::Ping | Op::Echo | Op::Sink | Op::Discard => "other",
+    }
+}
+
+/// Answers one request: the basic operations as a bare endpoint does, the others here.
 async fn handle(inner: Arc<Inner>, mut req: IncomingRequest) -> Result<(), TransportError> {
     let op = req.payload.first().copied().and_then(Op::from_code);
-    let args = req.payload.slice(1.min(req.payload.len())..);
-    let mut response = Bytes::new();
-    let answer: Shared<Bytes> = match op {
-        Some(Op::GetManifest) => {
-            inner.metrics.request("manifest");
-            match wire::get_args(&args, 32) {
-                Some((head, token)) => {
-                    let id = wire::content_id(head).expect("32 bytes");
-                    match manifest_of(&inner, id, true).await {
-                        Ok(m) => check_read(&inner, &req.conn, &id, token).map(|digest| {
-                            if let Some(d) = digest {
-                                response = Bytes::copy_from_slice(&d);
-                            }
-                            Bytes::from(m.encode())
-                        }),
-                        Err(e) => Err(e),
-                    }
-                }
-                None => Err((
-                    ErrorCode::BadRequest,
-                    "a content id (32 bytes) is required, then an optional read token".into(),
-                )),
-            }
-        }
-        Some(Op::GetChunk) => {
-            inner.metrics.request("chunk");
-            let started = Instant::now();
-            let result = match wire::get_args(&args, 36) {
-                Some((head, token)) => {
-                    let id = wire::content_id(head).expect("32 bytes");
-                    let index = u32::from_be_bytes(head[32..36].try_into().expect("4 bytes"));
-                    match manifest_of(&inner, id, false).await {
-                        Ok(_) => match check_read(&inner, &req.conn, &id, token) {
-                            Ok(_) => chunk_of(&inner, id, index).await,
-                            Err(e) => Err(e),
-                        },
-                        Err(e) => Err(e),
-                    }
-                }
-                None => Err((
-                    ErrorCode::BadRequest,
-                    "GET_CHUNK needs id + u32 index, then an optional read token".into(),
-                )),
-            };
-            inner.metrics.chunk_latency.observe(started.elapsed());
-            result
-        }
-        Some(Op::GetShard) => {
-            inner.metrics.request("shard");
-            match (wire::content_id(&args), &inner.store) {
-                (Some(shard), Some(store)) if args.len() == 32 => {
-                    let store = store.clone();
-                    tokio::task::spawn_blocking(move || {
-                        store.read().expect("store lock").blob(&shard)
-                    })
-                    .await
-                    .map_err(|e| (ErrorCode::Internal, e.to_string()))
-                    .and_then(|r| r.map_err(|e| (ErrorCode::Internal, e.to_string())))
-                    .and_then(|b| {
-                        b.map(Bytes::from)
-                            .ok_or((ErrorCode::NotFound, format!("no shard {shard} here")))
-                    })
-                }
-                (Some(_), None) => Err((ErrorCode::NotFound, "this node keeps no shards".into())),
-                _ => Err((
-                    ErrorCode::BadRequest,
-                    "a shard id (32 bytes) is required".into(),
-                )),
-            }
-        }
-        Some(Op::StoreShards) => {
-            inner.metrics.request("shard");
-            let outcome = store_shards(&inner, &mut req, &args).await;
-            return respond_json(&mut req, outcome).await;
-        }
-        Some(Op::Holders) => {
-            inner.metrics.request("shard");
-            let outcome = match (wire::content_id(&args), &inner.store) {
-                (Some(id), Some(store)) if args.len() == 32 => store
-                    .read()
-                    .expect("store lock")
-                    .placement(&id)
-                    .map_err(|e| (ErrorCode::Internal, e.to_string()))
-                    .and_then(|p| {
-                        p.ok_or((
-                            ErrorCode::NotFound,
-                            format!("content {id} is not placed across nodes"),
-                        ))
-                    })
-                    .and_then(|p| {
-                        serde_json::from_slice(&p).map_err(|e| (ErrorCode::Internal, e.to_string()))
-                    }),
-                (Some(id), None) => Err((
-                    ErrorCode::NotFound,
-                    format!("content {id} is not placed across nodes"),
-                )),
-                _ => Err((
-                    ErrorCode::BadRequest,
-                    "a content id (32 bytes) is required".into(),
-                )),
-            };
-            return respond_json(&mut req, outcome).await;
-        }
-        Some(Op::Gossip) => {
-            inner.metrics.request("gossip");
-            let answer = match req.conn.peer_node_id() {
-                None => Err((
-                    ErrorCode::Unauthorized,
-                    "membership needs a node certificate".into(),
-                )),
-                Some(from) => inner
-                    .membership
-                    .receive(args.clone(), from)
-                    .map(|()| Bytes::new())
-                    .map_err(|e| (ErrorCode::BadRequest, e.to_string())),
-            };
-            return match answer {
-                Ok(_) => {
-                    req.reply.send_response(Bytes::new()).await?;
-                    req.reply.finish()
-                }
-                Err((code, reason)) => req.reply.send_error(code, &reason).await,
-            };
-        }
-        Some(Op::Put) => {
-            inner.metrics.request("put");
-            let outcome = put(&inner, &mut req, &args).await;
-            return respond_json(&mut req, outcome).await;
-        }
-        Some(Op::Purge) => {
-            inner.metrics.request("purge");
-            let outcome = purge(&inner, &args).await;
-            return respond_json(&mut req, outcome).await;
-        }
-        Some(Op::Prefetch) => {
-            inner.metrics.request("prefetch");
-            let outcome = prefetch(&inner, &args).await;
-            return respond_json(&mut req, outcome).await;
-        }
-        Some(Op::Locate) => {
-            inner.metrics.request("locate");
-            let outcome = locate(&inner, &args, req.conn.remote_addr(), req.conn.rtt());
-            return respond_json(&mut req, outcome).await;
-        }
-        Some(Op::NameSet) => {
-            inner.metrics.request("name");
-            let outcome = name_set(&inner, &args).await;
-            return respond_json(&mut req, outcome).await;
-        }
-        Some(Op::NameGet) => {
-            inner.metrics.request("name");
-            return match name_get(&inner, &args).await {
-                Ok(record) => {
-                    req.reply.send_response(record.encode()).await?;
-                    req.reply.finish()
-                }
-                Err((code, reason)) => req.reply.send_error(code, &reason).await,
-            };
-        }
-        Some(Op::Status) => {
-            inner.metrics.request("status");
-            return respond_json(&mut req, Ok(status(&inner))).await;
-        }
-        _ => {
-            inner.metrics.request("other");
-            return super::basic(req, &inner.endpoint.node_id().to_string()).await;
-        }
+    let Some(op) = op.filter(|op| kind_of(*op) != "other") else {
+        inner.metrics.request("other");
+        return super::basic(req, &inner.endpoint.node_id().to_string()).await;
     };
+    inner.metrics.request(kind_of(op));
+    let started = Instant::now();
+    let answer = answer(&inner, op, &mut req).await;
+    if op == Op::GetChunk {
+        inner.metrics.chunk_latency.observe(started.elapsed());
+    }
     match answer {
-        Ok(bytes) => {
-            let len = bytes.len() as u64;
-            req.reply.send_data(bytes).await?;
+        Ok(Answer::Body(body, response)) => {
+            let len = body.len() as u64;
+            req.reply.send_data(body).await?;
             req.reply.send_end().await?;
             req.reply.send_response(response).await?;
             inner.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
             inner.served_since_report.fetch_add(len, Ordering::Relaxed);
             req.reply.finish()
         }
+        Ok(Answer::Response(payload)) => {
+            req.reply.send_response(payload).await?;
+            req.reply.finish()
+        }
         Err((code, reason)) => req.reply.send_error(code, &reason).await,
     }
+}
+
+/// A GET's content id, the bytes after it (a chunk's index) and the read token it may carry.
+type GetTarget<'a> = (ContentId, &'a [u8], Option<&'a [u8]>);
+
+/// The content id (and, for chunks, index) a GET names, and the read token it may carry.
+fn get_target<'a>(args: &'a [u8], fixed: usize, usage: &str) -> Shared<GetTarget<'a>> {
+    let (head, token) =
+        wire::get_args(args, fixed).ok_or((ErrorCode::BadRequest, usage.to_owned()))?;
+    Ok((
+        wire::content_id(head).expect("at least 32 bytes"),
+        &head[32..],
+        token,
+    ))
+}
+
+/// The answer to one operation other than the basic ones.
+async fn answer(inner: &Arc<Inner>, op: Op, req: &mut IncomingRequest) -> Shared<Answer> {
+    let args = req.payload.slice(1..);
+    match op {
+        Op::GetManifest => {
+            let (id, _, token) = get_target(
+                &args,
+                32,
+                "a content id (32 bytes) is required, then an optional read token",
+            )?;
+            let manifest = manifest_of(inner, id, true).await?;
+            let digest = check_read(inner, &req.conn, &id, token)?;
+            let restriction = digest.map_or_else(Bytes::new, |d| Bytes::copy_from_slice(&d));
+            Ok(Answer::Body(Bytes::from(manifest.encode()), restriction))
+        }
+        Op::GetChunk => {
+            let (id, index, token) = get_target(
+                &args,
+                36,
+                "GET_CHUNK needs id + u32 index, then an optional read token",
+            )?;
+            let index = u32::from_be_bytes(index.try_into().expect("4 bytes"));
+            let manifest = manifest_of(inner, id, false).await?;
+            check_read(inner, &req.conn, &id, token)?;
+            Ok(Answer::Body(
+                chunk_of(inner, id, manifest, index).await?,
+                Bytes::new(),
+            ))
+        }
+        Op::GetShard => Ok(Answer::Body(shard(inner, &args).await?, Bytes::new())),
+        Op::StoreShards => store_shards(inner, req, &args).await.map(Answer::json),
+        Op::Holders => holders(inner, &args).map(Answer::json),
+        Op::Gossip => {
+            let from = req.conn.peer_node_id().ok_or((
+                ErrorCode::Unauthorized,
+                "membership needs a node certificate".to_owned(),
+            ))?;
+            inner
+                .membership
+                .receive(args, from)
+                .map_err(|e| (ErrorCode::BadRequest, e.to_string()))?;
+            Ok(Answer::Response(Bytes::new()))
+        }
+        Op::Put => put(inner, req, &args).await.map(Answer::json),
+        Op::Purge => purge(inner, &args).await.map(Answer::json),
+        Op::Prefetch => prefetch(inner, &args).await.map(Answer::json),
+        Op::Locate => {
+            locate(inner, &args, req.conn.remote_addr(), req.conn.rtt()).map(Answer::json)
+        }
+        Op::NameSet => name_set(inner, &args).await.map(Answer::json),
+        Op::NameGet => name_get(inner, &args)
+            .await
+            .map(|r| Answer::Response(Bytes::from(r.encode()))),
+        Op::Status => Ok(Answer::json(status(inner))),
+        Op::Ping | Op::Echo | Op::Sink | Op::Discard => unreachable!("answered by basic()"),
+    }
+}
+
+/// GET_SHARD: a blob this node holds, by id.
+async fn shard(inner: &Inner, args: &[u8]) -> Shared<Bytes> {
+    let shard = match wire::content_id(args) {
+        Some(id) if args.len() == 32 => id,
+        _ => {
+            return Err((
+                ErrorCode::BadRequest,
+                "a shard id (32 bytes) is required".into(),
+            ))
+        }
+    };
+    let store = inner
+        .store
+        .clone()
+        .ok_or((ErrorCode::NotFound, "this node keeps no shards".to_owned()))?;
+    tokio::task::spawn_blocking(move || store.read().expect("store lock").blob(&shard))
+        .await
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .map(Bytes::from)
+        .ok_or((ErrorCode::NotFound, format!("no shard {shard} here")))
+}
+
+/// HOLDERS: where a content's shards were placed.
+fn holders(inner: &Inner, args: &[u8]) -> Shared<serde_json::Value> {
+    let id = match wire::content_id(args) {
+        Some(id) if args.len() == 32 => id,
+        _ => {
+            return Err((
+                ErrorCode::BadRequest,
+                "a content id (32 bytes) is required".into(),
+            ))
+        }
+    };
+    let not_placed = || {
+        (
+            ErrorCode::NotFound,
+            format!("content {id} is not placed across nodes"),
+        )
+    };
+    let store = inner.store.as_ref().ok_or_else(not_placed)?;
+    let placement = store
+        .read()
+        .expect("store lock")
+        .placement(&id)
+        .map_err(|e| (ErrorCode::Internal, e.to_string()))?
+        .ok_or_else(not_placed)?;
+    serde_json::from_slice(&placement).map_err(|e| (ErrorCode::Internal, e.to_string()))
 }
 
 /// Keeps a restriction learned from upstream, within a bound (the oldest-keyed goes first).
@@ -973,19 +996,6 @@ fn check_read(
         ErrorCode::Unauthorized,
         format!("content {id} is restricted: a valid read token is required"),
     ))
-}
-
-async fn respond_json(
-    req: &mut IncomingRequest,
-    outcome: Shared<serde_json::Value>,
-) -> Result<(), TransportError> {
-    match outcome {
-        Ok(doc) => {
-            req.reply.send_response(doc.to_string()).await?;
-            req.reply.finish()
-        }
-        Err((code, reason)) => req.reply.send_error(code, &reason).await,
-    }
 }
 
 /// Checks the admin token at the start of `args`; returns the rest.
@@ -1666,7 +1676,7 @@ async fn prefetch(inner: &Arc<Inner>, args: &[u8]) -> Shared<serde_json::Value> 
     let manifest = manifest_of(inner, id, false).await?;
     let mut bytes = 0u64;
     for index in 0..manifest.chunks.len() as u32 {
-        bytes += chunk_of(inner, id, index).await?.len() as u64;
+        bytes += chunk_of(inner, id, manifest.clone(), index).await?.len() as u64;
     }
     Ok(json!({ "id": id.to_string(), "chunks": manifest.chunks.len(), "bytes": bytes }))
 }
