@@ -157,6 +157,12 @@ impl EdgeCache {
         self.lookup(id, true)
     }
 
+    /// The verified bytes of `id` without counting a hit or miss (a re-check after a lookup
+    /// that was already counted).
+    pub fn peek(&self, id: &Hash32) -> Option<Vec<u8>> {
+        self.lookup(id, false)
+    }
+
     fn lookup(&self, id: &Hash32, count: bool) -> Option<Vec<u8>> {
         let known = self.policy.lock().expect("policy lock").contains(id);
         let bytes = if known {

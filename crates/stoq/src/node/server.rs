@@ -632,6 +632,10 @@ async fn manifest_of(inner: &Arc<Inner>, id: ContentId, asked: bool) -> Shared<A
     inner
         .manifests
         .get_or_fetch(id, move || async move {
+            // A fetch that finished between our cache check and now has stored the manifest.
+            if let Some(m) = fetcher.cache.as_ref().and_then(|c| c.manifest(&id, false)) {
+                return Ok(Arc::new(m));
+            }
             let mut last = not_found(&id);
             for up in upstreams(&fetcher) {
                 let Ok(conn) = fetcher.dialer.connect(up.node_id(), up.addr).await else {
@@ -711,6 +715,10 @@ async fn chunk_of(
     inner
         .chunks
         .get_or_fetch(entry.id, move || async move {
+            // A fetch that finished between our cache check and now has stored the chunk.
+            if let Some(bytes) = fetcher.cache.as_ref().and_then(|c| c.peek(&entry.id)) {
+                return Ok(Bytes::from(bytes));
+            }
             let mut last = (
                 ErrorCode::NotFound,
                 format!("no upstream has chunk {index} of {id}"),
