@@ -15,14 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use stoq::chunking::ContentId;
-use stoq::node::client::{self, Source};
-use stoq::node::content::{fetch_with, FetchOptions};
-use stoq::node::membership::Role;
-use stoq::node::token::AdminToken;
-use stoq::node::Node;
+use stoq::client::{self, FetchOptions, FetchReport, Located};
+use stoq::protocol::{Location, PutSettings};
 use stoq::routing::{synthetic, CostWeights, Objective};
-use stoq::store::PutOptions;
-use stoq::transport::{NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
+use stoq::transport::{NodeIdentity, StoqEndpoint};
+use stoq::{AdminToken, Node, Role};
 
 use crate::bench::noise;
 use crate::cli::DemoArgs;
@@ -50,16 +47,6 @@ const CITIES: [(&str, &str, &str); 3] = [
     ("New York", "us-east", "40.71,-74.01"),
     ("Singapore", "ap-southeast", "1.35,103.82"),
 ];
-
-/// A connection to a located source, its id pinned.
-async fn connect(client: &StoqEndpoint, source: &Source) -> Result<StoqConnection> {
-    Ok(client
-        .connect(
-            SocketAddr::V6(source.addr),
-            &PeerExpectation::Node(source.id),
-        )
-        .await?)
-}
 
 /// A writer that signals once `after` bytes went through it.
 struct Tripwire {
@@ -90,6 +77,12 @@ fn name_of(nodes: &[(&str, &Node)], addr: &str) -> String {
         .map_or(addr.to_owned(), |(name, _)| (*name).to_owned())
 }
 
+/// Where a client at `near` should fetch from, as the origin answers it, dialled.
+async fn locate(client: &StoqEndpoint, origin: &Node, near: &str) -> Result<Located> {
+    let near = Location::parse(&format!("geo:{near}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Located::locate(client, &[(origin.node_id(), origin.local_addr())], &near).await?)
+}
+
 /// A client at `near` asks the origin where to go and fetches from the nearest edge.
 async fn client_fetch(
     client: &StoqEndpoint,
@@ -97,26 +90,16 @@ async fn client_fetch(
     near: &str,
     id: &ContentId,
     parallel: usize,
-) -> Result<(
-    Vec<Source>,
-    Vec<u8>,
-    stoq::node::content::FetchReport,
-    Duration,
-)> {
-    let entry = dial(client, origin).await?;
-    let sources = client::locate(&entry, &format!("geo:{near}")).await?;
-    let mut conns = Vec::new();
-    for s in &sources {
-        conns.push(connect(client, s).await?);
-    }
+) -> Result<(Located, Vec<u8>, FetchReport, Duration)> {
+    let located = locate(client, origin, near).await?;
     let started = Instant::now();
     let mut out = Vec::new();
     let options = FetchOptions {
         active: parallel,
         read_token: None,
     };
-    let report = fetch_with(&conns, id, &mut out, &options, |_| Ok(0)).await?;
-    Ok((sources, out, report, started.elapsed()))
+    let report = located.fetch(id, &mut out, &options, |_| Ok(0)).await?;
+    Ok((located, out, report, started.elapsed()))
 }
 
 fn mbps(bytes: usize, took: Duration) -> f64 {
@@ -183,16 +166,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let path = scratch.0.join(format!("site-v{}.txt", i + 1));
         std::fs::write(&path, version)?;
         let report =
-            client::publish(&publisher, token.as_str(), &path, &PutOptions::default()).await?;
-        ids.push(report["id"].as_str().context("id")?.parse::<ContentId>()?);
+            client::publish(&publisher, token.as_str(), &path, PutSettings::default()).await?;
+        ids.push(report.id);
         reports.push(report);
     }
     println!(
         "2. published a {} MiB text file ({} chunks) with the admin token; version 2, one line changed, added {} new chunk(s) ({} KiB)",
         v1.len() >> 20,
-        reports[0]["chunks"],
-        reports[1]["new_chunks"],
-        reports[1]["new_bytes"].as_u64().unwrap_or(0) >> 10
+        reports[0].chunks,
+        reports[1].new_chunks,
+        reports[1].new_bytes >> 10
     );
 
     let (sources, out, report, took) =
@@ -200,7 +183,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     ensure!(out == v2, "Paris got different bytes");
     println!(
         "3. client in Paris: nearest edge is {}; fetched {} MiB in {:.0} ms ({:.0} MB/s), the edge pulled the chunks from the origin once, every chunk verified",
-        name_of(&names, &SocketAddr::V6(sources[0].addr).to_string()),
+        name_of(&names, &sources.sources[0].1.remote_addr().to_string()),
         out.len() >> 20,
         took.as_secs_f64() * 1e3,
         mbps(out.len(), took)
@@ -211,7 +194,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     ensure!(out == v2, "Boston got different bytes");
     println!(
         "4. client in Boston: nearest edge is {}; fetched in {:.0} ms ({:.0} MB/s)",
-        name_of(&names, &SocketAddr::V6(sources[0].addr).to_string()),
+        name_of(&names, &sources.sources[0].1.remote_addr().to_string()),
         took.as_secs_f64() * 1e3,
         mbps(out.len(), took)
     );
@@ -233,17 +216,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let big = noise(args.size, 42);
     let path = scratch.0.join("video.bin");
     std::fs::write(&path, &big)?;
-    let report = client::publish(&publisher, token.as_str(), &path, &PutOptions::default()).await?;
-    let big_id: ContentId = report["id"].as_str().context("id")?.parse()?;
-    let entry = dial(&client, &origin).await?;
-    let sources = client::locate(&entry, "geo:-33.87,151.21").await?;
-    let mut conns = Vec::new();
-    for s in &sources {
-        conns.push(connect(&client, s).await?);
-    }
+    let report = client::publish(&publisher, token.as_str(), &path, PutSettings::default()).await?;
+    let big_id: ContentId = report.id;
+    let sydney = locate(&client, &origin, "-33.87,151.21").await?;
     let victim = edges
         .iter()
-        .find(|e| e.node_id() == sources[0].id)
+        .find(|e| e.node_id() == sydney.sources[0].0)
         .context("nearest edge")?
         .clone();
     let (tripped, trip) = tokio::sync::oneshot::channel();
@@ -265,7 +243,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         active: 2,
         read_token: None,
     };
-    let report = fetch_with(&conns, &big_id, &mut out, &options, |_| Ok(0)).await?;
+    let report = sydney.fetch(&big_id, &mut out, &options, |_| Ok(0)).await?;
     let took = started.elapsed();
     killer.await?;
     ensure!(out.out == big, "Sydney got different bytes");
@@ -299,7 +277,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     ensure!(gone.is_err(), "a wrong token was accepted");
     println!(
         "8. purged version 1 through the origin: it reached {} edge(s); a purge with a wrong token was refused and changed nothing",
-        answer["reached"].as_array().map_or(0, Vec::len)
+        answer.reached.len()
     );
 
     let topology = synthetic::realistic(1000, 4, 7);

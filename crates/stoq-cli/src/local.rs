@@ -1,14 +1,10 @@
 //! Helpers for running nodes inside this process, as the demo and the benchmarks do.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use stoq::node::membership::Role;
-use stoq::node::token::AdminToken;
-use stoq::node::{Node, NodeOptions};
-use stoq::transport::{PeerExpectation, StoqConnection, StoqEndpoint};
-use stoq::StoqConfig;
+use stoq::transport::{StoqConnection, StoqEndpoint};
+use stoq::{AdminToken, Node, NodeOptions, Role, StoqConfig};
 
 /// A scratch directory under the system temp dir, removed when dropped.
 pub struct Scratch(pub PathBuf);
@@ -75,10 +71,5 @@ pub async fn peers_become(nodes: &[&Node], count: usize, within: std::time::Dura
 
 /// A connection from `client` to a local node, its id pinned.
 pub async fn dial(client: &StoqEndpoint, node: &Node) -> Result<StoqConnection> {
-    Ok(client
-        .connect(
-            SocketAddr::V6(node.local_addr()),
-            &PeerExpectation::Node(node.node_id()),
-        )
-        .await?)
+    Ok(stoq::client::dial(client, node.node_id(), node.local_addr()).await?)
 }

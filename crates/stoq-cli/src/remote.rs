@@ -3,19 +3,18 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use stoq::chunking::{ContentId, ErasurePolicy, Manifest};
-use stoq::node::client;
-use stoq::node::token::{AdminToken, TOKEN_FILE};
-use stoq::store::PutOptions;
-use stoq::transport::{NodeId, NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
+use stoq::client::{self, FetchOptions, Located};
+use stoq::node::TOKEN_FILE;
+use stoq::protocol::{read_digest, Location, PutSettings};
+use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
+use stoq::AdminToken;
 
 use crate::cli::{usage, AdminArgs, GetArgs, NameCommand, PutArgs};
 use crate::known;
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn endpoint() -> Result<StoqEndpoint> {
     Ok(StoqEndpoint::client(
@@ -25,13 +24,9 @@ fn endpoint() -> Result<StoqEndpoint> {
 }
 
 async fn connect(client: &StoqEndpoint, id: NodeId, addr: SocketAddrV6) -> Result<StoqConnection> {
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        client.connect(SocketAddr::V6(addr), &PeerExpectation::Node(id)),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))?
-    .with_context(|| format!("cannot reach {addr}"))
+    client::dial(client, id, addr)
+        .await
+        .with_context(|| format!("cannot reach {addr}"))
 }
 
 /// The admin token: `--token-file`, else `./stoq-data/admin.token` if it exists.
@@ -47,6 +42,16 @@ fn token(file: Option<&Path>) -> Result<AdminToken> {
         }
     };
     AdminToken::read(&path).map_err(usage)
+}
+
+/// A read token from `--read-token-file`, if given.
+fn read_token(file: Option<&Path>) -> Result<Option<String>> {
+    file.map(|path| {
+        std::fs::read_to_string(path)
+            .map(|t| t.trim().to_owned())
+            .with_context(|| format!("cannot read {}", path.display()))
+    })
+    .transpose()
 }
 
 /// `stoq put FILE --node ADDR`: publishes to an origin.
@@ -68,40 +73,27 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
     let client = endpoint()?;
     let conn = connect(&client, id, addr).await?;
     let started = Instant::now();
-    let options = PutOptions {
+    let settings = PutSettings {
         erasure,
         kind: args.kind.map(Into::into),
+        read_digest: read_token(args.read_token_file.as_deref())?.map(|t| read_digest(&t)),
     };
-    let read_token = match &args.read_token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
-    let mut report = client::publish_restricted(
-        &conn,
-        token.as_str(),
-        &args.file,
-        &options,
-        read_token.as_deref(),
-    )
-    .await
-    .with_context(|| format!("{addr} refused the upload"))?;
+    let report = client::publish(&conn, token.as_str(), &args.file, settings)
+        .await
+        .with_context(|| format!("{addr} refused the upload"))?;
     let elapsed = started.elapsed();
     if args.json {
-        report["elapsed_ms"] = (elapsed.as_secs_f64() * 1e3).into();
-        report["node"] = SocketAddr::V6(addr).to_string().into();
-        println!("{report}");
+        let mut doc = serde_json::to_value(&report)?;
+        doc["elapsed_ms"] = (elapsed.as_secs_f64() * 1e3).into();
+        doc["node"] = SocketAddr::V6(addr).to_string().into();
+        println!("{doc}");
     } else {
-        println!("{}", report["id"].as_str().unwrap_or_default());
+        println!("{}", report.id);
         eprintln!(
             "published {} bytes to {addr} as {} chunks ({} new) in {:.0} ms",
-            report["size"],
-            report["chunks"],
-            report["new_chunks"],
+            report.size,
+            report.chunks,
+            report.new_chunks,
             elapsed.as_secs_f64() * 1e3
         );
     }
@@ -175,37 +167,17 @@ pub async fn get(args: GetArgs) -> Result<()> {
         .map(|n| known::resolve(n))
         .collect::<Result<Vec<_>>>()?;
     let location = match &args.near {
-        Some(near) => {
+        Some(near) => Location::Geo(
             stoq::routing::GeoPoint::parse(near)
-                .ok_or_else(|| usage(format!("--near {near:?}: use LAT,LON in degrees")))?;
-            format!("geo:{near}")
-        }
-        None => String::new(),
+                .ok_or_else(|| usage(format!("--near {near:?}: use LAT,LON in degrees")))?,
+        ),
+        None => Location::ByAddress,
     };
     let client = endpoint()?;
-    let entry = connect(&client, given[0].0, given[0].1).await?;
-    let mut candidates: Vec<(NodeId, SocketAddrV6)> = match client::locate(&entry, &location).await
-    {
-        Ok(sources) => sources.into_iter().map(|s| (s.id, s.addr)).collect(),
-        // A lone node, or no prefix table entry for this address: use the nodes given.
-        Err(e) if args.near.is_none() => {
-            tracing::info!(error = %e, "no edge located; using the nodes given");
-            Vec::new()
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("cannot locate an edge")),
-    };
-    for g in &given {
-        if !candidates.iter().any(|c| c.0 == g.0) {
-            candidates.push(*g);
-        }
-    }
-    let conns = dial_all(&client, &candidates).await;
-    if conns.is_empty() {
-        anyhow::bail!(
-            "none of the {} candidate sources answered",
-            candidates.len()
-        );
-    }
+    let located = Located::locate(&client, &given, &location)
+        .await
+        .context("cannot locate a source")?;
+    let conns = located.connections();
     let id = match (id, &name) {
         (Some(id), _) => id,
         (None, Some(name)) => {
@@ -216,18 +188,9 @@ pub async fn get(args: GetArgs) -> Result<()> {
         }
         (None, None) => unreachable!("an id or a name"),
     };
-    let read_token = match &args.read_token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
-    let options = stoq::node::content::FetchOptions {
+    let options = FetchOptions {
         active: args.parallel,
-        read_token,
+        read_token: read_token(args.read_token_file.as_deref())?,
     };
     let started = Instant::now();
     let report = match &args.output {
@@ -246,23 +209,24 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 inner: std::io::BufWriter::new(&mut file),
                 bar: bar.clone(),
             };
-            let report = stoq::node::content::fetch_with(&conns, &id, &mut out, &options, |m| {
-                let have = verified_prefix(&mut resume, m)?;
-                bar.set_length(m.size);
-                let done: u64 = m.chunks[..have as usize]
-                    .iter()
-                    .map(|c| u64::from(c.length))
-                    .sum();
-                bar.set_position(done);
-                Ok(have)
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "download stopped; run the same command again to resume from {}",
-                    part.display()
-                )
-            })?;
+            let report = located
+                .fetch(&id, &mut out, &options, |m| {
+                    let have = verified_prefix(&mut resume, m)?;
+                    bar.set_length(m.size);
+                    let done: u64 = m.chunks[..have as usize]
+                        .iter()
+                        .map(|c| u64::from(c.length))
+                        .sum();
+                    bar.set_position(done);
+                    Ok(have)
+                })
+                .await
+                .with_context(|| {
+                    format!(
+                        "download stopped; run the same command again to resume from {}",
+                        part.display()
+                    )
+                })?;
             out.flush()?;
             bar.finish_and_clear();
             drop(out);
@@ -273,8 +237,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
         None => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
-            let r =
-                stoq::node::content::fetch_with(&conns, &id, &mut out, &options, |_| Ok(0)).await?;
+            let r = located.fetch(&id, &mut out, &options, |_| Ok(0)).await?;
             out.flush()?;
             r
         }
@@ -324,35 +287,12 @@ pub async fn get(args: GetArgs) -> Result<()> {
     Ok(())
 }
 
-/// Dials every candidate at once; keeps those that answered, in the candidates' order.
-async fn dial_all(
-    client: &StoqEndpoint,
-    candidates: &[(NodeId, SocketAddrV6)],
-) -> Vec<StoqConnection> {
-    let tasks: Vec<_> = candidates
-        .iter()
-        .map(|&(id, addr)| {
-            let client = client.clone();
-            tokio::spawn(async move { connect(&client, id, addr).await })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok(Ok(conn)) => out.push(conn),
-            Ok(Err(e)) => tracing::info!(error = %e, "a candidate source is unreachable"),
-            Err(_) => {}
-        }
-    }
-    out
-}
-
 /// `stoq status --node ADDR`.
 pub async fn status(node: &str, json: bool) -> Result<()> {
     let (id, addr) = known::resolve(node)?;
     let client = endpoint()?;
     let conn = connect(&client, id, addr).await?;
-    let doc = client::status(&conn).await?;
+    let doc = serde_json::to_value(client::status(&conn).await?)?;
     if json {
         println!("{doc}");
         return Ok(());
@@ -406,11 +346,18 @@ pub async fn admin(args: AdminArgs, purge: bool) -> Result<()> {
     let client = endpoint()?;
     let conn = connect(&client, node_id, addr).await?;
     let answer = if purge {
-        client::purge(&conn, token.as_str(), &id).await
+        serde_json::to_value(
+            client::purge(&conn, token.as_str(), &id)
+                .await
+                .with_context(|| format!("{addr} refused"))?,
+        )?
     } else {
-        client::prefetch(&conn, token.as_str(), &id).await
-    }
-    .with_context(|| format!("{addr} refused"))?;
+        serde_json::to_value(
+            client::prefetch(&conn, token.as_str(), &id)
+                .await
+                .with_context(|| format!("{addr} refused"))?,
+        )?
+    };
     if args.json {
         println!("{answer}");
     } else if purge {
@@ -449,11 +396,11 @@ pub async fn name(command: NameCommand) -> Result<()> {
                     .await
                     .with_context(|| format!("{addr} refused"))?;
             if args.json {
-                println!("{record}");
+                println!("{}", serde_json::to_value(&record)?);
             } else {
                 println!(
                     "{} -> {id} (version {}, ttl {} s, stale-while-revalidate {} s)",
-                    args.name, record["version"], args.ttl, args.swr
+                    args.name, record.version, args.ttl, args.swr
                 );
             }
         }

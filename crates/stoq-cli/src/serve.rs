@@ -77,7 +77,7 @@ pub async fn ping(args: PingArgs) -> Result<()> {
         .connect(addr, &PeerExpectation::Node(expected))
         .await
         .with_context(|| format!("cannot reach {addr}"))?;
-    let id = stoq::node::ping(&conn).await?;
+    let id = stoq::client::ping(&conn).await?;
     let elapsed = started.elapsed();
     let rtt = conn.stats().rtt;
     if args.json {

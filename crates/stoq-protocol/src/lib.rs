@@ -8,6 +8,7 @@
 mod codes;
 mod frame;
 mod hex;
+mod node_id;
 
 pub use codes::ErrorCode;
 pub use frame::{
@@ -16,6 +17,7 @@ pub use frame::{
     MIN_MAX_FRAME_SIZE,
 };
 pub use hex::{decode_hex32, encode_hex32};
+pub use node_id::{NodeId, NodeIdParseError};
 
 /// The ALPN token of STOQ v1. A peer that offers anything else is refused during the handshake.
 pub const ALPN: &[u8] = b"stoq/1";

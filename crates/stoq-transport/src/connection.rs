@@ -85,7 +85,7 @@ impl StoqConnection {
             .and_then(|chain| {
                 chain
                     .first()
-                    .and_then(|leaf| NodeId::from_certificate(leaf).ok())
+                    .and_then(|leaf| crate::identity::node_id_of_certificate(leaf).ok())
             });
         StoqConnection {
             inner,

@@ -43,7 +43,9 @@ pub use connection::{ConnectionStats, StoqConnection};
 pub use endpoint::{EndpointCounters, IncomingRequest, ShutdownReport, StoqEndpoint};
 pub use error::TransportError;
 pub use framed::{FramedRecv, FramedSend};
-pub use identity::{NodeId, NodeIdParseError, NodeIdentity, CERT_FILE, KEY_FILE};
+pub use identity::{
+    node_id_of_certificate, NodeId, NodeIdParseError, NodeIdentity, CERT_FILE, KEY_FILE,
+};
 pub use pool::ConnectionPool;
 pub use trust::{load_ca_bundle, roots_from, PeerExpectation, PINNED_SERVER_NAME};
 

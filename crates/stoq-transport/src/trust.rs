@@ -120,7 +120,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented = NodeId::from_certificate(end_entity)
+        let presented = crate::identity::node_id_of_certificate(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if presented != self.expected {
             return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
@@ -183,7 +183,7 @@ impl ClientCertVerifier for PeerClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let presented = NodeId::from_certificate(end_entity)
+        let presented = crate::identity::node_id_of_certificate(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         // Open mode admits any key: the TLS 1.3 signature check below proves possession, so
         // the node id is authentic; what that node may do is the application's decision.

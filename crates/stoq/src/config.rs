@@ -10,9 +10,65 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stoq_transport::{CongestionController, PoolConfig, TransportConfig, TransportError};
 
-use crate::node::cache::PolicyKind;
-use crate::node::membership::{Role, MAX_REGION_LEN};
 use crate::routing::{CostWeights, GeoPoint};
+
+/// What a node does in the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Holds published content in its store.
+    Origin,
+    /// A pull-through cache near clients.
+    Edge,
+    /// Forwards requests toward origins along routes, caching nothing.
+    Relay,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Origin => "origin",
+            Role::Edge => "edge",
+            Role::Relay => "relay",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "origin" => Ok(Role::Origin),
+            "edge" => Ok(Role::Edge),
+            "relay" => Ok(Role::Relay),
+            other => Err(format!("unknown role {other:?}: use origin, edge or relay")),
+        }
+    }
+}
+
+/// Longest region name a member may carry.
+pub const MAX_REGION_LEN: usize = 64;
+
+/// Which eviction policy an edge cache uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Least recently used.
+    Lru,
+    /// S3-FIFO: scan-resistant.
+    S3fifo,
+}
+
+impl std::str::FromStr for PolicyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lru" => Ok(PolicyKind::Lru),
+            "s3fifo" => Ok(PolicyKind::S3fifo),
+            other => Err(format!("unknown cache policy {other:?}: use lru or s3fifo")),
+        }
+    }
+}
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -4,55 +4,25 @@
 //! [`ChunkEngine`], an [`EdgeNetwork`] — and may inject its own implementation of any of them;
 //! what it does not inject is STOQ's own ([`StoqEndpoint`], [`RoutingMatrix`],
 //! [`FastCdcEngine`], [`EdgeRegistry`]). The parts are trait objects, so the host's types never
-//! appear in STOQ's signatures. A running network node ([`Node`]) uses STOQ's own parts.
+//! appear in STOQ's signatures. A network node started from a [`Stoq`]
+//! ([`Stoq::start_node`]) uses what the host injected: its router ranks the node's upstreams,
+//! its chunk engine cuts what the node publishes, its edge network answers LOCATE.
 
-use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use stoq_transport::{
-    NodeId, NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportError,
-};
+use stoq_transport::{NodeId, NodeIdentity, PeerExpectation, StoqEndpoint, TransportError};
 
 use crate::chunking::{ChunkEngine, ContentId, FastCdcEngine};
+pub use crate::client::Transport;
+use crate::client::{fetch, FetchError, FetchReport};
 use crate::edge::{EdgeNetwork, EdgeRegistry, PrefixTable};
-use crate::node::content::{fetch, FetchError, FetchReport};
-use crate::node::{Node, NodeError, NodeOptions};
+use crate::node::{Node, NodeError, NodeOptions, SharedEdges, SharedRouter};
 use crate::routing::{Router, RoutingMatrix};
 use crate::store::{Store, StoreError};
 use crate::{ConfigError, StoqConfig};
-
-/// A boxed future, as trait objects return them.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Connections as a host application sees them; [`StoqEndpoint`] is the implementation.
-pub trait Transport: Send + Sync {
-    /// This end's node id.
-    fn node_id(&self) -> NodeId;
-    /// A connection to `addr`, checked as `expect` says.
-    fn connect<'a>(
-        &'a self,
-        addr: SocketAddr,
-        expect: &'a PeerExpectation,
-    ) -> BoxFuture<'a, Result<StoqConnection, TransportError>>;
-}
-
-impl Transport for StoqEndpoint {
-    fn node_id(&self) -> NodeId {
-        StoqEndpoint::node_id(self)
-    }
-
-    fn connect<'a>(
-        &'a self,
-        addr: SocketAddr,
-        expect: &'a PeerExpectation,
-    ) -> BoxFuture<'a, Result<StoqConnection, TransportError>> {
-        Box::pin(StoqEndpoint::connect(self, addr, expect))
-    }
-}
 
 /// Why a [`Stoq`] could not be built or could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -131,28 +101,41 @@ impl StoqBuilder {
             }
         };
         Ok(Stoq {
-            router: RwLock::new(
-                self.router
-                    .unwrap_or_else(|| Box::new(RoutingMatrix::new(self.config.routing.weights))),
-            ),
+            injected: Injected {
+                router: self.router.is_some(),
+                engine: self.engine.is_some(),
+                edges: self.edges.is_some(),
+            },
+            router: Arc::new(RwLock::new(self.router.unwrap_or_else(|| {
+                Box::new(RoutingMatrix::new(self.config.routing.weights))
+            }))),
             engine: self.engine.unwrap_or_else(|| Arc::new(FastCdcEngine)),
-            edges: RwLock::new(
+            edges: Arc::new(RwLock::new(
                 self.edges
                     .unwrap_or_else(|| Box::new(EdgeRegistry::new(PrefixTable::default()))),
-            ),
+            )),
             transport,
             config: self.config,
         })
     }
 }
 
+/// Which parts the host injected (a node uses those; it builds its own otherwise).
+#[derive(Debug, Clone, Copy)]
+struct Injected {
+    router: bool,
+    engine: bool,
+    edges: bool,
+}
+
 /// STOQ as a host application holds it: the parts, and what they do together.
 pub struct Stoq {
     config: StoqConfig,
+    injected: Injected,
     transport: Arc<dyn Transport>,
-    router: RwLock<Box<dyn Router>>,
+    router: SharedRouter,
     engine: Arc<dyn ChunkEngine>,
-    edges: RwLock<Box<dyn EdgeNetwork>>,
+    edges: SharedEdges,
 }
 
 impl std::fmt::Debug for Stoq {
@@ -180,7 +163,7 @@ impl Stoq {
     }
 
     /// The router (the host's, or a [`RoutingMatrix`]), behind a lock the host shares.
-    pub fn router(&self) -> &RwLock<Box<dyn Router>> {
+    pub fn router(&self) -> &SharedRouter {
         &self.router
     }
 
@@ -190,7 +173,7 @@ impl Stoq {
     }
 
     /// Edge selection (the host's, or an [`EdgeRegistry`]), behind a lock the host shares.
-    pub fn edge_network(&self) -> &RwLock<Box<dyn EdgeNetwork>> {
+    pub fn edge_network(&self) -> &SharedEdges {
         &self.edges
     }
 
@@ -228,9 +211,21 @@ impl Stoq {
         Ok(fetch(&conns, id, out).await?)
     }
 
-    /// Starts a network node with this facade's configuration (STOQ's own parts).
+    /// Starts a network node with this facade's configuration and the parts the host
+    /// injected: the router ranks its upstreams, the chunk engine cuts what it publishes, the
+    /// edge network answers its LOCATE requests. Parts not injected are the node's own (a
+    /// routing matrix built from membership, FastCDC, an edge registry).
     pub async fn start_node(&self, mut options: NodeOptions) -> Result<Node, NodeError> {
         options.config = self.config.clone();
+        if self.injected.router {
+            options.router = Some(self.router.clone());
+        }
+        if self.injected.engine {
+            options.chunk_engine = Some(self.engine.clone());
+        }
+        if self.injected.edges {
+            options.edge_network = Some(self.edges.clone());
+        }
         Node::start(options).await
     }
 }

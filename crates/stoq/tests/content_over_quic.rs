@@ -1,15 +1,19 @@
 //! Content served by real nodes on [::1] and fetched from several at once, verified.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use stoq::chunking::{ErasurePolicy, Hash32};
-use stoq::node::content::{fetch, fetch_manifest, FetchError};
-use stoq::node::NodeService;
+use stoq::client::{fetch, fetch_manifest, stall_deadline, FetchError};
+use stoq::protocol::Request;
 use stoq::store::{PutOptions, Store};
 use stoq::transport::{
     NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportConfig,
 };
+use stoq::{Node, NodeOptions, StoqConfig};
 
 fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -30,22 +34,33 @@ fn local() -> TransportConfig {
     }
 }
 
-/// A node serving `store`.
-fn node(store: impl Into<Arc<Store>>) -> StoqEndpoint {
-    let endpoint = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
-    let service = NodeService::new(endpoint.node_id().to_string(), Some(store.into()));
-    endpoint.serve(move |req| service.clone().handle(req));
-    endpoint
+/// An origin node serving the store in `dir` (filled and closed by the caller).
+async fn origin(dir: &Path) -> Node {
+    let mut config = StoqConfig::default();
+    config.transport.listen = "[::1]:0".parse().unwrap();
+    config.node.data_dir = dir.to_path_buf();
+    Node::start(NodeOptions::new(config)).await.unwrap()
 }
 
-async fn dial(client: &StoqEndpoint, node: &StoqEndpoint) -> StoqConnection {
+async fn dial(client: &StoqEndpoint, node: &Node) -> StoqConnection {
+    connect(client, SocketAddr::V6(node.local_addr()), node.node_id()).await
+}
+
+async fn connect(
+    client: &StoqEndpoint,
+    addr: SocketAddr,
+    id: stoq::transport::NodeId,
+) -> StoqConnection {
     client
-        .connect(
-            node.local_addr().unwrap(),
-            &PeerExpectation::Node(node.node_id()),
-        )
+        .connect(addr, &PeerExpectation::Node(id))
         .await
         .unwrap()
+}
+
+/// Fills a store in `dir` with `data`; returns the content id.
+fn stored(dir: &Path, data: &[u8], options: PutOptions) -> Hash32 {
+    let mut store = Store::open(dir).unwrap();
+    store.put_reader(data, options).unwrap().id
 }
 
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
@@ -64,14 +79,8 @@ async fn content_is_fetched_from_several_nodes_at_once() {
         );
         let mut nodes = Vec::new();
         for dir in &dirs {
-            let mut store = Store::open(dir.path()).unwrap();
-            ids.push(
-                store
-                    .put_reader(&data[..], PutOptions::default())
-                    .unwrap()
-                    .id,
-            );
-            nodes.push(node(store));
+            ids.push(stored(dir.path(), &data, PutOptions::default()));
+            nodes.push(origin(dir.path()).await);
         }
         assert_eq!(ids[0], ids[1], "same bytes, same content id on every node");
         let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
@@ -102,13 +111,8 @@ async fn a_source_serving_corrupt_chunks_is_dropped_and_the_others_finish() {
         let data = noise(2 << 20, 2);
         let good_dir = tempfile::tempdir().unwrap();
         let bad_dir = tempfile::tempdir().unwrap();
-        let mut good = Store::open(good_dir.path()).unwrap();
-        let id = good
-            .put_reader(&data[..], PutOptions::default())
-            .unwrap()
-            .id;
-        let mut bad = Store::open(bad_dir.path()).unwrap();
-        bad.put_reader(&data[..], PutOptions::default()).unwrap();
+        let id = stored(good_dir.path(), &data, PutOptions::default());
+        stored(bad_dir.path(), &data, PutOptions::default());
         // Corrupt every chunk file of the bad node: it can serve nothing intact.
         for sub in std::fs::read_dir(bad_dir.path().join("blobs")).unwrap() {
             for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
@@ -118,13 +122,13 @@ async fn a_source_serving_corrupt_chunks_is_dropped_and_the_others_finish() {
                 std::fs::write(&path, bytes).unwrap();
             }
         }
-        let (good, bad) = (node(good), node(bad));
+        let (good, bad) = (origin(good_dir.path()).await, origin(bad_dir.path()).await);
         let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
         let conns = vec![dial(&client, &bad).await, dial(&client, &good).await];
         let mut out = Vec::new();
         let report = fetch(&conns, &id, &mut out).await.unwrap();
         assert_eq!(out, data);
-        assert_eq!(report.dropped, vec![bad.local_addr().unwrap().to_string()]);
+        assert_eq!(report.dropped, vec![bad.local_addr().to_string()]);
         assert_eq!(
             report.sources[0].1, 0,
             "nothing from the bad source was used"
@@ -138,18 +142,12 @@ async fn erasure_coded_content_is_served_and_missing_content_is_an_error() {
     bounded(async {
         let data = noise(1 << 20, 3);
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
-        let id = store
-            .put_reader(
-                &data[..],
-                PutOptions {
-                    erasure: Some(ErasurePolicy { k: 3, m: 2 }),
-                    kind: None,
-                },
-            )
-            .unwrap()
-            .id;
-        let n = node(store);
+        let options = PutOptions {
+            erasure: Some(ErasurePolicy { k: 3, m: 2 }),
+            kind: None,
+        };
+        let id = stored(dir.path(), &data, options);
+        let n = origin(dir.path()).await;
         let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
         let conn = dial(&client, &n).await;
         let mut out = Vec::new();
@@ -203,14 +201,8 @@ async fn a_source_that_vanishes_mid_transfer_is_dropped_and_its_chunks_move_to_t
         let mut ids = Vec::new();
         let mut nodes = Vec::new();
         for dir in [&dir_a, &dir_c] {
-            let mut store = Store::open(dir.path()).unwrap();
-            ids.push(
-                store
-                    .put_reader(&data[..], PutOptions::default())
-                    .unwrap()
-                    .id,
-            );
-            nodes.push(node(store));
+            ids.push(stored(dir.path(), &data, PutOptions::default()));
+            nodes.push(origin(dir.path()).await);
         }
         let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
         let conns = vec![
@@ -222,7 +214,7 @@ async fn a_source_that_vanishes_mid_transfer_is_dropped_and_its_chunks_move_to_t
         let waiter = bell.clone();
         let killer = tokio::spawn(async move {
             waiter.notified().await;
-            vanishing.shutdown(Duration::ZERO).await;
+            vanishing.kill().await;
         });
         let mut out = Tripwire {
             out: Vec::new(),
@@ -235,10 +227,7 @@ async fn a_source_that_vanishes_mid_transfer_is_dropped_and_its_chunks_move_to_t
             out.out, data,
             "the content completed from the remaining source"
         );
-        assert_eq!(
-            report.dropped,
-            vec![nodes[0].local_addr().unwrap().to_string()]
-        );
+        assert_eq!(report.dropped, vec![nodes[0].local_addr().to_string()]);
         let (from_a, from_c) = (report.sources[0].1, report.sources[1].1);
         assert!(
             from_a > 0 && from_a < data.len() as u64,
@@ -258,47 +247,47 @@ async fn a_source_that_stalls_is_dropped_within_its_deadline() {
     bounded(async {
         let data = noise(1 << 20, 6);
         let (dir_s, dir_g) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut stores = Vec::new();
-        let mut id = None;
-        for dir in [&dir_s, &dir_g] {
-            let mut store = Store::open(dir.path()).unwrap();
-            id = Some(
-                store
-                    .put_reader(&data[..], PutOptions::default())
-                    .unwrap()
-                    .id,
-            );
-            stores.push(Arc::new(store));
-        }
-        let id = id.unwrap();
-        // The stalling node answers manifests but never sends a chunk.
+        let id = stored(dir_s.path(), &data, PutOptions::default());
+        stored(dir_g.path(), &data, PutOptions::default());
+        let manifest = Bytes::from(
+            Store::open(dir_s.path())
+                .unwrap()
+                .manifest(&id)
+                .unwrap()
+                .encode(),
+        );
+        // A misbehaving peer (no node does this): it answers manifests but never sends a chunk.
         let stalling = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
-        let service = NodeService::new(stalling.node_id().to_string(), Some(stores[0].clone()));
-        stalling.serve(move |req| {
-            let service = service.clone();
+        stalling.serve(move |mut req| {
+            let manifest = manifest.clone();
             async move {
-                if req.payload.first() == Some(&stoq::node::Op::GetChunk.code()) {
-                    std::future::pending::<()>().await;
+                match Request::decode(&req.payload) {
+                    Ok(Request::GetManifest { .. }) => {
+                        req.reply.send_data(manifest).await?;
+                        req.reply.send_end().await?;
+                        req.reply.send_response(Bytes::new()).await?;
+                        req.reply.finish()
+                    }
+                    _ => std::future::pending().await,
                 }
-                service.handle(req).await
             }
         });
-        let good = node(stores[1].clone());
-
+        let good = origin(dir_g.path()).await;
         let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
-        let conns = vec![dial(&client, &stalling).await, dial(&client, &good).await];
+        let stalling_at = stalling.local_addr().unwrap();
+        let conns = vec![
+            connect(&client, stalling_at, stalling.node_id()).await,
+            dial(&client, &good).await,
+        ];
         let started = std::time::Instant::now();
         let mut out = Vec::new();
         let report = fetch(&conns, &id, &mut out).await.unwrap();
         let took = started.elapsed();
         assert_eq!(out, data);
-        assert_eq!(
-            report.dropped,
-            vec![stalling.local_addr().unwrap().to_string()]
-        );
+        assert_eq!(report.dropped, vec![stalling_at.to_string()]);
         assert_eq!(report.sources[0].1, 0);
         // The first chunks' deadline is 500 ms plus 3x their size at 1 MB/s.
-        let first_deadline = stoq::node::content::stall_deadline(256 * 1024, 1e6);
+        let first_deadline = stall_deadline(256 * 1024, 1e6);
         assert!(
             took < first_deadline + Duration::from_secs(3),
             "took {took:?}"

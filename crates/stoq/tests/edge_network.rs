@@ -8,16 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use stoq::chunking::ContentId;
-use stoq::node::client;
-use stoq::node::content::fetch;
-use stoq::node::membership::Role;
-use stoq::node::token::AdminToken;
-use stoq::node::{Node, NodeOptions};
-use stoq::store::PutOptions;
+use stoq::client::{self, fetch};
+use stoq::protocol::{Location, PutSettings};
 use stoq::transport::{
     NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportConfig, TransportError,
 };
 use stoq::StoqConfig;
+use stoq::{AdminToken, Node, NodeOptions, Role};
 
 const TOKEN: &str = "test-network-admin-token-0123456789";
 
@@ -37,6 +34,10 @@ async fn bounded<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(90), f)
         .await
         .expect("test exceeded its time bound")
+}
+
+fn at(location: &str) -> Location {
+    Location::parse(location).unwrap()
 }
 
 /// A node on [::1] with fast failure detection, sharing the test network's admin token.
@@ -106,10 +107,10 @@ async fn publish(client: &StoqEndpoint, origin: &Node, data: &[u8]) -> ContentId
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), data).unwrap();
     let conn = dial(client, origin).await;
-    let report = client::publish(&conn, TOKEN, file.path(), &PutOptions::default())
+    let report = client::publish(&conn, TOKEN, file.path(), PutSettings::default())
         .await
         .unwrap();
-    report["id"].as_str().unwrap().parse().unwrap()
+    report.id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,12 +198,13 @@ async fn test_geographic_routing() {
             ("geo:-33.9,151.2", &sgp), // Sydney
             ("region:ap-southeast", &sgp),
         ] {
-            let sources = client::locate(&conn, location).await.unwrap();
+            let sources = client::locate(&conn, &at(location)).await.unwrap();
             assert_eq!(sources[0].id, want.node_id(), "{location}: {sources:?}");
             assert_eq!(sources.len(), 4, "three edges then the origin");
             assert_eq!(sources[3].role, Role::Origin);
         }
-        let bad = client::locate(&conn, "geo:north").await.unwrap_err();
+        // Sent raw: the typed client cannot even encode a bad position.
+        let bad = conn.request(&b"\x23geo:north"[..]).await.unwrap_err();
         assert!(bad.to_string().contains("LAT,LON"), "{bad}");
     })
     .await;
@@ -236,9 +238,7 @@ async fn test_edge_cache_performance() {
         let chunks_from_origin = origin.metrics().requests_of("chunk");
         let manifest = {
             let conn = dial(&client, &origin).await;
-            stoq::node::content::fetch_manifest(&conn, &id)
-                .await
-                .unwrap()
+            client::fetch_manifest(&conn, &id).await.unwrap()
         };
         assert_eq!(
             chunks_from_origin,
@@ -256,16 +256,14 @@ async fn test_edge_cache_performance() {
         let hits = edge.cache_stats().unwrap().hits - hits_before;
         assert!(hits >= manifest.chunks.len() as u64, "{hits} hits");
         let status = edge.status();
-        assert!(status["cache_hits"].as_u64().unwrap() >= hits);
+        assert!(status.cache_hits >= hits);
         // The edge measured the origin's throughput while pulling; it travels in its reports.
-        let origin_id = origin.node_id().to_string();
-        let seen = status["peers"]
-            .as_array()
-            .unwrap()
+        let seen = status
+            .peers
             .iter()
-            .find(|p| p["id"] == origin_id.as_str())
-            .and_then(|p| p["throughput_mbps"].as_f64());
-        assert!(seen.is_some_and(|mbps| mbps > 0.0), "{status}");
+            .find(|p| p.id == origin.node_id())
+            .and_then(|p| p.throughput_mbps);
+        assert!(seen.is_some_and(|mbps| mbps > 0.0), "{status:?}");
     })
     .await;
 }
@@ -343,13 +341,11 @@ async fn test_failover_scenarios() {
         assert!(a.cache_stats().unwrap().used_bytes > 0);
         let conn = dial(&client, &origin).await;
         let answer = client::purge(&conn, TOKEN, &id).await.unwrap();
-        assert_eq!(answer["reached"].as_array().unwrap().len(), 1, "{answer}");
+        assert_eq!(answer.reached.len(), 1, "{answer:?}");
         assert_eq!(a.cache_stats().unwrap().used_bytes, 0);
         assert!(a.cache_stats().unwrap().purged > 0);
         let edge_conn = dial(&client, &a).await;
-        let err = stoq::node::content::fetch_manifest(&edge_conn, &id)
-            .await
-            .unwrap_err();
+        let err = client::fetch_manifest(&edge_conn, &id).await.unwrap_err();
         assert!(err.to_string().contains("not in this network"), "{err}");
     })
     .await;
@@ -366,7 +362,7 @@ async fn publishing_and_purging_without_the_admin_token_are_refused_and_change_n
         let conn = dial(&client, &origin).await;
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), b"should never be stored").unwrap();
-        let refused = client::publish(&conn, "wrong-token-wrong-token", file.path(), &PutOptions::default())
+        let refused = client::publish(&conn, "wrong-token-wrong-token", file.path(), PutSettings::default())
             .await
             .unwrap_err();
         assert!(
@@ -376,7 +372,7 @@ async fn publishing_and_purging_without_the_admin_token_are_refused_and_change_n
         let refused = client::purge(&conn, "", &id).await.unwrap_err();
         assert!(refused.to_string().contains("admin token"), "{refused}");
         let status = origin.status();
-        assert_eq!(status["store"]["objects"], 1, "nothing stored, nothing purged: {status}");
+        assert_eq!(status.store.as_ref().map(|s| s.objects), Some(1), "nothing stored, nothing purged: {status:?}");
         let mut out = Vec::new();
         fetch(&[conn], &id, &mut out).await.unwrap();
         assert_eq!(out, data);
@@ -423,7 +419,7 @@ async fn an_edge_prefetches_on_request_and_survives_a_restart_with_its_cache() {
         let id = publish(&client, &origin, &data).await;
         let conn = dial(&client, &edge).await;
         let answer = client::prefetch(&conn, TOKEN, &id).await.unwrap();
-        assert_eq!(answer["bytes"], data.len() as u64);
+        assert_eq!(answer.bytes, data.len() as u64);
         let used = edge.cache_stats().unwrap().used_bytes;
         assert!(used >= data.len() as u64);
         edge.shutdown(Duration::from_secs(1)).await;
@@ -456,7 +452,7 @@ async fn names_are_served_fresh_then_stale_while_revalidating_then_updated() {
         let set = client::set_name(&at_origin, TOKEN, "site", &v1, 1, 30)
             .await
             .unwrap();
-        assert_eq!(set["version"], 1);
+        assert_eq!(set.version, 1);
         assert_eq!(client::resolve_name(&at_edge, "site").await.unwrap().id, v1);
         let asked = origin.metrics().requests_of("name");
 
@@ -532,18 +528,19 @@ async fn erasure_coded_content_is_placed_across_origins_and_served_from_any_k_ho
         let data = noise(3 << 20, 17);
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &data).unwrap();
-        let options = PutOptions {
+        let options = PutSettings {
             erasure: Some("2+1".parse().unwrap()),
-            kind: None,
+            ..PutSettings::default()
         };
-        let report = client::publish(&dial(&client, &a).await, TOKEN, file.path(), &options)
+        let report = client::publish(&dial(&client, &a).await, TOKEN, file.path(), options)
             .await
             .unwrap();
-        assert_eq!(report["placement"]["distributed"], true, "{report}");
-        let holders = report["placement"]["holders"].as_array().unwrap();
-        assert_eq!(holders.len(), 3, "{report}");
-        assert!(holders.iter().all(|h| h["ok"] == true), "{report}");
-        let id: ContentId = report["id"].as_str().unwrap().parse().unwrap();
+        let placement = report.placement.as_ref().unwrap();
+        assert!(placement.distributed, "{report:?}");
+        let holders = &placement.holders;
+        assert_eq!(holders.len(), 3, "{report:?}");
+        assert!(holders.iter().all(|h| h.ok), "{report:?}");
+        let id: ContentId = report.id;
 
         // The publisher dies: B rebuilds every chunk from its own shards and C's.
         a.kill().await;
@@ -582,7 +579,7 @@ async fn erasure_coded_content_is_placed_across_origins_and_served_from_any_k_ho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_content_needs_its_read_token_at_origins_and_edges_even_after_a_restart() {
-    use stoq::node::content::{fetch_with, FetchOptions};
+    use stoq::client::{fetch_with, FetchOptions};
     bounded(async {
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
         let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
@@ -592,16 +589,14 @@ async fn restricted_content_needs_its_read_token_at_origins_and_edges_even_after
         let data = noise(500_000, 23);
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &data).unwrap();
-        let report = client::publish_restricted(
-            &dial(&client, &origin).await,
-            TOKEN,
-            file.path(),
-            &PutOptions::default(),
-            Some("reader-secret"),
-        )
-        .await
-        .unwrap();
-        let id: ContentId = report["id"].as_str().unwrap().parse().unwrap();
+        let settings = PutSettings {
+            read_digest: Some(stoq::protocol::read_digest("reader-secret")),
+            ..PutSettings::default()
+        };
+        let report = client::publish(&dial(&client, &origin).await, TOKEN, file.path(), settings)
+            .await
+            .unwrap();
+        let id: ContentId = report.id;
         let with = |token: Option<&str>| FetchOptions {
             active: 1,
             read_token: token.map(str::to_owned),
@@ -670,7 +665,7 @@ async fn a_measured_rtt_to_a_client_area_overrides_geography_across_the_network(
         converge(&[&origin, &fra, &nyc]).await;
         let client = client_endpoint();
         let at_origin = dial(&client, &origin).await;
-        let paris = "geo:48.9,2.3";
+        let paris = &at("geo:48.9,2.3");
         assert_eq!(
             client::locate(&at_origin, paris).await.unwrap()[0].id,
             fra.node_id()
@@ -693,7 +688,10 @@ async fn a_measured_rtt_to_a_client_area_overrides_geography_across_the_network(
         }
         // Other areas are still ranked by geography.
         assert_eq!(
-            client::locate(&at_origin, "geo:45.8,4.8").await.unwrap()[0].id,
+            client::locate(&at_origin, &at("geo:45.8,4.8"))
+                .await
+                .unwrap()[0]
+                .id,
             fra.node_id()
         );
     })

@@ -1,9 +1,9 @@
 //! Routing fed by a real QUIC connection's path statistics on [::1].
 
-use stoq::routing::{
-    link_update_from_quic, CostWeights, LinkSpec, NodeSpec, Objective, RoutingMatrix,
-};
+use stoq::node::link_sample;
+use stoq::routing::{link_update, CostWeights, LinkSpec, NodeSpec, Objective, RoutingMatrix};
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint, TransportConfig};
+use stoq::{Node, NodeOptions, Role, StoqConfig};
 
 #[tokio::test]
 async fn the_matrix_learns_rtt_from_quic_path_stats() {
@@ -11,15 +11,19 @@ async fn the_matrix_learns_rtt_from_quic_path_stats() {
         listen: "[::1]:0".parse().unwrap(),
         ..TransportConfig::default()
     };
-    let server = StoqEndpoint::bind(config.clone(), NodeIdentity::generate().unwrap()).unwrap();
-    let id = server.node_id().to_string();
-    let service = stoq::node::NodeService::new(id, None);
-    server.serve(move |req| service.clone().handle(req));
+    let dir = tempfile::tempdir().unwrap();
+    let mut node_config = StoqConfig {
+        transport: config.clone(),
+        ..StoqConfig::default()
+    };
+    node_config.node.data_dir = dir.path().to_path_buf();
+    node_config.node.role = Role::Relay;
+    let server = Node::start(NodeOptions::new(node_config)).await.unwrap();
     let client = StoqEndpoint::client(config, NodeIdentity::generate().unwrap()).unwrap();
     let conn = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         client.connect(
-            server.local_addr().unwrap(),
+            std::net::SocketAddr::V6(server.local_addr()),
             &PeerExpectation::Node(server.node_id()),
         ),
     )
@@ -27,7 +31,7 @@ async fn the_matrix_learns_rtt_from_quic_path_stats() {
     .unwrap()
     .unwrap();
     for _ in 0..5 {
-        stoq::node::ping(&conn).await.unwrap();
+        stoq::client::ping(&conn).await.unwrap();
     }
     let stats = conn.stats();
 
@@ -52,7 +56,7 @@ async fn the_matrix_learns_rtt_from_quic_path_stats() {
     })
     .unwrap();
     for _ in 0..60 {
-        m.update_metrics(link_update_from_quic("here", "there", &stats))
+        m.update_metrics(link_update("here", "there", link_sample(&stats)))
             .unwrap();
     }
     let measured = stats.rtt.as_secs_f64() * 1e3;

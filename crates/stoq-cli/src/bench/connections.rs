@@ -179,8 +179,7 @@ where
 
 async fn stoq_side(count: usize, base: TransportConfig) -> Result<serde_json::Value> {
     let server = StoqEndpoint::bind(long_lived(base.clone()), NodeIdentity::generate()?)?;
-    let service = stoq::node::NodeService::new(server.node_id().to_string(), None);
-    server.serve(move |req| service.clone().handle(req));
+    stoq::node::serve_basic(&server);
     let client = StoqEndpoint::client(long_lived(base), NodeIdentity::generate()?)?;
     let (addr, expect) = (
         server.local_addr()?,
@@ -190,12 +189,12 @@ async fn stoq_side(count: usize, base: TransportConfig) -> Result<serde_json::Va
         let (client, expect) = (client.clone(), expect.clone());
         async move {
             let conn = client.connect(addr, &expect).await?;
-            stoq::node::ping(&conn).await?;
+            stoq::client::ping(&conn).await?;
             anyhow::Ok(conn)
         }
     };
     let ping = |conn: stoq::transport::StoqConnection| async move {
-        stoq::node::ping(&conn).await.is_ok()
+        stoq::client::ping(&conn).await.is_ok()
     };
     hold(count, dial, ping).await
 }

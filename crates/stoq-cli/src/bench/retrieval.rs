@@ -8,14 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use stoq::chunking::ContentId;
-use stoq::node::content::{fetch_chunk, fetch_manifest};
-use stoq::node::membership::Role;
-use stoq::node::token::AdminToken;
-
-use stoq::store::PutOptions;
+use stoq::client::{fetch_chunk, fetch_manifest};
+use stoq::protocol::PutSettings;
 use stoq::transport::{NodeIdentity, StoqConnection, StoqEndpoint};
+use stoq::{AdminToken, Role};
 
 use super::{machine, noise, quantile};
 use crate::cli::{usage, RetrievalBenchArgs};
@@ -122,9 +120,8 @@ pub async fn run(args: RetrievalBenchArgs) -> Result<()> {
     std::fs::write(&file, &data)?;
     let at_origin = dial(&client, &origin).await?;
     let report =
-        stoq::node::client::publish(&at_origin, token.as_str(), &file, &PutOptions::default())
-            .await?;
-    let id: ContentId = report["id"].as_str().context("id")?.parse()?;
+        stoq::client::publish(&at_origin, token.as_str(), &file, PutSettings::default()).await?;
+    let id: ContentId = report.id;
     let manifest = fetch_manifest(&at_origin, &id).await?;
     let at_edge = dial(&client, &edge).await?;
 

@@ -154,9 +154,7 @@ impl Stoq {
     async fn start(mut config: stoq::transport::TransportConfig, streams: usize) -> Result<Self> {
         config.listen = LOCALHOST.parse()?;
         let server = StoqEndpoint::bind(config.clone(), NodeIdentity::generate()?)?;
-        let node_id = server.node_id().to_string();
-        let service = stoq::node::NodeService::new(node_id, None);
-        server.serve(move |req| service.clone().handle(req));
+        stoq::node::serve_basic(&server);
         let client = StoqEndpoint::client(config, NodeIdentity::generate()?)?;
         let conn = client
             .connect(
@@ -176,7 +174,7 @@ impl Stoq {
         let conn = self.conns[0].clone();
         timed("stoq", data, self.streams, move |part| {
             let conn = conn.clone();
-            async move { Ok(stoq::node::discard(&conn, part).await?) }
+            async move { Ok(stoq::client::discard(&conn, part).await?) }
         })
         .await
     }

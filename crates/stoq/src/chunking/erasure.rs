@@ -2,8 +2,56 @@
 //! any `k` of which rebuild the chunk.
 
 use std::borrow::Cow;
+use std::str::FromStr;
 
-use super::manifest::ErasurePolicy;
+/// Erasure coding of an object: every chunk is cut into `k` data shards and `m` parity shards;
+/// any `k` of the `k + m` rebuild it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErasurePolicy {
+    /// Data shards per chunk.
+    pub k: u8,
+    /// Parity shards per chunk.
+    pub m: u8,
+}
+
+impl FromStr for ErasurePolicy {
+    type Err = String;
+    /// Parses `K+M`, e.g. `4+2`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (k, m) = s
+            .split_once('+')
+            .ok_or_else(|| format!("{s:?} is not K+M (e.g. 4+2)"))?;
+        let k: u8 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("K in {s:?} is not a number from 1 to 64"))?;
+        let m: u8 = m
+            .trim()
+            .parse()
+            .map_err(|_| format!("M in {s:?} is not a number from 1 to 64"))?;
+        let policy = ErasurePolicy { k, m };
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+impl ErasurePolicy {
+    /// Both counts from 1 to 64.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=64).contains(&self.k) || !(1..=64).contains(&self.m) {
+            return Err(format!(
+                "erasure {}+{}: K and M must each be 1 to 64",
+                self.k, self.m
+            ));
+        }
+        Ok(())
+    }
+
+    /// Shards per chunk.
+    pub fn total(&self) -> usize {
+        usize::from(self.k) + usize::from(self.m)
+    }
+}
 
 /// Why a chunk could not be encoded or rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

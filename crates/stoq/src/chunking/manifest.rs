@@ -14,6 +14,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use super::erasure::ErasurePolicy;
 use super::profile::{ContentKind, MAX_CHUNK_LEN};
 
 const MAGIC: &[u8; 4] = b"STQM";
@@ -49,7 +50,7 @@ impl From<blake3::Hash> for Hash32 {
 
 impl fmt::Display for Hash32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&stoq_transport::protocol::encode_hex32(&self.0))
+        f.write_str(&stoq_protocol::encode_hex32(&self.0))
     }
 }
 
@@ -59,61 +60,25 @@ impl fmt::Debug for Hash32 {
     }
 }
 
+impl serde::Serialize for Hash32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hash32 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Hash32 {
     type Err = ManifestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        stoq_transport::protocol::decode_hex32(s)
+        stoq_protocol::decode_hex32(s)
             .map(Hash32)
             .ok_or_else(|| ManifestError::BadId(s.trim().to_owned()))
-    }
-}
-
-/// Erasure coding of an object: every chunk is cut into `k` data shards and `m` parity shards;
-/// any `k` of the `k + m` rebuild it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErasurePolicy {
-    /// Data shards per chunk.
-    pub k: u8,
-    /// Parity shards per chunk.
-    pub m: u8,
-}
-
-impl FromStr for ErasurePolicy {
-    type Err = String;
-    /// Parses `K+M`, e.g. `4+2`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (k, m) = s
-            .split_once('+')
-            .ok_or_else(|| format!("{s:?} is not K+M (e.g. 4+2)"))?;
-        let k: u8 = k
-            .trim()
-            .parse()
-            .map_err(|_| format!("K in {s:?} is not a number from 1 to 64"))?;
-        let m: u8 = m
-            .trim()
-            .parse()
-            .map_err(|_| format!("M in {s:?} is not a number from 1 to 64"))?;
-        let policy = ErasurePolicy { k, m };
-        policy.validate()?;
-        Ok(policy)
-    }
-}
-
-impl ErasurePolicy {
-    /// Both counts from 1 to 64.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(1..=64).contains(&self.k) || !(1..=64).contains(&self.m) {
-            return Err(format!(
-                "erasure {}+{}: K and M must each be 1 to 64",
-                self.k, self.m
-            ));
-        }
-        Ok(())
-    }
-
-    /// Shards per chunk.
-    pub fn total(&self) -> usize {
-        usize::from(self.k) + usize::from(self.m)
     }
 }
 
@@ -306,7 +271,7 @@ mod tests {
                     offset,
                     length,
                     shards: erasure.map(|e| ShardSet {
-                        shard_len: super::super::erasure::shard_len(length as usize, e.k) as u32,
+                        shard_len: crate::chunking::erasure::shard_len(length as usize, e.k) as u32,
                         ids: (0..e.total())
                             .map(|s| Hash32::of(&[i as u8, s as u8]))
                             .collect(),

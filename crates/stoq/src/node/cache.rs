@@ -12,45 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::chunking::{ContentId, Hash32, Manifest};
+pub use crate::config::PolicyKind;
 use crate::edge::cache::{CachePolicy, Lru, S3Fifo};
 
-/// Which eviction policy an edge cache uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyKind {
-    /// Least recently used.
-    Lru,
-    /// S3-FIFO: scan-resistant.
-    S3fifo,
-}
-
-impl std::str::FromStr for PolicyKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "lru" => Ok(PolicyKind::Lru),
-            "s3fifo" => Ok(PolicyKind::S3fifo),
-            other => Err(format!("unknown cache policy {other:?}: use lru or s3fifo")),
-        }
-    }
-}
-
-/// Counters of a cache since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CacheStats {
-    /// Lookups answered from the cache.
-    pub hits: u64,
-    /// Lookups that were not.
-    pub misses: u64,
-    /// Entries evicted to stay within the bound.
-    pub evictions: u64,
-    /// Entries removed by purges.
-    pub purged: u64,
-    /// Bytes held.
-    pub used_bytes: u64,
-    /// The bound.
-    pub capacity_bytes: u64,
-}
+pub use crate::protocol::CacheStats;
 
 /// An on-disk cache of verified, content-addressed entries.
 pub struct EdgeCache {

@@ -21,39 +21,7 @@ use serde::{Deserialize, Serialize};
 use stoq_transport::NodeId;
 use tokio::sync::{mpsc, watch};
 
-/// What a node does in the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Holds published content in its store.
-    Origin,
-    /// A pull-through cache near clients.
-    Edge,
-    /// Forwards requests toward origins along routes, caching nothing.
-    Relay,
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Origin => "origin",
-            Role::Edge => "edge",
-            Role::Relay => "relay",
-        })
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "origin" => Ok(Role::Origin),
-            "edge" => Ok(Role::Edge),
-            "relay" => Ok(Role::Relay),
-            other => Err(format!("unknown role {other:?}: use origin, edge or relay")),
-        }
-    }
-}
+pub use crate::config::{Role, MAX_REGION_LEN};
 
 /// A node as the membership protocol knows it (foca's identity type). Small and stable:
 /// it travels in every membership message, and it changes only when the node restarts.
@@ -74,9 +42,6 @@ pub struct Member {
     /// Link capacity it announces, in Mbit/s (what load is measured against).
     pub capacity_mbps: u32,
 }
-
-/// Longest region name a member may carry.
-pub const MAX_REGION_LEN: usize = 64;
 
 impl Member {
     /// The node id.

@@ -16,8 +16,7 @@ pub const TOKEN_FILE: &str = "admin.token";
 /// Shortest token accepted from a file (characters).
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// Longest token carried in a request (bytes).
-pub const MAX_TOKEN_LEN: usize = 255;
+pub use crate::protocol::MAX_TOKEN_LEN;
 
 /// An admin token, compared in constant time.
 #[derive(Clone)]

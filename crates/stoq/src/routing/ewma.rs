@@ -58,8 +58,58 @@ impl RobustEwma {
     }
 }
 
+/// A plain exponentially weighted moving average: `value += gain · (sample − value)`, the
+/// first sample taken as it is. For rates and loads, where an outlier is real news.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ewma {
+    gain: f64,
+    value: Option<f64>,
+}
+
+impl Ewma {
+    /// An average that gives each new sample weight `gain` (0 to 1).
+    pub fn new(gain: f64) -> Self {
+        Ewma {
+            gain: gain.clamp(0.0, 1.0),
+            value: None,
+        }
+    }
+
+    /// Starts from `value` as if it had been the first sample.
+    pub fn starting_at(gain: f64, value: f64) -> Self {
+        Ewma {
+            value: Some(value),
+            ..Ewma::new(gain)
+        }
+    }
+
+    /// Folds in a sample; returns the new average.
+    pub fn update(&mut self, sample: f64) -> f64 {
+        let next = match self.value {
+            None => sample,
+            Some(v) => v + self.gain * (sample - v),
+        };
+        self.value = Some(next);
+        next
+    }
+
+    /// The average, if any sample went in.
+    pub fn value(&self) -> Option<f64> {
+        self.value
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_plain_average_starts_at_its_first_sample_and_follows_with_its_gain() {
+        let mut e = super::Ewma::new(0.2);
+        assert_eq!(e.value(), None);
+        assert_eq!(e.update(10.0), 10.0);
+        assert!((e.update(20.0) - 12.0).abs() < 1e-9);
+        assert!((super::Ewma::starting_at(0.3, 0.0).update(1.0) - 0.3).abs() < 1e-9);
+    }
+
     use super::*;
 
     #[test]

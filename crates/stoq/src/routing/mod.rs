@@ -21,7 +21,7 @@ mod vivaldi;
 use serde::{Deserialize, Serialize};
 
 pub use cost::CostWeights;
-pub use ewma::RobustEwma;
+pub use ewma::{Ewma, RobustEwma};
 pub use geo::{GeoPoint, FIBRE_KM_PER_MS};
 pub use matrix::{RoutingMatrix, MAX_BANDWIDTH_MBPS, MAX_RTT_MS};
 pub use topology::{Topology, TopologyError};
@@ -258,19 +258,23 @@ impl Router for RoutingMatrix {
     }
 }
 
-/// A link measurement taken from a live QUIC connection's own statistics: the smoothed RTT
-/// quinn keeps for the path and the loss rate of the packets sent so far. Peers that already
-/// talk need no probe traffic to keep the matrix current.
-pub fn link_update_from_quic(
-    local: &str,
-    peer: &str,
-    stats: &stoq_transport::ConnectionStats,
-) -> MetricsUpdate {
+/// One measurement of a link, as the layer that owns the connection took it (the node takes
+/// it from QUIC's own path statistics, so peers that already talk need no probe traffic).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkSample {
+    /// Smoothed round-trip time, milliseconds.
+    pub rtt_ms: f64,
+    /// Fraction of packets lost so far, if any were sent.
+    pub loss: Option<f64>,
+}
+
+/// The metrics update for a link sample from `local` to `peer`.
+pub fn link_update(local: &str, peer: &str, sample: LinkSample) -> MetricsUpdate {
     MetricsUpdate::Link {
         from: local.to_owned(),
         to: peer.to_owned(),
-        rtt_ms: Some(stats.rtt.as_secs_f64() * 1e3),
+        rtt_ms: Some(sample.rtt_ms),
         bandwidth_mbps: None,
-        loss: (stats.packets_sent > 0).then(|| stats.loss_rate().min(0.999)),
+        loss: sample.loss.map(|l| l.min(0.999)),
     }
 }

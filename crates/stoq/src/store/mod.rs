@@ -256,6 +256,12 @@ impl Store {
 
     /// Reads a blob and checks it against its id; `None` if missing or corrupt.
     fn read_verified(&self, id: &ChunkId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_blob(id, true)
+    }
+
+    /// Reads a blob and checks it against its id. A missing blob is logged as a disk fault
+    /// when the index says it should be there (`expected`), and is a plain miss otherwise.
+    fn read_blob(&self, id: &ChunkId, expected: bool) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.blob_path(id);
         match fs::read(&path) {
             Ok(bytes) if id.matches(&bytes) => Ok(Some(bytes)),
@@ -264,7 +270,9 @@ impl Store {
                 Ok(None)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                tracing::warn!(blob = %id, "blob missing from disk");
+                if expected {
+                    tracing::warn!(blob = %id, "blob missing from disk");
+                }
                 Ok(None)
             }
             Err(e) => Err(io_error("cannot read", &path)(e)),

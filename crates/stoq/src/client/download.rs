@@ -1,13 +1,6 @@
-//! Content over the wire: a node serves manifests and chunks from its store; a client fetches
-//! content from one or several nodes, verifying everything.
-//!
-//! Requests (payload after the op byte):
-//! - GET_MANIFEST: content id (32 bytes). Answer: the manifest encoding as a body
-//!   (DATA*, END), then an empty RESPONSE. The client checks BLAKE3(manifest) = content id.
-//! - GET_CHUNK: content id (32 bytes) + chunk index (u32). Answer: the chunk as a body, then an
-//!   empty RESPONSE. The client checks the chunk against the manifest's chunk id.
-//!
-//! Missing content or a chunk the node cannot produce intact is answered with ERROR NOT_FOUND.
+//! The multi-source downloader: fetches a content from one or several nodes at once, verifies
+//! every manifest and chunk, and moves the work of a source that fails, stalls or lies to the
+//! others.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -15,16 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stoq_transport::protocol::ErrorCode;
-use stoq_transport::{IncomingRequest, StoqConnection, TransportError};
+use stoq_transport::{StoqConnection, TransportError};
 
-use super::Op;
-use crate::chunking::{ContentId, Hash32, Manifest};
-use crate::store::{Store, StoreError};
-
-/// The largest manifest a client accepts (a 1 TiB object in 64 KiB chunks needs 576 MiB; this
-/// allows 16 M chunks of the smallest entry).
-pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
+use crate::chunking::{ContentId, Manifest};
+use crate::protocol::{Request, MAX_MANIFEST_BYTES};
+use crate::routing::Ewma;
 
 /// Chunks a fetch keeps in flight per source.
 pub const WINDOW_PER_SOURCE: usize = 4;
@@ -129,80 +117,14 @@ pub struct FetchReport {
     pub resumed_bytes: u64,
 }
 
-fn parse_id(bytes: &[u8]) -> Option<ContentId> {
-    Some(Hash32(bytes.get(..32)?.try_into().ok()?))
-}
-
-fn not_found(e: StoreError) -> (ErrorCode, String) {
-    match e {
-        StoreError::NotFound(_) => (ErrorCode::NotFound, e.to_string()),
-        StoreError::Corrupt { .. } => (ErrorCode::NotFound, e.to_string()),
-        other => (ErrorCode::Internal, other.to_string()),
-    }
-}
-
-/// Answers GET_MANIFEST and GET_CHUNK from `store`.
-pub(crate) async fn serve(
-    store: Arc<Store>,
-    op: Op,
-    mut req: IncomingRequest,
-) -> Result<(), TransportError> {
-    let args = req.payload.slice(1..);
-    let Some(id) = parse_id(&args) else {
-        return req
-            .reply
-            .send_error(ErrorCode::BadRequest, "a content id (32 bytes) is required")
-            .await;
-    };
-    let index = match op {
-        Op::GetChunk => match args.get(32..36) {
-            Some(b) if args.len() == 36 => Some(u32::from_be_bytes(b.try_into().expect("4 bytes"))),
-            _ => {
-                return req
-                    .reply
-                    .send_error(ErrorCode::BadRequest, "GET_CHUNK needs id + u32 index")
-                    .await
-            }
-        },
-        _ => None,
-    };
-    let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (ErrorCode, String)> {
-        let manifest = store.manifest(&id).map_err(not_found)?;
-        match index {
-            None => Ok(manifest.encode()),
-            Some(i) => {
-                let entry = manifest.chunks.get(i as usize).ok_or((
-                    ErrorCode::BadRequest,
-                    format!("content {id} has no chunk {i}"),
-                ))?;
-                store
-                    .read_chunk(&id, entry, manifest.erasure)
-                    .map(|(bytes, _)| bytes)
-                    .map_err(not_found)
-            }
-        }
-    })
-    .await
-    .map_err(|e| (ErrorCode::Internal, e.to_string()));
-    match answer {
-        Ok(Ok(bytes)) => {
-            req.reply.send_data(Bytes::from(bytes)).await?;
-            req.reply.send_end().await?;
-            req.reply.send_response(Bytes::new()).await?;
-            req.reply.finish()
-        }
-        Ok(Err((code, reason))) | Err((code, reason)) => req.reply.send_error(code, &reason).await,
-    }
-}
-
 /// Sends a request and returns the body and the RESPONSE payload.
 async fn request_body(
     conn: &StoqConnection,
-    payload: Vec<u8>,
+    request: &Request,
     limit: usize,
 ) -> Result<(Bytes, Bytes), TransportError> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    send.send_request(payload).await?;
+    send.send_request(request.encode()).await?;
     send.finish()?;
     let body = recv.recv_body(limit).await?;
     let response = recv.recv_response().await?;
@@ -225,10 +147,11 @@ pub async fn fetch_manifest_as(
     read_token: Option<&str>,
 ) -> Result<(Manifest, Option<ReadDigest>), FetchError> {
     let addr = conn.remote_addr().to_string();
-    let mut payload = vec![Op::GetManifest.code()];
-    payload.extend_from_slice(&id.0);
-    super::wire::append_read_token(&mut payload, read_token);
-    let (bytes, response) = request_body(conn, payload, MAX_MANIFEST_BYTES)
+    let request = Request::GetManifest {
+        id: *id,
+        read_token: Request::read_token(read_token),
+    };
+    let (bytes, response) = request_body(conn, &request, MAX_MANIFEST_BYTES)
         .await
         .map_err(|error| FetchError::Transport {
             source_addr: addr.clone(),
@@ -266,11 +189,12 @@ pub async fn fetch_chunk_as(
 ) -> Result<Vec<u8>, FetchError> {
     let addr = conn.remote_addr().to_string();
     let entry = &manifest.chunks[index as usize];
-    let mut payload = vec![Op::GetChunk.code()];
-    payload.extend_from_slice(&id.0);
-    payload.extend_from_slice(&index.to_be_bytes());
-    super::wire::append_read_token(&mut payload, read_token);
-    let (bytes, _) = request_body(conn, payload, entry.length as usize)
+    let request = Request::GetChunk {
+        id: *id,
+        index,
+        read_token: Request::read_token(read_token),
+    };
+    let (bytes, _) = request_body(conn, &request, entry.length as usize)
         .await
         .map_err(|error| FetchError::Transport {
             source_addr: addr.clone(),
@@ -379,7 +303,7 @@ pub async fn fetch_with<W: Write>(
     let mut ready: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     let mut next_write = skip;
     let mut last = String::new();
-    let mut rate = vec![INITIAL_RATE_BYTES_PER_S; sources.len()];
+    let mut rate = vec![Ewma::starting_at(0.3, INITIAL_RATE_BYTES_PER_S); sources.len()];
     // (source, chunk index, time taken, outcome)
     type Outcome = (usize, u32, Duration, Result<Vec<u8>, FetchError>);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
@@ -388,7 +312,7 @@ pub async fn fetch_with<W: Write>(
     while next_write < count {
         // Hand out work: chunks not too far ahead of the write cursor, to live sources with room.
         for (s, conn) in sources.iter().enumerate() {
-            let measured = (report.sources[s].1 > 0).then_some(rate[s]);
+            let measured = (report.sources[s].1 > 0).then(|| rate_of(&rate[s]));
             while alive[s] && in_flight[s] < window_for(measured, typical_len) {
                 let Some(&index) = todo.front() else { break };
                 if index >= next_write + window as u32 {
@@ -398,7 +322,8 @@ pub async fn fetch_with<W: Write>(
                 in_flight[s] += 1;
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
                 let token = token.clone();
-                let deadline = stall_deadline(manifest.chunks[index as usize].length, rate[s]);
+                let deadline =
+                    stall_deadline(manifest.chunks[index as usize].length, rate_of(&rate[s]));
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let result = match tokio::time::timeout(
@@ -430,11 +355,10 @@ pub async fn fetch_with<W: Write>(
         match result {
             Ok(bytes) => {
                 let observed = bytes.len() as f64 / took.as_secs_f64().max(1e-6);
-                rate[s] = if report.sources[s].1 == 0 {
-                    observed
-                } else {
-                    0.7 * rate[s] + 0.3 * observed
-                };
+                if report.sources[s].1 == 0 {
+                    rate[s] = Ewma::new(0.3);
+                }
+                rate[s].update(observed);
                 report.sources[s].1 += bytes.len() as u64;
                 ready.insert(index, bytes);
             }
@@ -459,6 +383,10 @@ pub async fn fetch_with<W: Write>(
         }
     }
     Ok(report)
+}
+
+fn rate_of(rate: &Ewma) -> f64 {
+    rate.value().unwrap_or(INITIAL_RATE_BYTES_PER_S)
 }
 
 #[cfg(test)]

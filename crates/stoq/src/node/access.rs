@@ -1,0 +1,107 @@
+//! Who may do what on a node: the admin token for changes, and per-content read tokens.
+//!
+//! Reads are open unless a content was published with a read token; then a reader must
+//! present it, unless the reader is a member node (edges and relays fetch for clients they
+//! checked themselves). Restrictions travel with the content: an origin keeps them in its
+//! store, an edge on disk beside its cache, a relay in memory (bounded).
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use stoq_transport::StoqConnection;
+
+use super::bounded::BoundedMap;
+use super::error::{Answered, Refusal};
+use super::state::NodeState;
+use super::token::AdminToken;
+use crate::chunking::ContentId;
+use crate::protocol::read_digest;
+
+/// Most read restrictions a node keeps in memory for content it does not store.
+const MAX_LEARNED_RESTRICTIONS: usize = 65_536;
+
+/// The node's admin token and the read restrictions it learned from upstream.
+pub struct Access {
+    token: AdminToken,
+    learned: Mutex<BoundedMap<ContentId, [u8; 32]>>,
+}
+
+impl Access {
+    /// Access control with `token` as the admin credential.
+    pub fn new(token: AdminToken) -> Self {
+        Access {
+            token,
+            learned: Mutex::new(BoundedMap::new(MAX_LEARNED_RESTRICTIONS)),
+        }
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &AdminToken {
+        &self.token
+    }
+
+    /// Keeps a restriction learned from upstream.
+    pub fn learn(&self, id: ContentId, digest: [u8; 32]) {
+        self.learned
+            .lock()
+            .expect("restrictions lock")
+            .insert(id, digest);
+    }
+
+    fn learned(&self, id: &ContentId) -> Option<[u8; 32]> {
+        self.learned
+            .lock()
+            .expect("restrictions lock")
+            .get(id)
+            .copied()
+    }
+}
+
+/// Lets a change through if it carries the admin token; counts and refuses it otherwise.
+pub fn authorise(state: &NodeState, token: &Bytes) -> Answered<()> {
+    if state.access.token.verify(token) {
+        return Ok(());
+    }
+    state.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+    Err(Refusal::unauthorized(
+        "wrong admin token; nothing was changed",
+    ))
+}
+
+/// The read-token digest content `id` requires here, if its reads are restricted.
+pub fn restriction_of(state: &NodeState, id: &ContentId) -> Option<[u8; 32]> {
+    if let Some(store) = state.holdings.store() {
+        if let Ok(Some(d)) = store.read_now(|s| s.restriction(id)) {
+            return Some(d);
+        }
+    }
+    if let Some(d) = state.holdings.cache().and_then(|c| c.restriction(id)) {
+        return Some(d);
+    }
+    state.access.learned(id)
+}
+
+/// Lets a read of `id` through if the content is open, the reader is a member node, or it
+/// presented the read token. Returns the content's restriction, which a member passes on.
+pub fn check_read(
+    state: &NodeState,
+    conn: &StoqConnection,
+    id: &ContentId,
+    token: Option<&Bytes>,
+) -> Answered<Option<[u8; 32]>> {
+    let Some(digest) = restriction_of(state, id) else {
+        return Ok(None);
+    };
+    let member = conn.peer_node_id().is_some_and(|p| state.is_member(&p));
+    let presented = token
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .is_some_and(|t| read_digest(t) == digest);
+    if member || presented {
+        return Ok(Some(digest));
+    }
+    state.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+    Err(Refusal::unauthorized(format!(
+        "content {id} is restricted: a valid read token is required"
+    )))
+}

@@ -1,0 +1,258 @@
+//! A node's life: [`Node::start`] opens what its role holds, binds its endpoint, joins the
+//! membership and starts serving; [`Node::shutdown`] leaves and drains; [`Node::kill`] stops
+//! at once, as a crash looks to the others.
+
+use std::net::{SocketAddr, SocketAddrV6};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoq_transport::{
+    ConnectionPool, NodeId, NodeIdentity, ShutdownReport, StoqEndpoint, TransportError,
+};
+
+use super::access::Access;
+use super::cache::{CacheStats, EdgeCache};
+use super::dialer::{Dialer, GossipOverQuic};
+use super::error::NodeError;
+use super::locator::{Locator, SharedEdges};
+use super::membership::{Member, Membership, MembershipTiming};
+use super::metrics::NodeMetrics;
+use super::report::report_loop;
+use super::state::{Holdings, LoadMeter, NodeState};
+use super::stored::OriginStore;
+use super::token::{AdminToken, TOKEN_FILE};
+use super::upstream::{SharedRouter, Upstreams};
+use crate::chunking::ChunkEngine;
+use crate::config::Role;
+use crate::edge::PrefixTable;
+use crate::protocol::StatusAnswer;
+use crate::routing::GeoPoint;
+use crate::store::Store;
+use crate::StoqConfig;
+
+/// Everything a node needs to start.
+#[derive(Clone)]
+pub struct NodeOptions {
+    /// The whole configuration (transport, node, routing, edge).
+    pub config: StoqConfig,
+    /// Seeds with their node ids resolved.
+    pub seeds: Vec<(NodeId, SocketAddrV6)>,
+    /// The admin token; read from `node.admin_token_file` or `DATA_DIR/admin.token` if `None`.
+    pub token: Option<AdminToken>,
+    /// How clients' addresses map to regions (for clients that give no location).
+    pub prefixes: PrefixTable,
+    /// A host's router, consulted to rank upstreams instead of the node's own matrix.
+    pub router: Option<SharedRouter>,
+    /// A host's chunk engine, used to chunk what this node publishes (origins).
+    pub chunk_engine: Option<Arc<dyn ChunkEngine>>,
+    /// A host's edge selection, used to answer LOCATE.
+    pub edge_network: Option<SharedEdges>,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("config", &self.config)
+            .field("seeds", &self.seeds)
+            .field("router", &self.router.is_some())
+            .field("chunk_engine", &self.chunk_engine.is_some())
+            .field("edge_network", &self.edge_network.is_some())
+            .finish()
+    }
+}
+
+impl NodeOptions {
+    /// Options from a configuration, with no seeds and STOQ's own parts.
+    pub fn new(config: StoqConfig) -> Self {
+        NodeOptions {
+            config,
+            seeds: Vec::new(),
+            token: None,
+            prefixes: PrefixTable::default(),
+            router: None,
+            chunk_engine: None,
+            edge_network: None,
+        }
+    }
+}
+
+/// A running node. Cloning shares it.
+#[derive(Clone)]
+pub struct Node {
+    state: Arc<NodeState>,
+    background: Arc<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.node_id())
+            .field("role", &self.role())
+            .finish()
+    }
+}
+
+fn addr_v6(addr: SocketAddr) -> Result<SocketAddrV6, TransportError> {
+    match stoq_transport::ensure_ipv6(addr)? {
+        SocketAddr::V6(v6) => Ok(v6),
+        SocketAddr::V4(_) => unreachable!("ensure_ipv6 refuses IPv4"),
+    }
+}
+
+fn holdings(
+    config: &StoqConfig,
+    engine: Option<Arc<dyn ChunkEngine>>,
+) -> Result<Holdings, NodeError> {
+    let data_dir = &config.node.data_dir;
+    Ok(match config.node.role {
+        Role::Origin => Holdings::Origin(OriginStore::new(match engine {
+            Some(engine) => Store::open_with(data_dir, engine)?,
+            None => Store::open(data_dir)?,
+        })),
+        Role::Edge => Holdings::Edge(Arc::new(EdgeCache::open(
+            &data_dir.join("cache"),
+            config.edge.cache_bytes,
+            config.edge.cache_policy,
+        )?)),
+        Role::Relay => Holdings::Relay,
+    })
+}
+
+impl Node {
+    /// Starts a node: identity, listening endpoint, store or cache, membership, handlers.
+    pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
+        let config = options.config;
+        config.validate()?;
+        let data_dir = config.node.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)?;
+        let identity = NodeIdentity::from_config(&config.transport.tls, &data_dir)?;
+        let token = match options.token {
+            Some(t) => t,
+            None => match &config.node.admin_token_file {
+                Some(path) => AdminToken::read(path)?,
+                None => AdminToken::load_or_create(&data_dir.join(TOKEN_FILE))?,
+            },
+        };
+        let holdings = holdings(&config, options.chunk_engine)?;
+        let endpoint = StoqEndpoint::bind(config.transport.clone(), identity)?;
+        let me = Member {
+            id: *endpoint.node_id().as_bytes(),
+            addr: addr_v6(endpoint.local_addr()?)?,
+            bump: 0,
+            role: config.node.role,
+            region: config.node.region.clone(),
+            geo_e6: config
+                .node
+                .geo
+                .as_deref()
+                .and_then(GeoPoint::parse)
+                .map(|g| Member::geo_to_e6(g.lat, g.lon)),
+            capacity_mbps: config.node.capacity_mbps,
+        };
+        let dialer = Arc::new(Dialer::new(ConnectionPool::new(
+            endpoint.clone(),
+            &config.transport.pool,
+        )));
+        let timing = MembershipTiming {
+            probe_period: Duration::from_millis(config.node.probe_interval_ms),
+            suspect_after: Duration::from_millis(config.node.suspect_after_ms),
+        };
+        let membership =
+            Membership::start(me.clone(), timing, Arc::new(GossipOverQuic(dialer.clone())));
+        let prefixes = if options.prefixes.is_empty() {
+            config.edge.prefix_table()
+        } else {
+            options.prefixes
+        };
+        let state = Arc::new(NodeState {
+            endpoint: endpoint.clone(),
+            me,
+            data_dir,
+            holdings,
+            dialer,
+            membership,
+            metrics: Arc::default(),
+            access: Access::new(token),
+            upstreams: Upstreams::new(config.routing.weights, options.router),
+            pull: Default::default(),
+            load: LoadMeter::default(),
+            locator: Locator::new(prefixes, options.edge_network),
+            upload_counter: AtomicU64::new(0),
+        });
+        for (id, addr) in &options.seeds {
+            state.membership.join(*id, *addr);
+        }
+        let handler_state = state.clone();
+        endpoint.serve(move |req| super::serve::handle(handler_state.clone(), req));
+        let mut background = vec![tokio::spawn(report_loop(state.clone(), options.seeds))];
+        if let Some(metrics_addr) = config.node.metrics {
+            let listener = super::metrics::bind_metrics(metrics_addr)?;
+            let render_state = state.clone();
+            let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
+            background.push(tokio::spawn(super::metrics::serve_http(listener, render)));
+        }
+        Ok(Node {
+            state,
+            background: Arc::new(background),
+        })
+    }
+
+    /// The node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.state.endpoint.node_id()
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddrV6 {
+        self.state.me.addr
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.state.role()
+    }
+
+    /// Its membership (live peers, changes).
+    pub fn membership(&self) -> &Membership {
+        &self.state.membership
+    }
+
+    /// Its counters.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.state.metrics
+    }
+
+    /// Its admin token.
+    pub fn token(&self) -> &AdminToken {
+        self.state.access.token()
+    }
+
+    /// Cache counters, for edges.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.state.holdings.cache().map(|c| c.stats())
+    }
+
+    /// What `stoq status --node` prints.
+    pub fn status(&self) -> StatusAnswer {
+        super::serve::status(&self.state)
+    }
+
+    /// Leaves the membership, then shuts the endpoint down gracefully within `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.state.membership.leave().await;
+        for task in self.background.iter() {
+            task.abort();
+        }
+        self.state.endpoint.shutdown(deadline).await
+    }
+
+    /// Stops at once without telling anyone (what a crash looks like to the others).
+    pub async fn kill(&self) {
+        for task in self.background.iter() {
+            task.abort();
+        }
+        self.state.membership.stop();
+        self.state.endpoint.shutdown(Duration::ZERO).await;
+    }
+}

@@ -1,0 +1,173 @@
+//! Changes to content: PUT, PURGE and STORE_SHARDS, each behind the admin token.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use stoq_transport::IncomingRequest;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+use super::super::access::authorise;
+use super::super::erasure::{distribute, store_shards as hold_shards};
+use super::super::error::{Answered, Refusal};
+use super::super::state::{Holdings, NodeState};
+use super::Answer;
+use crate::chunking::ContentId;
+use crate::protocol::{PurgeAnswer, PurgeFailure, PutAnswer, PutSettings, Request};
+use crate::store::PutOptions;
+
+/// How long a forwarded purge may take per peer.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PUT: the body is written to a temporary file in the data dir (so a full disk fails
+/// cleanly), then stored; an erasure-coded content is then spread across origins.
+pub async fn put(
+    state: &Arc<NodeState>,
+    req: &mut IncomingRequest,
+    token: &Bytes,
+    settings: PutSettings,
+) -> Answered<Answer> {
+    authorise(state, token)?;
+    let Holdings::Origin(store) = &state.holdings else {
+        return Err(Refusal::bad_request(format!(
+            "this node is an {}; publish to an origin",
+            state.role()
+        )));
+    };
+    let n = state.upload_counter.fetch_add(1, Ordering::Relaxed);
+    let tmp = state
+        .data_dir
+        .join(format!("upload.{}.{n}.tmp", std::process::id()));
+    let received = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut bytes = 0u64;
+        while let Some(piece) = req.body.recv_data().await.map_err(std::io::Error::other)? {
+            bytes += piece.len() as u64;
+            file.write_all(&piece).await?;
+        }
+        file.flush().await?;
+        Ok::<u64, std::io::Error>(bytes)
+    }
+    .await;
+    let bytes = match received {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(Refusal::internal(format!(
+                "upload failed, nothing stored: {e}"
+            )));
+        }
+    };
+    state.metrics.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    let options = PutOptions {
+        erasure: settings.erasure,
+        kind: settings.kind,
+    };
+    let (path, digest) = (tmp.clone(), settings.read_digest);
+    // One write lock over the put and its restriction: no reader sees the content open.
+    let stored = store
+        .write(move |s| {
+            let report = s.put_file(&path, options)?;
+            if digest.is_some() || s.restriction(&report.id)?.is_some() {
+                s.set_restriction(&report.id, digest.as_ref())?;
+            }
+            Ok(report)
+        })
+        .await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    let report = stored.map_err(|e| Refusal::internal(e.reason))?;
+    let placement = match settings.erasure {
+        Some(policy) => Some(distribute(state, store, report.id, policy).await),
+        None => None,
+    };
+    Answer::json(&PutAnswer {
+        id: report.id,
+        size: report.size,
+        chunks: report.chunks,
+        new_chunks: report.new_chunks,
+        new_bytes: report.new_bytes,
+        kind: report.kind,
+        placement,
+    })
+}
+
+/// PURGE: removes a content here (cache entries on edges, the stored object and held shards
+/// on origins) and, when asked to, forwards it to every live peer.
+pub async fn purge(
+    state: &Arc<NodeState>,
+    token: &Bytes,
+    id: ContentId,
+    forward: bool,
+) -> Answered<Answer> {
+    authorise(state, token)?;
+    let removed_here = match &state.holdings {
+        Holdings::Edge(cache) => cache.purge(&id) as u64,
+        Holdings::Origin(store) => store
+            .write(move |s| {
+                let held = u64::from(s.held_manifest(&id)?.is_some());
+                s.release_held(&id)?;
+                if s.contains(&id)? {
+                    s.delete(&id).map(|_| 1 + held)
+                } else {
+                    Ok(held)
+                }
+            })
+            .await
+            .map_err(|e| Refusal::internal(e.reason))?,
+        Holdings::Relay => 0,
+    };
+    let mut answer = PurgeAnswer {
+        id,
+        removed_here,
+        reached: Vec::new(),
+        failed: Vec::new(),
+    };
+    if forward {
+        let mut sends = JoinSet::new();
+        for peer in state.membership.peers() {
+            let state = state.clone();
+            sends.spawn(async move {
+                let request = Request::Purge {
+                    token: Request::admin_token(state.access.token().as_str()),
+                    id,
+                    forward: false,
+                };
+                let result = tokio::time::timeout(PURGE_TIMEOUT, async {
+                    let conn = state.dialer.connect_to(&peer.member).await?;
+                    conn.request(request.encode()).await
+                })
+                .await;
+                let outcome = match result {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("no answer in time".to_owned()),
+                };
+                (peer.member.node_id(), outcome)
+            });
+        }
+        while let Some(joined) = sends.join_next().await {
+            match joined {
+                Ok((peer, Ok(()))) => answer.reached.push(peer),
+                Ok((peer, Err(reason))) => answer.failed.push(PurgeFailure { id: peer, reason }),
+                Err(e) => tracing::error!(error = %e, "a purge forwarder panicked"),
+            }
+        }
+    }
+    Answer::json(&answer)
+}
+
+/// STORE_SHARDS: another origin places shards here.
+pub async fn store_shards(
+    state: &Arc<NodeState>,
+    req: &mut IncomingRequest,
+    token: &Bytes,
+    id: ContentId,
+) -> Answered<Answer> {
+    authorise(state, token)?;
+    let Holdings::Origin(store) = &state.holdings else {
+        return Err(Refusal::bad_request("only origins hold shards"));
+    };
+    Answer::json(&hold_shards(store, req, id).await?)
+}

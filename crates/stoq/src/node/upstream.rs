@@ -1,0 +1,254 @@
+//! Which peers a node pulls missing content from, best first, and the one loop that asks them
+//! in that order.
+//!
+//! Edges ask origins and relays (a relay only where the best route to an origin runs through
+//! it), relays ask origins only, so a request never loops. Routes come from the node's
+//! routing matrix, built from membership (measured RTTs, reported loads and throughput), or
+//! from the router a host injected ([`crate::StoqBuilder::router`]), which the node feeds the
+//! RTTs it measures.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use stoq_transport::{ConnectionStats, NodeId, StoqConnection};
+
+use super::error::{Answered, Refusal};
+use super::membership::Member;
+use super::report::REPORT_INTERVAL;
+use super::state::NodeState;
+use crate::config::Role;
+use crate::routing::{
+    link_update, CostWeights, Ewma, GeoPoint, LinkSample, LinkSpec, NodeSpec, Objective, Route,
+    Router, RoutingError, RoutingMatrix,
+};
+
+/// A router a host shares with the node that uses it.
+pub type SharedRouter = Arc<RwLock<Box<dyn Router>>>;
+
+/// How a node ranks its upstreams, and what it has observed of them.
+pub struct Upstreams {
+    weights: CostWeights,
+    host_router: Option<SharedRouter>,
+    preferred: Mutex<Option<NodeId>>,
+    /// The last ranking: membership change count, when, and the ranking.
+    ranking: Mutex<Option<(u64, Instant, Vec<Member>)>>,
+    /// Smoothed throughput observed pulling chunks from each upstream (Mbit/s).
+    throughput: Mutex<HashMap<NodeId, Ewma>>,
+}
+
+impl Upstreams {
+    /// Ranks by the node's own matrix with `weights`, or by `host_router` when given.
+    pub fn new(weights: CostWeights, host_router: Option<SharedRouter>) -> Self {
+        Upstreams {
+            weights,
+            host_router,
+            preferred: Mutex::new(None),
+            ranking: Mutex::new(None),
+            throughput: Mutex::default(),
+        }
+    }
+
+    /// Records a pull of `bytes` from `peer` that took `seconds`.
+    pub fn record_pull(&self, peer: NodeId, bytes: usize, seconds: f64) {
+        let mbps = bytes as f64 * 8.0 / seconds.max(1e-6) / 1e6;
+        let mut seen = self.throughput.lock().expect("throughput lock");
+        seen.entry(peer)
+            .or_insert_with(|| Ewma::new(0.2))
+            .update(mbps);
+    }
+
+    /// Smoothed throughput observed from each upstream, Mbit/s.
+    pub fn throughput(&self) -> HashMap<NodeId, f64> {
+        let seen = self.throughput.lock().expect("throughput lock");
+        seen.iter()
+            .filter_map(|(id, e)| Some((*id, e.value()?)))
+            .collect()
+    }
+
+    /// Feeds a host router the RTTs this node measured (its own matrix is rebuilt from them).
+    pub fn feed(&self, me: &str, links: &[(NodeId, LinkSample)]) {
+        let Some(router) = &self.host_router else {
+            return;
+        };
+        let mut router = router.write().expect("router lock");
+        for (peer, sample) in links {
+            // A host router may not know every peer; that is its choice.
+            let _ = router.update_metrics(link_update(me, &peer.to_string(), *sample));
+        }
+    }
+}
+
+/// A link sample from a QUIC connection's own path statistics: the smoothed RTT quinn keeps
+/// and the loss rate of the packets sent so far.
+pub fn link_sample(stats: &ConnectionStats) -> LinkSample {
+    LinkSample {
+        rtt_ms: stats.rtt.as_secs_f64() * 1e3,
+        loss: (stats.packets_sent > 0).then(|| stats.loss_rate()),
+    }
+}
+
+/// The routing matrix as this node sees the network now: itself and its live peers, with the
+/// RTTs it measures and those the peers report, and observed throughput where known.
+pub fn matrix(state: &NodeState) -> RoutingMatrix {
+    let mut matrix = RoutingMatrix::new(state.upstreams.weights);
+    let peers = state.membership.peers();
+    let spec = |m: &Member, load: f64| {
+        let geo = m.geo();
+        NodeSpec {
+            id: m.node_id().to_string(),
+            region: m.region.clone(),
+            lat: geo.map(|g| g.0),
+            lon: geo.map(|g| g.1),
+            load,
+        }
+    };
+    let _ = matrix.add_node(spec(&state.me, state.load.load()));
+    let mut capacity = HashMap::new();
+    capacity.insert(state.me.node_id(), state.me.capacity_mbps);
+    for p in &peers {
+        let _ = matrix.add_node(spec(&p.member, f64::from(p.load)));
+        capacity.insert(p.member.node_id(), p.member.capacity_mbps);
+    }
+    let mut observed: HashMap<(NodeId, NodeId), f64> = HashMap::new();
+    for (peer, mbps) in state.upstreams.throughput() {
+        observed.insert((state.me.node_id(), peer), mbps);
+    }
+    for p in &peers {
+        for (to, mbps) in &p.throughput {
+            observed.insert((p.member.node_id(), *to), f64::from(*mbps));
+        }
+    }
+    let capacity_between = |a: &NodeId, b: &NodeId| {
+        let of = |n: &NodeId| capacity.get(n).copied().unwrap_or(1);
+        f64::from(of(a).min(of(b)))
+    };
+    let mut link = |a: NodeId, b: NodeId, rtt_ms: f64| {
+        if a == b || !capacity.contains_key(&a) || !capacity.contains_key(&b) {
+            return;
+        }
+        let _ = matrix.add_link(LinkSpec {
+            from: a.to_string(),
+            to: b.to_string(),
+            rtt_ms: rtt_ms.max(0.001),
+            bandwidth_mbps: observed
+                .get(&(a, b))
+                .or_else(|| observed.get(&(b, a)))
+                .copied()
+                .unwrap_or_else(|| capacity_between(&a, &b))
+                .clamp(0.001, crate::routing::MAX_BANDWIDTH_MBPS),
+            loss: 0.0,
+        });
+    };
+    for (peer, rtt) in state.dialer.rtts() {
+        link(state.me.node_id(), peer, rtt.as_secs_f64() * 1e3);
+    }
+    for p in &peers {
+        for (to, ms) in &p.rtts {
+            link(p.member.node_id(), *to, f64::from(*ms));
+        }
+    }
+    matrix
+}
+
+/// The nodes this node pulls missing content from, best first: ranked afresh when a member
+/// came or went or the ranking is older than a report interval (loads and RTTs change no
+/// faster), and otherwise reused, so a burst of misses does not rebuild the matrix each time.
+pub fn upstreams(state: &NodeState) -> Vec<Member> {
+    let changes = state.membership.changes();
+    let mut cached = state.upstreams.ranking.lock().expect("ranking lock");
+    if let Some((seen, at, list)) = cached.as_ref() {
+        if *seen == changes && at.elapsed() < REPORT_INTERVAL {
+            return list.clone();
+        }
+    }
+    let list = rank(state);
+    *cached = Some((changes, Instant::now(), list.clone()));
+    list
+}
+
+/// Ranks the origins by the cost of the best route to each (the host's router if one was
+/// injected, else the node's matrix); an origin with no route yet ranks by distance, after
+/// every routed one.
+fn rank(state: &NodeState) -> Vec<Member> {
+    let peers = state.membership.peers();
+    let by_id: HashMap<NodeId, &Member> = peers
+        .iter()
+        .map(|p| (p.member.node_id(), &p.member))
+        .collect();
+    let own = state.upstreams.host_router.is_none().then(|| matrix(state));
+    let me = state.me.node_id().to_string();
+    let route_to = |target: &str| -> Result<Route, RoutingError> {
+        match (&own, &state.upstreams.host_router) {
+            (Some(m), _) => m.find_optimal_route(&me, target, Objective::Balanced),
+            (None, Some(host)) => host.read().expect("router lock").find_optimal_route(
+                &me,
+                target,
+                Objective::Balanced,
+            ),
+            (None, None) => unreachable!("one router or the other"),
+        }
+    };
+    let mut ranked: Vec<(f64, Member)> = Vec::new();
+    for p in peers.iter().filter(|p| p.member.role == Role::Origin) {
+        let (cost, via) = match route_to(&p.member.node_id().to_string()) {
+            Ok(route) => {
+                let first_hop = route
+                    .path
+                    .get(1)
+                    .and_then(|hop| hop.parse::<NodeId>().ok())
+                    .and_then(|id| by_id.get(&id).copied())
+                    .filter(|m| m.role == Role::Relay && state.role() == Role::Edge);
+                (route.cost, first_hop.unwrap_or(&p.member).clone())
+            }
+            Err(_) => {
+                let km = match (state.me.geo(), p.member.geo()) {
+                    (Some(a), Some(b)) => GeoPoint::new(a.0, a.1)
+                        .zip(GeoPoint::new(b.0, b.1))
+                        .map_or(1e6, |(a, b)| a.distance_km(&b)),
+                    _ => 1e6,
+                };
+                (1e9 + km, p.member.clone())
+            }
+        };
+        ranked.push((cost, via));
+    }
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let mut seen = HashSet::new();
+    let list: Vec<Member> = ranked
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| seen.insert(m.id))
+        .collect();
+    let best = list.first().map(Member::node_id);
+    let mut preferred = state.upstreams.preferred.lock().expect("preferred lock");
+    if *preferred != best {
+        if preferred.is_some() {
+            state.metrics.route_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        *preferred = best;
+    }
+    list
+}
+
+/// Asks the upstreams in order until one answers: `ask` gets each reachable upstream and its
+/// connection; the first `Ok` wins. If none does, the last error (or `none`) is the answer.
+pub async fn first_answer<T, F, Fut>(state: &NodeState, none: Refusal, mut ask: F) -> Answered<T>
+where
+    F: FnMut(Member, StoqConnection) -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let mut last = none;
+    for up in upstreams(state) {
+        let Ok(conn) = state.dialer.connect_to(&up).await else {
+            continue;
+        };
+        match ask(up, conn).await {
+            Ok(value) => return Ok(value),
+            Err(e) => last = Refusal::not_found(e),
+        }
+    }
+    Err(last)
+}
