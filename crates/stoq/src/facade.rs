@@ -22,7 +22,7 @@ use crate::edge::{EdgeNetwork, EdgeRegistry, PrefixTable};
 use crate::node::{Node, NodeError, NodeOptions, SharedEdges, SharedRouter};
 use crate::routing::{Router, RoutingMatrix};
 use crate::store::{Store, StoreError};
-use crate::{ConfigError, StoqConfig};
+use crate::config::{ConfigError, StoqConfig};
 
 /// Why a [`Stoq`] could not be built or could not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -6,57 +6,14 @@
 //! store, an edge on disk beside its cache, a relay in memory (bounded).
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use stoq_transport::StoqConnection;
 
-use super::bounded::BoundedMap;
 use super::error::{Answered, Refusal};
 use super::state::NodeState;
-use super::token::AdminToken;
 use crate::chunking::ContentId;
 use crate::protocol::read_digest;
-
-/// Most read restrictions a node keeps in memory for content it does not store.
-const MAX_LEARNED_RESTRICTIONS: usize = 65_536;
-
-/// The node's admin token and the read restrictions it learned from upstream.
-pub struct Access {
-    token: AdminToken,
-    learned: Mutex<BoundedMap<ContentId, [u8; 32]>>,
-}
-
-impl Access {
-    /// Access control with `token` as the admin credential.
-    pub fn new(token: AdminToken) -> Self {
-        Access {
-            token,
-            learned: Mutex::new(BoundedMap::new(MAX_LEARNED_RESTRICTIONS)),
-        }
-    }
-
-    /// The admin token.
-    pub fn token(&self) -> &AdminToken {
-        &self.token
-    }
-
-    /// Keeps a restriction learned from upstream.
-    pub fn learn(&self, id: ContentId, digest: [u8; 32]) {
-        self.learned
-            .lock()
-            .expect("restrictions lock")
-            .insert(id, digest);
-    }
-
-    fn learned(&self, id: &ContentId) -> Option<[u8; 32]> {
-        self.learned
-            .lock()
-            .expect("restrictions lock")
-            .get(id)
-            .copied()
-    }
-}
 
 /// Lets a change through if it carries the admin token; counts and refuses it otherwise.
 pub fn authorise(state: &NodeState, token: &Bytes) -> Answered<()> {

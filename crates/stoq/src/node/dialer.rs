@@ -13,6 +13,7 @@ use stoq_transport::{
 
 use super::membership::{GossipSender, Member};
 use crate::protocol::Request;
+use crate::routing::LinkSample;
 
 /// How long a node waits to dial a peer.
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -112,5 +113,14 @@ impl GossipSender for GossipOverQuic {
             let request = Request::Gossip { message: data };
             let _ = tokio::time::timeout(DIAL_TIMEOUT, conn.request(request.encode())).await;
         });
+    }
+}
+
+/// A link sample from a QUIC connection's own path statistics: the smoothed RTT quinn keeps
+/// and the loss rate of the packets sent so far.
+pub fn link_sample(stats: &ConnectionStats) -> LinkSample {
+    LinkSample {
+        rtt_ms: stats.rtt.as_secs_f64() * 1e3,
+        loss: (stats.packets_sent > 0).then(|| stats.loss_rate()),
     }
 }

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 pub enum NodeError {
     /// The configuration is unusable.
     #[error(transparent)]
-    Config(#[from] crate::ConfigError),
+    Config(#[from] crate::config::ConfigError),
     /// The transport could not start (identity, socket).
     #[error(transparent)]
     Transport(#[from] TransportError),

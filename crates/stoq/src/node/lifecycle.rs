@@ -11,25 +11,24 @@ use stoq_transport::{
     ConnectionPool, NodeId, NodeIdentity, ShutdownReport, StoqEndpoint, TransportError,
 };
 
-use super::access::Access;
 use super::cache::{CacheStats, EdgeCache};
 use super::dialer::{Dialer, GossipOverQuic};
 use super::error::NodeError;
-use super::locator::{Locator, SharedEdges};
 use super::membership::{Member, Membership, MembershipTiming};
 use super::metrics::NodeMetrics;
 use super::report::report_loop;
-use super::state::{Holdings, LoadMeter, NodeState};
+use super::state::{
+    Access, Holdings, LoadMeter, Locator, NodeState, SharedEdges, SharedRouter, Upstreams,
+};
 use super::stored::OriginStore;
 use super::token::{AdminToken, TOKEN_FILE};
-use super::upstream::{SharedRouter, Upstreams};
 use crate::chunking::ChunkEngine;
 use crate::config::Role;
 use crate::edge::PrefixTable;
 use crate::protocol::StatusAnswer;
 use crate::routing::GeoPoint;
 use crate::store::Store;
-use crate::StoqConfig;
+use crate::config::StoqConfig;
 
 /// Everything a node needs to start.
 #[derive(Clone)]

@@ -8,40 +8,16 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::error::{Answered, Refusal};
 use super::membership::Member;
-use super::state::NodeState;
+use super::state::{NodeState, SharedEdges};
 use crate::config::Role;
-use crate::edge::{
-    area_of, ClientLocation, EdgeError, EdgeNetwork, EdgeNode, EdgeRegistry, PrefixTable,
-};
+use crate::edge::{area_of, ClientLocation, EdgeError, EdgeNetwork, EdgeNode, EdgeRegistry};
 use crate::protocol::{LocateAnswer, Location, Source};
 use crate::routing::GeoPoint;
-
-/// An edge network a host shares with the node that uses it.
-pub type SharedEdges = Arc<RwLock<Box<dyn EdgeNetwork>>>;
-
-/// How a node chooses edges for clients.
-pub struct Locator {
-    prefixes: PrefixTable,
-    host: Option<SharedEdges>,
-    /// The edges this node told the host about, so it can withdraw those that left.
-    told: Mutex<HashSet<String>>,
-}
-
-impl Locator {
-    /// Locates clients' addresses through `prefixes`; `host` decides, when given.
-    pub fn new(prefixes: PrefixTable, host: Option<SharedEdges>) -> Self {
-        Locator {
-            prefixes,
-            host,
-            told: Mutex::default(),
-        }
-    }
-}
 
 /// The answer to LOCATE from `client` (its address and RTT to this node).
 pub fn locate(

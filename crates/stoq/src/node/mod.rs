@@ -29,12 +29,14 @@ mod state;
 mod stored;
 mod token;
 mod upstream;
+mod view;
 
 pub use cache::{CacheStats, EdgeCache};
 pub use coalesce::Coalescer;
 pub use error::{NodeError, Refusal};
 pub use lifecycle::{Node, NodeOptions};
-pub use locator::SharedEdges;
+
+pub use dialer::link_sample;
 pub use membership::{
     GossipError, GossipSender, Member, Membership, MembershipTiming, Peer, Report, View,
     MAX_MEMBERS, MAX_REPORTED_RTTS,
@@ -42,5 +44,5 @@ pub use membership::{
 pub use metrics::{Histogram, NodeMetrics, Snapshot, LATENCY_BUCKETS, REQUEST_KINDS};
 pub use report::REPORT_INTERVAL;
 pub use serve::serve_basic;
+pub use state::{SharedEdges, SharedRouter};
 pub use token::{AdminToken, MIN_TOKEN_LEN, TOKEN_FILE};
-pub use upstream::{link_sample, SharedRouter};

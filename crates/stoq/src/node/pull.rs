@@ -10,43 +10,19 @@
 //! serve it while fresh, serve it stale while refreshing it, and fetch anew once expired.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::bounded::BoundedMap;
-use super::coalesce::Coalescer;
 use super::erasure::rebuild_chunk;
 use super::error::{Answered, Refusal};
 use super::state::{Holdings, NodeState};
 use super::upstream::first_answer;
-use crate::chunking::{ContentId, Hash32, Manifest};
+use crate::chunking::{ContentId, Manifest};
 use crate::client::{fetch_chunk, fetch_manifest_as, resolve_name};
 use crate::edge::names::{Freshness, NameRecord};
 use crate::store::StoreError;
-
-/// Most name records an edge or relay keeps copies of.
-const MAX_CACHED_NAMES: usize = 65_536;
-
-/// In-flight fetches (one per item however many wait) and copies of name records.
-pub struct PullThrough {
-    manifests: Coalescer<ContentId, Answered<Arc<Manifest>>>,
-    chunks: Coalescer<Hash32, Answered<Bytes>>,
-    name_fetches: Coalescer<String, Answered<NameRecord>>,
-    names: Mutex<BoundedMap<String, (NameRecord, Instant)>>,
-}
-
-impl Default for PullThrough {
-    fn default() -> Self {
-        PullThrough {
-            manifests: Coalescer::default(),
-            chunks: Coalescer::default(),
-            name_fetches: Coalescer::default(),
-            names: Mutex::new(BoundedMap::new(MAX_CACHED_NAMES)),
-        }
-    }
-}
 
 /// The manifest of `id`: from the store, the cache, or upstream. `asked` is true when a client
 /// asked for the manifest itself (it then counts as a cache hit or miss).

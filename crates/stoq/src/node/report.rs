@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use stoq_transport::NodeId;
 
+use super::dialer::link_sample;
 use super::membership::{Report, MAX_REPORTED_RTTS};
 use super::state::NodeState;
-use super::upstream::link_sample;
 
 /// How often a node reports its load and RTTs to the others.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(1000);

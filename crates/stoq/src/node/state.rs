@@ -1,25 +1,30 @@
 //! What a running node holds, one part per concern: its role's holdings, its links, its
-//! membership, access control, upstream choice, pull-through and load.
+//! membership, access control, upstream choice, pull-through, load and edge choice. The
+//! files named after each concern hold what the node does with its part.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use stoq_transport::StoqEndpoint;
+use bytes::Bytes;
+use stoq_transport::{NodeId, StoqEndpoint};
 
-use super::access::Access;
 use super::bounded::BoundedMap;
 use super::cache::EdgeCache;
+use super::coalesce::Coalescer;
 use super::dialer::Dialer;
-use super::locator::Locator;
+use super::error::Answered;
 use super::membership::{Member, Membership};
 use super::metrics::{NodeMetrics, Snapshot};
-use super::pull::PullThrough;
 use super::stored::OriginStore;
-use super::upstream::Upstreams;
+use super::token::AdminToken;
+use crate::chunking::{ContentId, Hash32, Manifest};
 use crate::config::Role;
-use crate::routing::Ewma;
+use crate::edge::names::NameRecord;
+use crate::edge::{EdgeNetwork, PrefixTable};
+use crate::routing::{link_update, CostWeights, Ewma, LinkSample, Router};
 
 /// What a node keeps content in, by role: an origin's store, an edge's cache, or (a relay)
 /// nothing.
@@ -186,5 +191,145 @@ impl NodeState {
             .expect("view lock")
             .peers
             .contains_key(peer)
+    }
+}
+
+/// Most read restrictions a node keeps in memory for content it does not store.
+const MAX_LEARNED_RESTRICTIONS: usize = 65_536;
+
+/// The node's admin token and the read restrictions it learned from upstream.
+pub struct Access {
+    pub(super) token: AdminToken,
+    pub(super) learned: Mutex<BoundedMap<ContentId, [u8; 32]>>,
+}
+
+impl Access {
+    /// Access control with `token` as the admin credential.
+    pub fn new(token: AdminToken) -> Self {
+        Access {
+            token,
+            learned: Mutex::new(BoundedMap::new(MAX_LEARNED_RESTRICTIONS)),
+        }
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &AdminToken {
+        &self.token
+    }
+
+    /// Keeps a restriction learned from upstream.
+    pub fn learn(&self, id: ContentId, digest: [u8; 32]) {
+        self.learned
+            .lock()
+            .expect("restrictions lock")
+            .insert(id, digest);
+    }
+
+    pub(super) fn learned(&self, id: &ContentId) -> Option<[u8; 32]> {
+        self.learned
+            .lock()
+            .expect("restrictions lock")
+            .get(id)
+            .copied()
+    }
+}
+
+/// A router a host shares with the node that uses it.
+pub type SharedRouter = Arc<RwLock<Box<dyn Router>>>;
+
+/// How a node ranks its upstreams, and what it has observed of them.
+pub struct Upstreams {
+    pub(super) weights: CostWeights,
+    pub(super) host_router: Option<SharedRouter>,
+    pub(super) preferred: Mutex<Option<NodeId>>,
+    /// The last ranking: membership change count, when, and the ranking.
+    pub(super) ranking: Mutex<Option<(u64, Instant, Vec<Member>)>>,
+    /// Smoothed throughput observed pulling chunks from each upstream (Mbit/s).
+    pub(super) throughput: Mutex<HashMap<NodeId, Ewma>>,
+}
+
+impl Upstreams {
+    /// Ranks by the node's own matrix with `weights`, or by `host_router` when given.
+    pub fn new(weights: CostWeights, host_router: Option<SharedRouter>) -> Self {
+        Upstreams {
+            weights,
+            host_router,
+            preferred: Mutex::new(None),
+            ranking: Mutex::new(None),
+            throughput: Mutex::default(),
+        }
+    }
+
+    /// Records a pull of `bytes` from `peer` that took `seconds`.
+    pub fn record_pull(&self, peer: NodeId, bytes: usize, seconds: f64) {
+        let mbps = bytes as f64 * 8.0 / seconds.max(1e-6) / 1e6;
+        let mut seen = self.throughput.lock().expect("throughput lock");
+        seen.entry(peer)
+            .or_insert_with(|| Ewma::new(0.2))
+            .update(mbps);
+    }
+
+    /// Smoothed throughput observed from each upstream, Mbit/s.
+    pub fn throughput(&self) -> HashMap<NodeId, f64> {
+        let seen = self.throughput.lock().expect("throughput lock");
+        seen.iter()
+            .filter_map(|(id, e)| Some((*id, e.value()?)))
+            .collect()
+    }
+
+    /// Feeds a host router the RTTs this node measured (its own matrix is rebuilt from them).
+    pub fn feed(&self, me: &str, links: &[(NodeId, LinkSample)]) {
+        let Some(router) = &self.host_router else {
+            return;
+        };
+        let mut router = router.write().expect("router lock");
+        for (peer, sample) in links {
+            // A host router may not know every peer; that is its choice.
+            let _ = router.update_metrics(link_update(me, &peer.to_string(), *sample));
+        }
+    }
+}
+
+/// Most name records an edge or relay keeps copies of.
+const MAX_CACHED_NAMES: usize = 65_536;
+
+/// In-flight fetches (one per item however many wait) and copies of name records.
+pub struct PullThrough {
+    pub(super) manifests: Coalescer<ContentId, Answered<Arc<Manifest>>>,
+    pub(super) chunks: Coalescer<Hash32, Answered<Bytes>>,
+    pub(super) name_fetches: Coalescer<String, Answered<NameRecord>>,
+    pub(super) names: Mutex<BoundedMap<String, (NameRecord, Instant)>>,
+}
+
+impl Default for PullThrough {
+    fn default() -> Self {
+        PullThrough {
+            manifests: Coalescer::default(),
+            chunks: Coalescer::default(),
+            name_fetches: Coalescer::default(),
+            names: Mutex::new(BoundedMap::new(MAX_CACHED_NAMES)),
+        }
+    }
+}
+
+/// An edge network a host shares with the node that uses it.
+pub type SharedEdges = Arc<RwLock<Box<dyn EdgeNetwork>>>;
+
+/// How a node chooses edges for clients.
+pub struct Locator {
+    pub(super) prefixes: PrefixTable,
+    pub(super) host: Option<SharedEdges>,
+    /// The edges this node told the host about, so it can withdraw those that left.
+    pub(super) told: Mutex<HashSet<String>>,
+}
+
+impl Locator {
+    /// Locates clients' addresses through `prefixes`; `host` decides, when given.
+    pub fn new(prefixes: PrefixTable, host: Option<SharedEdges>) -> Self {
+        Locator {
+            prefixes,
+            host,
+            told: Mutex::default(),
+        }
     }
 }

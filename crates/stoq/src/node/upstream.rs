@@ -10,85 +10,16 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use stoq_transport::{ConnectionStats, NodeId, StoqConnection};
+use stoq_transport::{NodeId, StoqConnection};
 
 use super::error::{Answered, Refusal};
 use super::membership::Member;
 use super::report::REPORT_INTERVAL;
 use super::state::NodeState;
 use crate::config::Role;
-use crate::routing::{
-    link_update, CostWeights, Ewma, GeoPoint, LinkSample, LinkSpec, NodeSpec, Objective, Route,
-    Router, RoutingError, RoutingMatrix,
-};
-
-/// A router a host shares with the node that uses it.
-pub type SharedRouter = Arc<RwLock<Box<dyn Router>>>;
-
-/// How a node ranks its upstreams, and what it has observed of them.
-pub struct Upstreams {
-    weights: CostWeights,
-    host_router: Option<SharedRouter>,
-    preferred: Mutex<Option<NodeId>>,
-    /// The last ranking: membership change count, when, and the ranking.
-    ranking: Mutex<Option<(u64, Instant, Vec<Member>)>>,
-    /// Smoothed throughput observed pulling chunks from each upstream (Mbit/s).
-    throughput: Mutex<HashMap<NodeId, Ewma>>,
-}
-
-impl Upstreams {
-    /// Ranks by the node's own matrix with `weights`, or by `host_router` when given.
-    pub fn new(weights: CostWeights, host_router: Option<SharedRouter>) -> Self {
-        Upstreams {
-            weights,
-            host_router,
-            preferred: Mutex::new(None),
-            ranking: Mutex::new(None),
-            throughput: Mutex::default(),
-        }
-    }
-
-    /// Records a pull of `bytes` from `peer` that took `seconds`.
-    pub fn record_pull(&self, peer: NodeId, bytes: usize, seconds: f64) {
-        let mbps = bytes as f64 * 8.0 / seconds.max(1e-6) / 1e6;
-        let mut seen = self.throughput.lock().expect("throughput lock");
-        seen.entry(peer)
-            .or_insert_with(|| Ewma::new(0.2))
-            .update(mbps);
-    }
-
-    /// Smoothed throughput observed from each upstream, Mbit/s.
-    pub fn throughput(&self) -> HashMap<NodeId, f64> {
-        let seen = self.throughput.lock().expect("throughput lock");
-        seen.iter()
-            .filter_map(|(id, e)| Some((*id, e.value()?)))
-            .collect()
-    }
-
-    /// Feeds a host router the RTTs this node measured (its own matrix is rebuilt from them).
-    pub fn feed(&self, me: &str, links: &[(NodeId, LinkSample)]) {
-        let Some(router) = &self.host_router else {
-            return;
-        };
-        let mut router = router.write().expect("router lock");
-        for (peer, sample) in links {
-            // A host router may not know every peer; that is its choice.
-            let _ = router.update_metrics(link_update(me, &peer.to_string(), *sample));
-        }
-    }
-}
-
-/// A link sample from a QUIC connection's own path statistics: the smoothed RTT quinn keeps
-/// and the loss rate of the packets sent so far.
-pub fn link_sample(stats: &ConnectionStats) -> LinkSample {
-    LinkSample {
-        rtt_ms: stats.rtt.as_secs_f64() * 1e3,
-        loss: (stats.packets_sent > 0).then(|| stats.loss_rate()),
-    }
-}
+use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, Route, RoutingError, RoutingMatrix};
 
 /// The routing matrix as this node sees the network now: itself and its live peers, with the
 /// RTTs it measures and those the peers report, and observed throughput where known.

@@ -5,6 +5,7 @@ use proptest::prelude::*;
 
 use super::shards::{encode_shard, ShardDecoder, ShardsHead};
 use super::*;
+use crate::chunking::{ChunkId, ContentId, ContentKind, ErasurePolicy, Hash32};
 
 fn id(n: u8) -> ContentId {
     Hash32([n; 32])

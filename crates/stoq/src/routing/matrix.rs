@@ -409,21 +409,6 @@ impl RoutingMatrix {
         EARTH_RADIUS_KM * d.sqrt()
     }
 
-    /// Number of nodes.
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Number of links.
-    pub fn link_count(&self) -> usize {
-        self.links.len()
-    }
-
-    /// The node ids, in insertion order.
-    pub fn node_ids(&self) -> impl Iterator<Item = &str> {
-        self.nodes.iter().map(|n| n.id.as_str())
-    }
-
     /// A node's region, if the node exists.
     pub fn region(&self, id: &str) -> Option<&str> {
         let i = self.index.get(id)?;
@@ -452,11 +437,6 @@ impl RoutingMatrix {
     /// The learned predictor.
     pub fn predictor(&self) -> &Vivaldi {
         &self.vivaldi
-    }
-
-    /// Index of a node in the predictor.
-    pub fn predictor_index(&self, id: &str) -> Option<usize> {
-        self.index.get(id).map(|i| *i as usize)
     }
 
     /// Heap bytes held by the matrix (vectors and maps at their capacity), for the benchmark's

@@ -32,11 +32,6 @@ impl Topology {
         serde_json::from_str(text).map_err(|e| TopologyError::Syntax(e.to_string()))
     }
 
-    /// The topology as JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("topology always serialises")
-    }
-
     /// A routing matrix holding this topology; every node and link is checked (duplicates,
     /// unknown nodes in links, numbers out of range) and the first problem is named.
     pub fn into_matrix(self, weights: CostWeights) -> Result<RoutingMatrix, TopologyError> {

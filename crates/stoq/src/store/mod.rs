@@ -21,156 +21,25 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::chunking::{
-    erasure, sniff_head, ChunkEngine, ChunkEntry, ChunkId, ContentId, ContentKind, ErasurePolicy,
-    FastCdcEngine, Hash32, Manifest, ManifestError, ShardSet,
+    erasure, sniff_head, ChunkEngine, ChunkEntry, ChunkId, ContentId, ErasurePolicy, FastCdcEngine,
+    Hash32, Manifest, ShardSet,
 };
 
 /// Blob id → (refcount, length).
 mod access;
+mod error;
 mod held;
+mod reports;
+
+use error::io_error;
+pub use error::StoreError;
+pub use reports::{GcReport, PutOptions, PutReport, ReadReport, StoreStats};
 
 const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
 /// Content id → encoded manifest.
 const MANIFESTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("manifests");
 /// Name → encoded [`crate::edge::names::NameRecord`].
 const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("names");
-
-/// Why a store operation failed. The store is intact after every one of these.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The disk is full; nothing of the failed operation was committed.
-    #[error("disk full while writing {path}: nothing was committed, the store is intact")]
-    DiskFull {
-        /// The file being written.
-        path: String,
-    },
-    /// A file operation failed.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The file.
-        path: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The index database failed.
-    #[error("index: {0}")]
-    Index(String),
-    /// No such content in this store.
-    #[error("content {0} is not in this store")]
-    NotFound(ContentId),
-    /// Input that cannot be used (a bad name, a manifest or shard that does not match its id).
-    #[error("{0}")]
-    Invalid(String),
-    /// A chunk's bytes do not match its id and no parity could rebuild it.
-    #[error("chunk {chunk} of content {content} is corrupt or missing and cannot be rebuilt here")]
-    Corrupt {
-        /// The bad chunk.
-        chunk: ChunkId,
-        /// The content it belongs to.
-        content: ContentId,
-    },
-    /// A stored manifest is unreadable.
-    #[error("manifest: {0}")]
-    Manifest(#[from] ManifestError),
-    /// Erasure coding failed.
-    #[error("erasure: {0}")]
-    Erasure(#[from] erasure::ErasureError),
-}
-
-macro_rules! index_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Index(e.to_string())
-            }
-        }
-    )*};
-}
-index_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
-    let path = path.display().to_string();
-    move |source| {
-        if source.kind() == io::ErrorKind::StorageFull {
-            StoreError::DiskFull { path }
-        } else {
-            StoreError::Io { what, path, source }
-        }
-    }
-}
-
-/// Options of a put.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PutOptions {
-    /// Erasure-code every chunk into k+m shards (stored instead of the chunk).
-    pub erasure: Option<ErasurePolicy>,
-    /// Chunk as this kind instead of sniffing the content.
-    pub kind: Option<ContentKind>,
-}
-
-/// What a put did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PutReport {
-    /// The content id.
-    #[serde(serialize_with = "as_text")]
-    pub id: ContentId,
-    /// Bytes of content.
-    pub size: u64,
-    /// Chunks in the manifest.
-    pub chunks: usize,
-    /// Chunks this store did not have before.
-    pub new_chunks: usize,
-    /// Bytes written for new blobs (chunks or shards).
-    pub new_bytes: u64,
-    /// The content kind used for chunking.
-    pub kind: ContentKind,
-}
-
-fn as_text<S: serde::Serializer>(id: &ContentId, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(id)
-}
-
-/// What a read found and fixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct ReadReport {
-    /// Bytes delivered.
-    pub bytes: u64,
-    /// Shards found corrupt or missing and rewritten from parity.
-    pub repaired_shards: usize,
-}
-
-/// Totals of a store.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct StoreStats {
-    /// Objects (manifests).
-    pub objects: u64,
-    /// Sum of the objects' sizes.
-    pub logical_bytes: u64,
-    /// Distinct blobs.
-    pub blobs: u64,
-    /// Bytes of distinct blobs on disk.
-    pub stored_bytes: u64,
-    /// logical / stored (1 with no sharing; higher is better; 0 for an empty store).
-    pub dedup_ratio: f64,
-}
-
-/// What a garbage collection removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct GcReport {
-    /// Blob files no index entry refers to (from interrupted puts or deletes).
-    pub orphans_removed: u64,
-    /// Their bytes.
-    pub bytes_freed: u64,
-}
 
 /// The content store of one node.
 pub struct Store {
