@@ -388,6 +388,15 @@ async fn serve_connection<H, Fut>(
     loop {
         let stream = tokio::select! {
             stream = conn.accept_bi() => stream,
+            uni = conn.accept_uni() => match uni {
+                // Requests come on bidirectional streams only: a one-way stream is stopped at
+                // once, so it holds no window and no buffer here.
+                Ok(mut refused) => {
+                    refused.stop(ErrorCode::BadRequest);
+                    continue;
+                }
+                Err(_) => break,
+            },
             _ = shutdown.cancelled() => break,
         };
         let (reply, body) = match stream {
@@ -425,6 +434,17 @@ where
         Err(TransportError::Protocol(e)) => {
             reply.send_error(e.code(), &e.to_string()).await?;
             return Err(TransportError::Protocol(e));
+        }
+        // The stream ended before a whole REQUEST frame began (an empty stream).
+        Err(e @ TransportError::UnexpectedEnd(_)) => {
+            body.stop(ErrorCode::ProtocolViolation);
+            reply
+                .send_error(
+                    ErrorCode::ProtocolViolation,
+                    "the stream ended before a REQUEST frame",
+                )
+                .await?;
+            return Err(e);
         }
         Err(e) => return Err(e),
     };

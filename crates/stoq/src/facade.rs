@@ -18,11 +18,11 @@ use stoq_transport::{NodeId, NodeIdentity, PeerExpectation, StoqEndpoint, Transp
 use crate::chunking::{ChunkEngine, ContentId, FastCdcEngine};
 pub use crate::client::Transport;
 use crate::client::{fetch, FetchError, FetchReport};
+use crate::config::{ConfigError, StoqConfig};
 use crate::edge::{EdgeNetwork, EdgeRegistry, PrefixTable};
 use crate::node::{Node, NodeError, NodeOptions, SharedEdges, SharedRouter};
 use crate::routing::{Router, RoutingMatrix};
 use crate::store::{Store, StoreError};
-use crate::config::{ConfigError, StoqConfig};
 
 /// Why a [`Stoq`] could not be built or could not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -228,7 +228,12 @@ pub async fn store_shards(
         if let Some(head) = ShardsHead::take(&mut buf) {
             break head.map_err(bad)?;
         }
-        match req.body.recv_data().await.map_err(|e| bad(e.to_string()))? {
+        match req
+            .body
+            .recv_data()
+            .await
+            .map_err(|e| Refusal::from_body(&e))?
+        {
             Some(piece) => buf.extend_from_slice(&piece),
             None => return Err(bad("the body ended before the manifest and placement")),
         }
@@ -256,7 +261,12 @@ pub async fn store_shards(
         if pending.len() >= 32 || pending_bytes >= MAX_SHARD_BATCH_BYTES {
             held += hold(store, id, &manifest_bytes, std::mem::take(&mut pending)).await?;
         }
-        match req.body.recv_data().await.map_err(|e| bad(e.to_string()))? {
+        match req
+            .body
+            .recv_data()
+            .await
+            .map_err(|e| Refusal::from_body(&e))?
+        {
             Some(piece) => pending.extend(decoder.push(&piece).map_err(bad)?),
             None => break,
         }

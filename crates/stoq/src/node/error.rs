@@ -63,6 +63,20 @@ impl Refusal {
         Self::new(ErrorCode::Internal, reason.to_string())
     }
 
+    /// The answer to a request body that could not be read: the frame error's own code
+    /// (FRAME_TOO_LARGE, PROTOCOL_VIOLATION, ...), PROTOCOL_VIOLATION for a body that ended
+    /// without END, INTERNAL for anything else.
+    pub fn from_body(e: &TransportError) -> Self {
+        match e {
+            TransportError::Protocol(p) => Self::new(p.code(), format!("bad request body: {p}")),
+            TransportError::UnexpectedEnd(what) => Self::new(
+                ErrorCode::ProtocolViolation,
+                format!("bad request body: {what}"),
+            ),
+            other => Self::internal(format!("the request body failed: {other}")),
+        }
+    }
+
     /// NOT_FOUND for content this network does not have.
     pub fn no_content(id: &ContentId) -> Self {
         Self::not_found(format!("content {id} is not in this network"))

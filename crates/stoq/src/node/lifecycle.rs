@@ -24,11 +24,11 @@ use super::stored::OriginStore;
 use super::token::{AdminToken, TOKEN_FILE};
 use crate::chunking::ChunkEngine;
 use crate::config::Role;
+use crate::config::StoqConfig;
 use crate::edge::PrefixTable;
 use crate::protocol::StatusAnswer;
 use crate::routing::GeoPoint;
 use crate::store::Store;
-use crate::config::StoqConfig;
 
 /// Everything a node needs to start.
 #[derive(Clone)]

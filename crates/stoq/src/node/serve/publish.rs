@@ -40,24 +40,28 @@ pub async fn put(
     let tmp = state
         .data_dir
         .join(format!("upload.{}.{n}.tmp", std::process::id()));
+    let disk = |e: std::io::Error| Refusal::internal(format!("upload failed, nothing stored: {e}"));
     let received = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(disk)?;
         let mut bytes = 0u64;
-        while let Some(piece) = req.body.recv_data().await.map_err(std::io::Error::other)? {
+        while let Some(piece) = req
+            .body
+            .recv_data()
+            .await
+            .map_err(|e| Refusal::from_body(&e))?
+        {
             bytes += piece.len() as u64;
-            file.write_all(&piece).await?;
+            file.write_all(&piece).await.map_err(disk)?;
         }
-        file.flush().await?;
-        Ok::<u64, std::io::Error>(bytes)
+        file.flush().await.map_err(disk)?;
+        Ok::<u64, Refusal>(bytes)
     }
     .await;
     let bytes = match received {
         Ok(b) => b,
-        Err(e) => {
+        Err(refusal) => {
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(Refusal::internal(format!(
-                "upload failed, nothing stored: {e}"
-            )));
+            return Err(refusal);
         }
     };
     state.metrics.bytes_in.fetch_add(bytes, Ordering::Relaxed);
