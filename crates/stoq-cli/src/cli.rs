@@ -1,4 +1,5 @@
-//! The command-line surface (the contract in DESIGN.md) and how flags become a config.
+//! The command-line surface (the contract documented in README.md and docs/OPERATIONS.md) and how
+//! flags become a config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -290,7 +291,7 @@ impl From<ObjectiveArg> for stoq::routing::Objective {
 /// `stoq route`.
 #[derive(Debug, Args)]
 pub struct RouteArgs {
-    /// Topology JSON file: `{"nodes":[...],"links":[...]}` (see DESIGN.md).
+    /// Topology JSON file: `{"nodes":[...],"links":[...]}` (see `examples/topology.json`).
     #[arg(long)]
     pub topology: PathBuf,
     /// Source node id.

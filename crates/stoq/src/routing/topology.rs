@@ -1,4 +1,4 @@
-//! The topology file of `stoq route` (format in DESIGN.md):
+//! The topology file of `stoq route` (an example: `examples/topology.json`):
 //! `{"nodes":[{"id","region","lat","lon","load"}], "links":[{"from","to","rtt_ms","bandwidth_mbps","loss"}]}`.
 
 use serde::{Deserialize, Serialize};
