@@ -13,11 +13,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use stoq_transport::{NodeId, NodeIdentity, PeerExpectation, StoqEndpoint, TransportError};
+use stoq_transport::{NodeId, NodeIdentity, StoqEndpoint, TransportError};
 
 use crate::chunking::{ChunkEngine, ContentId, FastCdcEngine};
 pub use crate::client::Transport;
-use crate::client::{fetch, FetchError, FetchReport};
+use crate::client::{FetchError, FetchOptions, FetchReport, Located};
+use crate::protocol::Location;
 use crate::config::{ConfigError, StoqConfig};
 use crate::edge::{EdgeNetwork, EdgeRegistry, PrefixTable};
 use crate::node::{Node, NodeError, NodeOptions, SharedEdges, SharedRouter};
@@ -182,33 +183,31 @@ impl Stoq {
         Store::open_with(dir, self.engine.clone())
     }
 
-    /// Fetches `id` from the given nodes at once through this facade's transport, every chunk
-    /// verified, and writes it to `out`.
+    /// Fetches `id` as any STOQ client does, through this facade's transport: asks the first
+    /// of `sources` where to fetch from, then downloads from what it names and the rest of
+    /// `sources` at once, every chunk verified, and writes it to `out`.
     pub async fn fetch<W: Write>(
         &self,
         sources: &[(NodeId, SocketAddr)],
         id: &ContentId,
         out: &mut W,
     ) -> Result<FetchReport, FacadeError> {
-        let mut conns = Vec::with_capacity(sources.len());
-        let mut last = None;
-        for (node, addr) in sources {
-            match self
-                .transport
-                .connect(*addr, &PeerExpectation::Node(*node))
-                .await
-            {
-                Ok(c) => conns.push(c),
-                Err(e) => last = Some(e),
-            }
+        let given = sources
+            .iter()
+            .map(|&(node, addr)| match stoq_transport::ensure_ipv6(addr)? {
+                SocketAddr::V6(v6) => Ok((node, v6)),
+                SocketAddr::V4(_) => unreachable!("ensure_ipv6 refuses IPv4"),
+            })
+            .collect::<Result<Vec<_>, TransportError>>()?;
+        if given.is_empty() {
+            return Err(FacadeError::Fetch(FetchError::NoSource));
         }
-        if conns.is_empty() {
-            return Err(match last {
-                Some(e) => FacadeError::Transport(e),
-                None => FacadeError::Fetch(FetchError::NoSource),
-            });
-        }
-        Ok(fetch(&conns, id, out).await?)
+        let located = Located::locate(&*self.transport, &given, &Location::ByAddress).await?;
+        let options = FetchOptions {
+            active: located.sources.len(),
+            read_token: None,
+        };
+        Ok(located.fetch(id, out, &options, |_| Ok(0)).await?)
     }
 
     /// Starts a network node with this facade's configuration and the parts the host
