@@ -1,5 +1,4 @@
-//! The command-line surface (the contract documented in README.md and docs/OPERATIONS.md) and how
-//! flags become a config.
+//! The command-line surface (documented in README.md) and how flags become a config.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
