@@ -18,10 +18,10 @@ use stoq_transport::{NodeId, NodeIdentity, StoqEndpoint, TransportError};
 use crate::chunking::{ChunkEngine, ContentId, FastCdcEngine};
 pub use crate::client::Transport;
 use crate::client::{FetchError, FetchOptions, FetchReport, Located};
-use crate::protocol::Location;
 use crate::config::{ConfigError, StoqConfig};
 use crate::edge::{EdgeNetwork, EdgeRegistry, PrefixTable};
 use crate::node::{Node, NodeError, NodeOptions, SharedEdges, SharedRouter};
+use crate::protocol::Location;
 use crate::routing::{Router, RoutingMatrix};
 use crate::store::{Store, StoreError};
 
