@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use stoq::chunking::{ErasurePolicy, Hash32};
 use stoq::client::{fetch, fetch_manifest, stall_deadline, FetchError};
-use stoq::protocol::Request;
+use stoq::protocol::{ErrorCode, Request};
 use stoq::store::{PutOptions, Store};
 use stoq::transport::{
     NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportConfig,
@@ -292,6 +292,54 @@ async fn a_source_that_stalls_is_dropped_within_its_deadline() {
             took < first_deadline + Duration::from_secs(3),
             "took {took:?}"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_source_that_stalls_gets_more_time_instead_of_being_dropped() {
+    bounded(async {
+        let data = noise(1 << 20, 8);
+        let dir = tempfile::tempdir().unwrap();
+        let id = stored(dir.path(), &data, PutOptions::default());
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let manifest = Arc::new(store.manifest(&id).unwrap());
+        // A slow peer (no node does this on purpose; a busy one looks like it): its first
+        // chunk request is never answered, the others are.
+        let slow = StoqEndpoint::bind(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let stalled_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (peer_store, peer_manifest) = (store.clone(), manifest.clone());
+        slow.serve(move |mut req| {
+            let (store, manifest, stalled) = (
+                peer_store.clone(),
+                peer_manifest.clone(),
+                stalled_once.clone(),
+            );
+            async move {
+                let body = match Request::decode(&req.payload) {
+                    Ok(Request::GetManifest { .. }) => Bytes::from(manifest.encode()),
+                    Ok(Request::GetChunk { index, .. }) => {
+                        if !stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        let entry = &manifest.chunks[index as usize];
+                        let (bytes, _) = store.read_chunk(&id, entry, None).unwrap();
+                        Bytes::from(bytes)
+                    }
+                    _ => return req.reply.send_error(ErrorCode::BadRequest, "no").await,
+                };
+                req.reply.send_data(body).await?;
+                req.reply.send_end().await?;
+                req.reply.send_response(Bytes::new()).await?;
+                req.reply.finish()
+            }
+        });
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conn = connect(&client, slow.local_addr().unwrap(), slow.node_id()).await;
+        let mut out = Vec::new();
+        let report = fetch(&[conn], &id, &mut out).await.unwrap();
+        assert_eq!(out, data, "the content completed from its only source");
+        assert!(report.dropped.is_empty(), "{report:?}");
     })
     .await;
 }

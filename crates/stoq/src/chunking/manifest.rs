@@ -143,10 +143,15 @@ impl Manifest {
         Hash32::of(&self.encode())
     }
 
+    /// How many bytes [`Manifest::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let per_chunk = 36 + self.erasure.map_or(0, |e| 4 + 32 * e.total());
+        HEADER_LEN + per_chunk * self.chunks.len()
+    }
+
     /// The version-1 binary encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let per_chunk = 36 + self.erasure.map_or(0, |e| 4 + 32 * e.total());
-        let mut out = Vec::with_capacity(HEADER_LEN + per_chunk * self.chunks.len());
+        let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.push(self.kind.code());
@@ -294,6 +299,7 @@ mod tests {
         for erasure in [None, Some(ErasurePolicy { k: 4, m: 2 })] {
             let m = sample(erasure);
             assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+            assert_eq!(m.encoded_len(), m.encode().len());
         }
         let empty = Manifest {
             kind: ContentKind::Binary,

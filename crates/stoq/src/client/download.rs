@@ -43,6 +43,11 @@ pub fn window_for(rate: Option<f64>, chunk_len: u32) -> usize {
 /// The least time a source gets for a chunk before it counts as stalled.
 pub const STALL_FLOOR: Duration = Duration::from_millis(500);
 
+/// How many stalls in a row the only source left may show before the fetch gives up; each one
+/// doubles the time it gets (a source with others beside it is dropped at its first stall, and
+/// its chunks go to the others).
+pub const MAX_STRIKES: u32 = 5;
+
 /// How long a source may take to send a manifest before the next source is asked.
 pub const MANIFEST_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -216,7 +221,9 @@ pub async fn fetch_chunk_as(
 /// going. A source that fails, stalls (misses its
 /// [`stall_deadline`], which adapts to the rate it has shown) or sends a chunk that does not
 /// match its id is dropped, and its unfinished chunks go to the others; a verified chunk is
-/// never fetched twice. Memory is bounded by the in-flight and not-yet-written chunks.
+/// never fetched twice. The only source left is not dropped for slowness: it gets one chunk at
+/// a time and twice the time after each stall, up to [`MAX_STRIKES`] stalls in a row. Memory
+/// is bounded by the in-flight and not-yet-written chunks.
 pub async fn fetch<W: Write>(
     sources: &[StoqConnection],
     id: &ContentId,
@@ -254,33 +261,8 @@ pub async fn fetch_with<W: Write>(
     if sources.is_empty() {
         return Err(FetchError::NoSource);
     }
-    let mut manifest = None;
-    let mut last_error = None;
-    for conn in sources {
-        match tokio::time::timeout(
-            MANIFEST_DEADLINE,
-            fetch_manifest_as(conn, id, token.as_deref()),
-        )
-        .await
-        {
-            Ok(Ok((m, _))) => {
-                manifest = Some(m);
-                break;
-            }
-            Ok(Err(e)) => last_error = Some(e),
-            Err(_) => {
-                last_error = Some(FetchError::Stalled {
-                    source_addr: conn.remote_addr().to_string(),
-                    index: u32::MAX,
-                    after: MANIFEST_DEADLINE,
-                })
-            }
-        }
-    }
-    let manifest = Arc::new(match manifest {
-        Some(m) => m,
-        None => return Err(last_error.unwrap_or(FetchError::NoSource)),
-    });
+    let manifest = fetch_manifest_from_any(sources, id, token.as_deref()).await?;
+    let manifest = Arc::new(manifest);
     let mut report = FetchReport {
         size: 0,
         sources: sources
@@ -304,8 +286,10 @@ pub async fn fetch_with<W: Write>(
     let mut next_write = skip;
     let mut last = String::new();
     let mut rate = vec![Ewma::starting_at(0.3, INITIAL_RATE_BYTES_PER_S); sources.len()];
-    // (source, chunk index, time taken, outcome)
-    type Outcome = (usize, u32, Duration, Result<Vec<u8>, FetchError>);
+    // Stalls a source has shown since its last delivered chunk (see `MAX_STRIKES`).
+    let mut strikes = vec![0u32; sources.len()];
+    // (source, chunk index, its strikes when asked, time taken, outcome)
+    type Outcome = (usize, u32, u32, Duration, Result<Vec<u8>, FetchError>);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
     let window = MAX_WINDOW_PER_SOURCE * active.clamp(1, sources.len());
     let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;
@@ -313,7 +297,12 @@ pub async fn fetch_with<W: Write>(
         // Hand out work: chunks not too far ahead of the write cursor, to live sources with room.
         for (s, conn) in sources.iter().enumerate() {
             let measured = (report.sources[s].1 > 0).then(|| rate_of(&rate[s]));
-            while alive[s] && in_flight[s] < window_for(measured, typical_len) {
+            // A source that stalled gets one chunk at a time until it delivers again.
+            let room = match strikes[s] {
+                0 => window_for(measured, typical_len),
+                _ => 1,
+            };
+            while alive[s] && in_flight[s] < room {
                 let Some(&index) = todo.front() else { break };
                 if index >= next_write + window as u32 {
                     break;
@@ -322,8 +311,10 @@ pub async fn fetch_with<W: Write>(
                 in_flight[s] += 1;
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
                 let token = token.clone();
+                let asked_at = strikes[s];
                 let deadline =
-                    stall_deadline(manifest.chunks[index as usize].length, rate_of(&rate[s]));
+                    stall_deadline(manifest.chunks[index as usize].length, rate_of(&rate[s]))
+                        * 2u32.pow(asked_at);
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let result = match tokio::time::timeout(
@@ -339,7 +330,7 @@ pub async fn fetch_with<W: Write>(
                             after: deadline,
                         }),
                     };
-                    let _ = tx.send((s, index, started.elapsed(), result));
+                    let _ = tx.send((s, index, asked_at, started.elapsed(), result));
                 });
             }
         }
@@ -347,7 +338,7 @@ pub async fn fetch_with<W: Write>(
             let index = todo.front().copied().unwrap_or(next_write);
             return Err(FetchError::Exhausted { index, last });
         }
-        let (s, index, took, result) = rx
+        let (s, index, asked_at, took, result) = rx
             .recv()
             .await
             .expect("a sender is alive while chunks are in flight");
@@ -360,11 +351,21 @@ pub async fn fetch_with<W: Write>(
                 }
                 rate[s].update(observed);
                 report.sources[s].1 += bytes.len() as u64;
+                strikes[s] = 0;
                 ready.insert(index, bytes);
             }
             Err(e) => {
                 last = e.to_string();
-                if alive[s] {
+                let stalled = matches!(e, FetchError::Stalled { .. });
+                let others = !standby.is_empty()
+                    || alive.iter().enumerate().any(|(o, &live)| live && o != s);
+                if stalled && !others && strikes[s] < MAX_STRIKES {
+                    // Slowness is not failure: the only source left gets twice the time
+                    // (once per stall, however many of its requests stalled together).
+                    if asked_at == strikes[s] {
+                        strikes[s] += 1;
+                    }
+                } else if alive[s] {
                     alive[s] = false;
                     report.dropped.push(report.sources[s].0.clone());
                     if let Some(next) = standby.pop_front() {
@@ -383,6 +384,43 @@ pub async fn fetch_with<W: Write>(
         }
     }
     Ok(report)
+}
+
+/// Extra rounds over the sources for a manifest when every source only stalled (each round
+/// doubles the deadline): a busy node gets more time, a failing one does not.
+const MANIFEST_RETRIES: u32 = 2;
+
+/// The manifest of `id` from the first source that delivers a verified one, in order.
+async fn fetch_manifest_from_any(
+    sources: &[StoqConnection],
+    id: &ContentId,
+    token: Option<&str>,
+) -> Result<Manifest, FetchError> {
+    let mut last_error = None;
+    for round in 0..=MANIFEST_RETRIES {
+        let deadline = MANIFEST_DEADLINE * 2u32.pow(round);
+        let mut only_stalls = true;
+        for conn in sources {
+            match tokio::time::timeout(deadline, fetch_manifest_as(conn, id, token)).await {
+                Ok(Ok((m, _))) => return Ok(m),
+                Ok(Err(e)) => {
+                    only_stalls = false;
+                    last_error = Some(e);
+                }
+                Err(_) => {
+                    last_error = Some(FetchError::Stalled {
+                        source_addr: conn.remote_addr().to_string(),
+                        index: u32::MAX,
+                        after: deadline,
+                    })
+                }
+            }
+        }
+        if !only_stalls {
+            break;
+        }
+    }
+    Err(last_error.unwrap_or(FetchError::NoSource))
 }
 
 fn rate_of(rate: &Ewma) -> f64 {

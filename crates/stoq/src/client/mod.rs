@@ -7,7 +7,8 @@ mod download;
 pub use download::{
     fetch, fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_with,
     stall_deadline, window_for, FetchError, FetchOptions, FetchReport, ReadDigest,
-    MANIFEST_DEADLINE, MAX_IN_FLIGHT_BYTES, MAX_WINDOW_PER_SOURCE, STALL_FLOOR, WINDOW_PER_SOURCE,
+    MANIFEST_DEADLINE, MAX_IN_FLIGHT_BYTES, MAX_STRIKES, MAX_WINDOW_PER_SOURCE, STALL_FLOOR,
+    WINDOW_PER_SOURCE,
 };
 
 use std::future::Future;

@@ -1,48 +1,77 @@
 //! A map with a size bound that evicts the least recently written entry: what a node keeps of
-//! what peers and clients tell it (names, read restrictions, client areas) stays bounded.
+//! what peers and clients tell it (names, read restrictions, client areas, decoded manifests)
+//! stays bounded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-/// A map of at most `capacity` entries; inserting past it evicts the entry written longest ago.
+/// A map whose entries' weights add up to at most a budget; inserting past it evicts the
+/// entries written longest ago. With [`BoundedMap::insert`] every entry weighs 1, so the
+/// budget is a count.
 #[derive(Debug)]
 pub struct BoundedMap<K, V> {
-    capacity: usize,
-    entries: HashMap<K, (V, u64)>,
+    budget: usize,
+    used: usize,
+    entries: HashMap<K, (V, u64, usize)>,
     order: BTreeMap<u64, K>,
     next: u64,
 }
 
 impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
-    /// An empty map holding at most `capacity` entries (at least 1).
-    pub fn new(capacity: usize) -> Self {
+    /// An empty map whose entries weigh at most `budget` in all (at least 1).
+    pub fn new(budget: usize) -> Self {
         BoundedMap {
-            capacity: capacity.max(1),
+            budget: budget.max(1),
+            used: 0,
             entries: HashMap::new(),
             order: BTreeMap::new(),
             next: 0,
         }
     }
 
-    /// Inserts or replaces `key`, making it the most recently written; evicts the oldest
-    /// entry if the map is full.
+    /// Inserts or replaces `key` with weight 1 (see [`BoundedMap::insert_weighing`]).
     pub fn insert(&mut self, key: K, value: V) {
-        if let Some((_, seq)) = self.entries.remove(&key) {
-            self.order.remove(&seq);
-        } else if self.entries.len() >= self.capacity {
-            if let Some((_, oldest)) = self.order.pop_first() {
-                self.entries.remove(&oldest);
+        self.insert_weighing(key, value, 1);
+    }
+
+    /// Inserts or replaces `key`, weighing `weight`, as the most recently written entry, and
+    /// evicts the oldest entries until the budget holds. An entry heavier than the whole
+    /// budget is not kept.
+    pub fn insert_weighing(&mut self, key: K, value: V, weight: usize) {
+        self.remove(&key);
+        if weight > self.budget {
+            return;
+        }
+        while self.used + weight > self.budget {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some((_, _, w)) = self.entries.remove(&oldest) {
+                self.used -= w;
             }
         }
         let seq = self.next;
         self.next += 1;
         self.order.insert(seq, key.clone());
-        self.entries.insert(key, (value, seq));
+        self.entries.insert(key, (value, seq, weight));
+        self.used += weight;
     }
 
     /// The value for `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.entries.get(key).map(|(v, _)| v)
+        self.entries.get(key).map(|(v, _, _)| v)
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn remove(&mut self, key: &K) -> bool {
+        match self.entries.remove(key) {
+            Some((_, seq, weight)) => {
+                self.order.remove(&seq);
+                self.used -= weight;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Entries, most recently written first.
@@ -50,7 +79,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         self.order
             .values()
             .rev()
-            .filter_map(|k| self.entries.get_key_value(k).map(|(k, (v, _))| (k, v)))
+            .filter_map(|k| self.entries.get_key_value(k).map(|(k, (v, _, _))| (k, v)))
     }
 }
 
@@ -71,5 +100,20 @@ mod tests {
         assert_eq!(m.newest_first().count(), 3);
         let order: Vec<_> = m.newest_first().map(|(k, _)| *k).collect();
         assert_eq!(order, ["d", "a", "c"]);
+    }
+
+    #[test]
+    fn weights_bound_the_total_and_an_entry_over_the_budget_is_not_kept() {
+        let mut m = BoundedMap::new(100);
+        m.insert_weighing("a", (), 40);
+        m.insert_weighing("b", (), 40);
+        m.insert_weighing("c", (), 40); // evicts a
+        assert!(m.get(&"a").is_none() && m.get(&"b").is_some() && m.get(&"c").is_some());
+        m.insert_weighing("huge", (), 101);
+        assert!(m.get(&"huge").is_none());
+        assert!(m.get(&"b").is_some(), "a refused entry evicts nothing");
+        assert!(m.remove(&"b"));
+        m.insert_weighing("d", (), 60); // 40 (c) + 60 fits
+        assert!(m.get(&"c").is_some() && m.get(&"d").is_some());
     }
 }

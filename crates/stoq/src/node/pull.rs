@@ -31,6 +31,24 @@ pub async fn manifest_of(
     id: ContentId,
     asked: bool,
 ) -> Answered<Arc<Manifest>> {
+    // A chunk request must not cost work in proportion to the content's size: the manifest
+    // resolved for an earlier request is kept decoded. (A client's own manifest request goes
+    // the whole way, so an edge counts it as a cache hit or miss.)
+    if !asked {
+        if let Some(m) = state.pull.decoded(&id) {
+            return Ok(m);
+        }
+    }
+    let manifest = resolve_manifest(state, id, asked).await?;
+    state.pull.keep_decoded(id, &manifest);
+    Ok(manifest)
+}
+
+async fn resolve_manifest(
+    state: &Arc<NodeState>,
+    id: ContentId,
+    asked: bool,
+) -> Answered<Arc<Manifest>> {
     if let Holdings::Origin(store) = &state.holdings {
         return store
             .read(move |s| match s.manifest(&id) {

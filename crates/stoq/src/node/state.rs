@@ -293,12 +293,18 @@ impl Upstreams {
 /// Most name records an edge or relay keeps copies of.
 const MAX_CACHED_NAMES: usize = 65_536;
 
-/// In-flight fetches (one per item however many wait) and copies of name records.
+/// Encoded bytes of manifests a node keeps decoded (a 1 GiB content's manifest is about
+/// 0.5 MB), so a chunk request never decodes a whole manifest again.
+const MAX_DECODED_MANIFEST_BYTES: usize = 256 << 20;
+
+/// In-flight fetches (one per item however many wait), decoded manifests, and copies of name
+/// records.
 pub struct PullThrough {
     pub(super) manifests: Coalescer<ContentId, Answered<Arc<Manifest>>>,
     pub(super) chunks: Coalescer<Hash32, Answered<Bytes>>,
     pub(super) name_fetches: Coalescer<String, Answered<NameRecord>>,
     pub(super) names: Mutex<BoundedMap<String, (NameRecord, Instant)>>,
+    decoded: Mutex<BoundedMap<ContentId, Arc<Manifest>>>,
 }
 
 impl Default for PullThrough {
@@ -308,7 +314,29 @@ impl Default for PullThrough {
             chunks: Coalescer::default(),
             name_fetches: Coalescer::default(),
             names: Mutex::new(BoundedMap::new(MAX_CACHED_NAMES)),
+            decoded: Mutex::new(BoundedMap::new(MAX_DECODED_MANIFEST_BYTES)),
         }
+    }
+}
+
+impl PullThrough {
+    /// The decoded manifest of `id`, if this node resolved it lately.
+    pub fn decoded(&self, id: &ContentId) -> Option<Arc<Manifest>> {
+        self.decoded.lock().expect("decoded lock").get(id).cloned()
+    }
+
+    /// Keeps a resolved manifest decoded (a content id always names the same manifest).
+    pub fn keep_decoded(&self, id: ContentId, manifest: &Arc<Manifest>) {
+        let weight = manifest.encoded_len();
+        self.decoded
+            .lock()
+            .expect("decoded lock")
+            .insert_weighing(id, manifest.clone(), weight);
+    }
+
+    /// Forgets a purged content's manifest.
+    pub fn forget(&self, id: &ContentId) {
+        self.decoded.lock().expect("decoded lock").remove(id);
     }
 }
 

@@ -106,6 +106,7 @@ pub async fn purge(
     forward: bool,
 ) -> Answered<Answer> {
     authorise(state, token)?;
+    state.pull.forget(&id);
     let removed_here = match &state.holdings {
         Holdings::Edge(cache) => cache.purge(&id) as u64,
         Holdings::Origin(store) => store
