@@ -343,7 +343,9 @@ pub enum BenchName {
     /// Concurrent connections: handshakes per second and memory per connection vs raw quinn.
     Connections(ConnectionsBenchArgs),
     /// Chunk retrieval latency from an origin, an edge miss and an edge hit vs raw quinn.
-    Retrieval(RetrievalBenchArgs),
+    Retrieval(crate::bench::retrieval::RetrievalBenchArgs),
+    /// Whole verified downloads from an origin, an edge and both vs raw quinn and nginx.
+    Delivery(crate::bench::delivery::DeliveryBenchArgs),
     /// Share of a tbf-shaped link between two network namespaces a download uses, vs TCP.
     Utilization(UtilizationBenchArgs),
 }
@@ -369,17 +371,6 @@ pub struct UtilizationBenchArgs {
     /// Hidden helper: fetch over TCP from this address.
     #[arg(long, hide = true)]
     pub tcp_fetch: Option<String>,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `stoq bench retrieval`.
-#[derive(Debug, Args)]
-pub struct RetrievalBenchArgs {
-    /// Bytes of content to publish and retrieve chunk by chunk.
-    #[arg(long, default_value_t = 16 << 20)]
-    pub size: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -70,6 +70,7 @@ fn main() -> ExitCode {
                 BenchName::Erasure(e) => bench::erasure::run(e),
                 BenchName::Connections(c) => bench::connections::run(c).await,
                 BenchName::Retrieval(r) => bench::retrieval::run(r).await,
+                BenchName::Delivery(d) => bench::delivery::run(d).await,
                 BenchName::Utilization(u) => bench::utilization::run(u).await,
             },
         }

@@ -1032,3 +1032,35 @@ fn bench_connections_retrieval_and_utilization_report_against_their_baselines() 
         "goodput cannot beat the shaped link by much: {j}"
     );
 }
+
+#[test]
+fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
+    let j = json_of(&run(&[
+        "bench",
+        "delivery",
+        "--size",
+        "2097152",
+        "--rounds",
+        "1",
+        "--clients",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(j["name"], "delivery");
+    for figure in ["origin_gbps", "edge_gbps", "two_sources_gbps", "quinn_gbps"] {
+        assert!(j[figure].as_f64().unwrap() > 0.0, "{figure}: {j}");
+    }
+    assert!(j["ratio"]["quinn"].as_f64().unwrap() > 0.0, "{j}");
+    assert_eq!(j["clients"]["completed"], 3, "{j}");
+    // nginx is a baseline when installed; otherwise the report says why it is missing.
+    match j["nginx_https_gbps"].as_f64() {
+        Some(https) => {
+            assert!(https > 0.0 && j["ratio"]["nginx_https"].as_f64().unwrap() > 0.0);
+            assert!(j["nginx_http_gbps"].as_f64().unwrap() > 0.0, "{j}");
+        }
+        None => assert!(
+            j["nginx_skipped"].as_str().unwrap().contains("nginx"),
+            "{j}"
+        ),
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod chunking;
 pub mod connections;
+pub mod delivery;
 pub mod erasure;
 pub mod retrieval;
 pub mod route;

@@ -181,7 +181,7 @@ impl Stoq {
 }
 
 /// Raw quinn with its default configuration: the ceiling STOQ is held to.
-struct RawQuinn {
+pub(super) struct RawQuinn {
     _server: quinn::Endpoint,
     _client: quinn::Endpoint,
     conn: quinn::Connection,
@@ -189,7 +189,7 @@ struct RawQuinn {
 }
 
 impl RawQuinn {
-    async fn start(streams: usize) -> Result<Self> {
+    pub(super) async fn start(streams: usize) -> Result<Self> {
         let (cert, key) = self_signed()?;
         let server_config = quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?;
         let server = quinn::Endpoint::server(server_config, LOCALHOST.parse()?)?;
@@ -226,7 +226,7 @@ impl RawQuinn {
         })
     }
 
-    async fn transfer(&mut self, data: &Bytes) -> Result<Duration> {
+    pub(super) async fn transfer(&mut self, data: &Bytes) -> Result<Duration> {
         let conn = self.conn.clone();
         timed("quinn", data, self.streams, move |part| {
             let conn = conn.clone();

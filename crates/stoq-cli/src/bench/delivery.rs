@@ -1,0 +1,352 @@
+//! `stoq bench delivery`: whole downloads as `stoq get` does them (manifest, chunks, every
+//! chunk verified, written to a file) from an origin, from a warm edge and from both at once;
+//! beside, in the same run, raw quinn moving the same bytes (the ceiling) and nginx + curl
+//! serving the same file over HTTPS and plain HTTP, when both are installed.
+//!
+//! Nodes run in this process on [::1]; files live on tmpfs (`/dev/shm`) where there is one,
+//! so the disk is not what is measured. Rounds interleave the cases so drift hits them alike;
+//! figures are medians.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use bytes::Bytes;
+use clap::Args;
+use stoq::chunking::ContentId;
+use stoq::client::{self, FetchOptions};
+use stoq::protocol::PutSettings;
+use stoq::transport::{NodeIdentity, StoqConnection, StoqEndpoint};
+use stoq::{AdminToken, Node, Role};
+
+use super::transport::RawQuinn;
+use super::{gbps, machine, median, noise, quantile};
+use crate::cli::usage;
+use crate::local::{dial, peers_become, start_node, Place, Scratch};
+
+/// `stoq bench delivery`.
+#[derive(Debug, Args)]
+pub struct DeliveryBenchArgs {
+    /// Bytes of content to publish and download.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub size: usize,
+    /// Rounds of each case (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Also run this many downloads from the origin at once (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub clients: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A scratch directory on tmpfs where there is one.
+fn scratch() -> Result<Scratch> {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let dir = shm.join(format!("stoq-bench-delivery-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        return Ok(Scratch(dir));
+    }
+    Scratch::new("bench-delivery")
+}
+
+/// One download as `stoq get -o FILE` does it: verified chunks written through a buffer.
+async fn download(
+    sources: &[StoqConnection],
+    id: &ContentId,
+    out: &Path,
+    size: usize,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let file = std::fs::File::create(out)?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let options = FetchOptions {
+        active: sources.len(),
+        read_token: None,
+    };
+    let report = client::fetch_with(sources, id, &mut writer, &options, |_| Ok(0)).await?;
+    writer.flush()?;
+    let took = started.elapsed();
+    ensure!(report.size as usize == size, "a download came up short");
+    Ok(took)
+}
+
+/// nginx serving `root` on two ports (HTTPS, HTTP) of [::1], run for the benchmark only.
+struct Nginx {
+    child: Child,
+    https: u16,
+    http: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("[::1]:0")?.local_addr()?.port())
+}
+
+fn found(program: &str) -> bool {
+    Command::new(program)
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+impl Nginx {
+    /// Starts nginx on `dir` (its config, certificate, logs and the served file live there),
+    /// or says why it cannot.
+    fn start(dir: &Path) -> Result<Nginx, String> {
+        if !found("nginx") || !found("curl") {
+            return Err("nginx or curl is not installed (Debian: nginx-light, curl)".into());
+        }
+        let (https, http) = (
+            free_port().map_err(|e| e.to_string())?,
+            free_port().map_err(|e| e.to_string())?,
+        );
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem())
+            .map_err(|e| e.to_string())?;
+        let d = dir.display();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; \
+             error_log {d}/error.log; events {{ worker_connections 64; }} \
+             http {{ access_log off; sendfile on; tcp_nopush on; \
+             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; \
+             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi; \
+             server {{ listen [::1]:{https} ssl; listen [::1]:{http}; \
+             ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; \
+             ssl_protocols TLSv1.3; root {d}/www; }} }}"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+        let child = Command::new("nginx")
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("nginx did not start: {e}"))?;
+        let nginx = Nginx { child, https, http };
+        // Ready when it accepts connections (bounded: 5 s).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("::1", http)).is_err() {
+            if Instant::now() > deadline {
+                return Err("nginx did not listen within 5 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(nginx)
+    }
+
+    /// Downloads `name` with curl over HTTPS or HTTP into `out`.
+    fn fetch(&self, name: &str, tls: bool, out: &Path, size: usize) -> Result<Duration> {
+        let url = match tls {
+            true => format!("https://[::1]:{}/{name}", self.https),
+            false => format!("http://[::1]:{}/{name}", self.http),
+        };
+        let started = Instant::now();
+        let status = Command::new("curl")
+            .args(["-sS", "-k", "--fail", "-o"])
+            .arg(out)
+            .arg(&url)
+            .status()?;
+        let took = started.elapsed();
+        ensure!(status.success(), "curl {url} failed");
+        ensure!(
+            std::fs::metadata(out)?.len() as usize == size,
+            "curl came up short"
+        );
+        Ok(took)
+    }
+}
+
+/// The nodes of the benchmark: an origin holding the content and an edge that has it cached.
+struct Network {
+    origin: Node,
+    edge: Node,
+    client: StoqEndpoint,
+    id: ContentId,
+}
+
+async fn network(dir: &Path, file: &Path) -> Result<Network> {
+    let token = AdminToken::load_or_create(&dir.join("token"))?;
+    let place = |role, seed| Place {
+        role,
+        region: "",
+        geo: None,
+        seed,
+    };
+    let origin = start_node(dir.join("origin"), place(Role::Origin, None), &token).await?;
+    let edge = start_node(dir.join("edge"), place(Role::Edge, Some(&origin)), &token).await?;
+    ensure!(
+        peers_become(&[&origin, &edge], 1, Duration::from_secs(20)).await,
+        "the edge never joined the origin"
+    );
+    let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
+    let at_origin = dial(&client, &origin).await?;
+    let id = client::publish(&at_origin, token.as_str(), file, PutSettings::default())
+        .await?
+        .id;
+    client::prefetch(&dial(&client, &edge).await?, token.as_str(), &id)
+        .await
+        .context("warming the edge")?;
+    Ok(Network {
+        origin,
+        edge,
+        client,
+        id,
+    })
+}
+
+/// `n` downloads from the origin at once, each on its own connection: (completed, seconds of
+/// each, wall seconds).
+async fn concurrent(net: &Network, n: usize, dir: &Path, size: usize) -> Result<serde_json::Value> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
+        tasks.spawn(async move {
+            let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
+            let conn = dial(&client, &origin).await?;
+            let took = download(&[conn], &id, &out, size).await;
+            let _ = std::fs::remove_file(&out);
+            took
+        });
+    }
+    let mut times = Vec::new();
+    let mut failed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(took)) => times.push(took.as_secs_f64()),
+            _ => failed += 1,
+        }
+    }
+    let wall = started.elapsed();
+    Ok(serde_json::json!({
+        "clients": n,
+        "completed": times.len(),
+        "failed": failed,
+        "aggregate_gbps": gbps(size * times.len(), wall),
+        "p50_s": quantile(&times, 0.5),
+        "p99_s": quantile(&times, 0.99),
+    }))
+}
+
+/// Runs the benchmark and prints the figures (JSON with `--json`).
+pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
+    if args.size < 1 << 20 || args.rounds == 0 {
+        return Err(usage(
+            "--size must be at least 1 MiB and --rounds at least 1",
+        ));
+    }
+    let scratch = scratch()?;
+    let www = scratch.0.join("www");
+    std::fs::create_dir_all(&www)?;
+    let data = Bytes::from(noise(args.size, 7));
+    let file = www.join("content.bin");
+    std::fs::write(&file, &data)?;
+    let net = network(&scratch.0, &file).await?;
+    let nginx = Nginx::start(&scratch.0);
+    let mut quinn = RawQuinn::start(1).await?;
+    let out: PathBuf = scratch.0.join("out.bin");
+    let (mut origin, mut edge, mut both, mut raw, mut https, mut http) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..args.rounds {
+        let at_origin = dial(&net.client, &net.origin).await?;
+        let at_edge = dial(&net.client, &net.edge).await?;
+        origin.push(gbps(
+            args.size,
+            download(std::slice::from_ref(&at_origin), &net.id, &out, args.size).await?,
+        ));
+        edge.push(gbps(
+            args.size,
+            download(std::slice::from_ref(&at_edge), &net.id, &out, args.size).await?,
+        ));
+        both.push(gbps(
+            args.size,
+            download(&[at_origin, at_edge], &net.id, &out, args.size).await?,
+        ));
+        raw.push(gbps(args.size, quinn.transfer(&data).await?));
+        if let Ok(nginx) = &nginx {
+            https.push(gbps(
+                args.size,
+                nginx.fetch("content.bin", true, &out, args.size)?,
+            ));
+            http.push(gbps(
+                args.size,
+                nginx.fetch("content.bin", false, &out, args.size)?,
+            ));
+        }
+    }
+    let clients = match args.clients {
+        0 => serde_json::Value::Null,
+        n => concurrent(&net, n, &scratch.0, args.size).await?,
+    };
+    net.origin.shutdown(Duration::from_secs(1)).await;
+    net.edge.shutdown(Duration::from_secs(1)).await;
+    let nginx_figure = |v: &[f64]| (!v.is_empty()).then(|| median(v));
+    let (o, q) = (median(&origin), median(&raw));
+    let report = serde_json::json!({
+        "name": "delivery",
+        "size": args.size,
+        "rounds": args.rounds,
+        "origin_gbps": o,
+        "edge_gbps": median(&edge),
+        "two_sources_gbps": median(&both),
+        "quinn_gbps": q,
+        "nginx_https_gbps": nginx_figure(&https),
+        "nginx_http_gbps": nginx_figure(&http),
+        "nginx_skipped": nginx.as_ref().err(),
+        "clients": clients,
+        "baseline": "quinn (same bytes, memory to memory) and nginx + curl over HTTPS",
+        "ratio": {
+            "quinn": o / q,
+            "nginx_https": nginx_figure(&https).map(|n| o / n),
+        },
+        "machine": machine(),
+    });
+    if args.json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "delivery: {} MiB, {} round(s), verified downloads written to a file, over [::1]",
+        args.size >> 20,
+        args.rounds
+    );
+    println!(
+        "  from the origin    {o:6.2} Gbit/s   ({:.2}x raw quinn)",
+        o / q
+    );
+    println!("  from a warm edge   {:6.2} Gbit/s", median(&edge));
+    println!("  from both at once  {:6.2} Gbit/s", median(&both));
+    println!("  raw quinn          {q:6.2} Gbit/s   (the ceiling)");
+    match (&nginx, nginx_figure(&https), nginx_figure(&http)) {
+        (Ok(_), Some(s), Some(p)) => println!(
+            "  nginx + curl       {s:6.2} Gbit/s HTTPS, {p:.2} HTTP   (origin {:.2}x nginx HTTPS)",
+            o / s
+        ),
+        (Err(why), _, _) => println!("  nginx + curl       skipped: {why}"),
+        _ => {}
+    }
+    if !clients.is_null() {
+        println!(
+            "  {} at once from the origin: {} completed, {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s",
+            clients["clients"], clients["completed"], clients["failed"],
+            clients["aggregate_gbps"].as_f64().unwrap_or(0.0),
+            clients["p50_s"].as_f64().unwrap_or(0.0),
+            clients["p99_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
