@@ -180,7 +180,7 @@ pub async fn fetch_chunk(
     id: &ContentId,
     manifest: &Manifest,
     index: u32,
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Bytes, FetchError> {
     fetch_chunk_as(conn, id, manifest, index, None).await
 }
 
@@ -191,7 +191,7 @@ pub async fn fetch_chunk_as(
     manifest: &Manifest,
     index: u32,
     read_token: Option<&str>,
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Bytes, FetchError> {
     let addr = conn.remote_addr().to_string();
     let entry = &manifest.chunks[index as usize];
     let request = Request::GetChunk {
@@ -211,7 +211,7 @@ pub async fn fetch_chunk_as(
             index,
         });
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 /// Fetches `id` from several sources at once and writes it to `out` in order.
@@ -282,14 +282,14 @@ pub async fn fetch_with<W: Write>(
     let mut alive: Vec<bool> = (0..sources.len()).map(|s| s < active.max(1)).collect();
     let mut standby: VecDeque<usize> = (active.max(1)..sources.len()).collect();
     let mut in_flight = vec![0usize; sources.len()];
-    let mut ready: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut ready: BTreeMap<u32, Bytes> = BTreeMap::new();
     let mut next_write = skip;
     let mut last = String::new();
     let mut rate = vec![Ewma::starting_at(0.3, INITIAL_RATE_BYTES_PER_S); sources.len()];
     // Stalls a source has shown since its last delivered chunk (see `MAX_STRIKES`).
     let mut strikes = vec![0u32; sources.len()];
     // (source, chunk index, its strikes when asked, time taken, outcome)
-    type Outcome = (usize, u32, u32, Duration, Result<Vec<u8>, FetchError>);
+    type Outcome = (usize, u32, u32, Duration, Result<Bytes, FetchError>);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
     let window = MAX_WINDOW_PER_SOURCE * active.clamp(1, sources.len());
     let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;

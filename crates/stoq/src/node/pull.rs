@@ -175,7 +175,7 @@ pub async fn chunk_of(
                     tracing::warn!(error = %e, "cannot cache a chunk");
                 }
             }
-            Ok(Bytes::from(bytes))
+            Ok(bytes)
         })
         .await
 }
