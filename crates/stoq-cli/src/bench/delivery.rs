@@ -137,13 +137,17 @@ impl Nginx {
             .spawn()
             .map_err(|e| format!("nginx did not start: {e}"))?;
         let nginx = Nginx { child, https, http };
-        // Ready when it accepts connections (bounded: 5 s).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("::1", http)).is_err() {
-            if Instant::now() > deadline {
-                return Err("nginx did not listen within 5 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // nginx says nothing when it is ready, so the first, untimed request waits for it:
+        // curl retries a refused connection for at most 10 s.
+        let ready = Command::new("curl")
+            .args(["-sS", "--fail", "-o", "/dev/null", "--retry", "20"])
+            .args(["--retry-connrefused", "--retry-max-time", "10"])
+            .arg(format!("http://[::1]:{http}/"))
+            .status()
+            .map_err(|e| format!("curl did not run: {e}"))?;
+        // An index of the served directory is 403 or 404: either proves nginx answers.
+        if !ready.success() && ready.code() != Some(22) {
+            return Err("nginx did not answer within 10 s".into());
         }
         Ok(nginx)
     }

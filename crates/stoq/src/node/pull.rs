@@ -58,11 +58,7 @@ async fn resolve_manifest(
                 other => other,
             })
             .await
-            .map(Arc::new)
-            .map_err(|e| match e.code {
-                stoq_transport::protocol::ErrorCode::NotFound => Refusal::no_content(&id),
-                _ => e,
-            });
+            .map(Arc::new);
     }
     let cache = state.holdings.cache().cloned();
     if let Some(m) = cache.as_ref().and_then(|c| c.manifest(&id, asked)) {

@@ -109,9 +109,7 @@ impl LoadMeter {
     /// Records an RTT to a client of `area`.
     pub fn record_area_rtt(&self, area: &str, rtt_ms: f64) {
         let mut areas = self.area_rtts.lock().expect("areas lock");
-        let mut average = areas
-            .get(&area.to_owned())
-            .map_or(Ewma::new(0.2), |(e, _)| *e);
+        let mut average = areas.get(area).map_or(Ewma::new(0.2), |(e, _)| *e);
         average.update(rtt_ms);
         areas.insert(area.to_owned(), (average, Instant::now()));
     }
@@ -119,7 +117,7 @@ impl LoadMeter {
     /// The smoothed RTT to clients of `area`, if measured.
     pub fn area_rtt(&self, area: &str) -> Option<f64> {
         let areas = self.area_rtts.lock().expect("areas lock");
-        areas.get(&area.to_owned()).and_then(|(e, _)| e.value())
+        areas.get(area).and_then(|(e, _)| e.value())
     }
 
     /// The most recently measured areas, at most `n`.

@@ -19,7 +19,7 @@ use super::membership::Member;
 use super::report::REPORT_INTERVAL;
 use super::state::NodeState;
 use crate::config::Role;
-use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, Route, RoutingError, RoutingMatrix};
+use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, Router, RoutingMatrix};
 
 /// The routing matrix as this node sees the network now: itself and its live peers, with the
 /// RTTs it measures and those the peers report, and observed throughput where known.
@@ -109,22 +109,23 @@ fn rank(state: &NodeState) -> Vec<Member> {
         .iter()
         .map(|p| (p.member.node_id(), &p.member))
         .collect();
-    let own = state.upstreams.host_router.is_none().then(|| matrix(state));
     let me = state.me.node_id().to_string();
-    let route_to = |target: &str| -> Result<Route, RoutingError> {
-        match (&own, &state.upstreams.host_router) {
-            (Some(m), _) => m.find_optimal_route(&me, target, Objective::Balanced),
-            (None, Some(host)) => host.read().expect("router lock").find_optimal_route(
-                &me,
-                target,
-                Objective::Balanced,
-            ),
-            (None, None) => unreachable!("one router or the other"),
+    // The host's router if one was injected, else the matrix of this node's view.
+    let (own, host);
+    let router: &dyn Router = match &state.upstreams.host_router {
+        Some(shared) => {
+            host = shared.read().expect("router lock");
+            &**host
+        }
+        None => {
+            own = matrix(state);
+            &own
         }
     };
     let mut ranked: Vec<(f64, Member)> = Vec::new();
     for p in peers.iter().filter(|p| p.member.role == Role::Origin) {
-        let (cost, via) = match route_to(&p.member.node_id().to_string()) {
+        let target = p.member.node_id().to_string();
+        let (cost, via) = match router.find_optimal_route(&me, &target, Objective::Balanced) {
             Ok(route) => {
                 let first_hop = route
                     .path
