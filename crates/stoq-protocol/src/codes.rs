@@ -27,6 +27,9 @@ pub enum ErrorCode {
     NotFound,
     /// The request needs a credential it did not carry.
     Unauthorized,
+    /// The node is at its limit of requests in progress: nothing failed; ask again after a
+    /// pause (the reason says how long), or ask another node.
+    Busy,
     /// A code this version does not know; kept so it can be reported.
     Other(u16),
 }
@@ -46,6 +49,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => 0x13,
             ErrorCode::NotFound => 0x14,
             ErrorCode::Unauthorized => 0x15,
+            ErrorCode::Busy => 0x16,
             ErrorCode::Other(n) => n,
         }
     }
@@ -64,6 +68,7 @@ impl ErrorCode {
             0x13 => ErrorCode::BadRequest,
             0x14 => ErrorCode::NotFound,
             0x15 => ErrorCode::Unauthorized,
+            0x16 => ErrorCode::Busy,
             other => ErrorCode::Other(other),
         }
     }
@@ -89,6 +94,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::BadRequest => "bad request",
             ErrorCode::NotFound => "not found",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Busy => "busy",
             ErrorCode::Other(_) => "unknown error code",
         };
         write!(f, "{name} (0x{:02x})", self.to_u16())

@@ -379,11 +379,16 @@ impl FramedRecv {
 
     /// The next piece of a body, as QUIC delivered it; `None` after the END frame.
     pub async fn recv_data(&mut self) -> Result<Option<Bytes>, TransportError> {
+        self.recv_data_up_to(usize::MAX).await
+    }
+
+    /// The next piece of a body, at most `max` bytes; `None` after the END frame.
+    async fn recv_data_up_to(&mut self, max: usize) -> Result<Option<Bytes>, TransportError> {
         loop {
             if self.data_remaining > 0 {
                 let missing = self.data_remaining;
                 let piece = self
-                    .read_some(missing)
+                    .read_some(missing.min(max))
                     .await?
                     .ok_or_else(|| self.fail(ProtocolError::Truncated { missing }))?;
                 self.data_remaining -= piece.len();
@@ -413,18 +418,41 @@ impl FramedRecv {
     }
 
     /// Collects a whole body, refusing one longer than `limit` bytes as soon as it passes it.
+    /// The pieces are kept as QUIC delivered them and joined once at the end (one copy, none
+    /// for a body that arrived in one piece), not grown piece by piece.
     pub async fn recv_body(&mut self, limit: usize) -> Result<Bytes, TransportError> {
-        let mut body = BytesMut::new();
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut len = 0usize;
         while let Some(piece) = self.recv_data().await? {
-            if body.len() + piece.len() > limit {
+            if len + piece.len() > limit {
                 return Err(self.fail(ProtocolError::FrameTooLarge {
-                    length: u32::try_from(body.len() + piece.len()).unwrap_or(u32::MAX),
+                    length: u32::try_from(len + piece.len()).unwrap_or(u32::MAX),
                     max: u32::try_from(limit).unwrap_or(u32::MAX),
                 }));
             }
-            body.extend_from_slice(&piece);
+            len += piece.len();
+            pieces.push(piece);
         }
-        Ok(body.freeze())
+        Ok(join(pieces, len))
+    }
+
+    /// Reads exactly `len` body bytes (which may span DATA frames), or `None` at the END frame
+    /// when none of them came. A body that ends part-way is a protocol error. This is how a
+    /// receiver splits one body into parts whose lengths it knows (a run of chunks).
+    pub async fn recv_exact(&mut self, len: usize) -> Result<Option<Bytes>, TransportError> {
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut got = 0usize;
+        while got < len {
+            match self.recv_data_up_to(len - got).await? {
+                Some(piece) => {
+                    got += piece.len();
+                    pieces.push(piece);
+                }
+                None if got == 0 => return Ok(None),
+                None => return Err(self.fail(ProtocolError::Truncated { missing: len - got })),
+            }
+        }
+        Ok(Some(join(pieces, len)))
     }
 
     /// Tells the peer to stop sending on this stream.
@@ -433,4 +461,16 @@ impl FramedRecv {
             .stream
             .stop(quinn::VarInt::from_u32(code.to_u16().into()));
     }
+}
+
+/// Joins the pieces of a body of `len` bytes: no copy for one piece, one copy otherwise.
+fn join(mut pieces: Vec<Bytes>, len: usize) -> Bytes {
+    if pieces.len() == 1 {
+        return pieces.pop().expect("one piece");
+    }
+    let mut body = BytesMut::with_capacity(len);
+    for piece in &pieces {
+        body.extend_from_slice(piece);
+    }
+    body.freeze()
 }

@@ -137,6 +137,12 @@ pub struct NodeConfig {
     pub probe_interval_ms: u64,
     /// How long a suspected member has to answer before it is declared down (ms).
     pub suspect_after_ms: u64,
+    /// Content requests (manifests, chunks, runs, shards) the node works on at once; the rest
+    /// wait briefly in order, then are answered BUSY so the client retries after a pause.
+    pub max_concurrent_reads: u32,
+    /// How long a content request waits for a slot before it is answered BUSY (ms); keep it
+    /// under the client's 500 ms stall floor so BUSY arrives before the client gives up.
+    pub read_queue_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -152,6 +158,8 @@ impl Default for NodeConfig {
             admin_token_file: None,
             probe_interval_ms: 1000,
             suspect_after_ms: 3000,
+            max_concurrent_reads: 256,
+            read_queue_ms: 200,
         }
     }
 }
@@ -313,6 +321,15 @@ impl StoqConfig {
             return invalid(
                 "node.probe_interval_ms",
                 "probing needs at least 50 ms between probes and 100 ms of suspicion",
+            );
+        }
+        if self.node.max_concurrent_reads == 0 {
+            return invalid("node.max_concurrent_reads", "must be at least 1");
+        }
+        if self.node.read_queue_ms >= 500 {
+            return invalid(
+                "node.read_queue_ms",
+                "must be under 500 (a client counts a stall after 500 ms)",
             );
         }
         if self.edge.cache_bytes < 1 << 20 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use stoq::chunking::{ErasurePolicy, Hash32};
-use stoq::client::{fetch, fetch_manifest, stall_deadline, FetchError};
+use stoq::client::{fetch, fetch_manifest, fetch_run, stall_deadline, FetchError, RunEvent};
 use stoq::protocol::{ErrorCode, Request};
 use stoq::store::{PutOptions, Store};
 use stoq::transport::{
@@ -36,9 +36,19 @@ fn local() -> TransportConfig {
 
 /// An origin node serving the store in `dir` (filled and closed by the caller).
 async fn origin(dir: &Path) -> Node {
+    origin_with_slots(dir, StoqConfig::default().node.max_concurrent_reads).await
+}
+
+/// An origin that works on at most `slots` content requests at once.
+async fn origin_with_slots(dir: &Path, slots: u32) -> Node {
     let mut config = StoqConfig::default();
     config.transport.listen = "[::1]:0".parse().unwrap();
     config.node.data_dir = dir.to_path_buf();
+    config.node.max_concurrent_reads = slots;
+    if slots == 1 {
+        // No queue: a request that finds the slot taken is BUSY at once.
+        config.node.read_queue_ms = 0;
+    }
     Node::start(NodeOptions::new(config)).await.unwrap()
 }
 
@@ -172,10 +182,13 @@ async fn erasure_coded_content_is_served_and_missing_content_is_an_error() {
 }
 
 /// A writer that rings a bell once `after` bytes have been written.
+/// An output that rings a bell once `after` bytes are written, then waits (up to 10 s) until
+/// `done` says the bell was answered, so the download cannot finish before the event happens.
 struct Tripwire {
     out: Vec<u8>,
     after: usize,
     bell: Option<Arc<tokio::sync::Notify>>,
+    done: std::sync::mpsc::Receiver<()>,
 }
 
 impl std::io::Write for Tripwire {
@@ -184,6 +197,7 @@ impl std::io::Write for Tripwire {
         if self.out.len() >= self.after {
             if let Some(bell) = self.bell.take() {
                 bell.notify_one();
+                let _ = self.done.recv_timeout(Duration::from_secs(10));
             }
         }
         Ok(buf.len())
@@ -212,14 +226,19 @@ async fn a_source_that_vanishes_mid_transfer_is_dropped_and_its_chunks_move_to_t
         let bell = Arc::new(tokio::sync::Notify::new());
         let vanishing = nodes[0].clone();
         let waiter = bell.clone();
+        let (killed, done) = std::sync::mpsc::channel();
         let killer = tokio::spawn(async move {
             waiter.notified().await;
             vanishing.kill().await;
+            let _ = killed.send(());
         });
+        // The first chunk written came from A (it was handed chunks first); A is killed then,
+        // so it vanishes with most of the content still to fetch.
         let mut out = Tripwire {
             out: Vec::new(),
-            after: 4 << 20,
+            after: 1,
             bell: Some(bell),
+            done,
         };
         let report = fetch(&conns, &ids[0], &mut out).await.unwrap();
         killer.await.unwrap();
@@ -318,13 +337,15 @@ async fn a_lone_source_that_stalls_gets_more_time_instead_of_being_dropped() {
             async move {
                 let body = match Request::decode(&req.payload) {
                     Ok(Request::GetManifest { .. }) => Bytes::from(manifest.encode()),
-                    Ok(Request::GetChunk { index, .. }) => {
+                    Ok(Request::GetChunks { first, count, .. }) => {
                         if !stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
                             std::future::pending::<()>().await;
                         }
-                        let entry = &manifest.chunks[index as usize];
-                        let (bytes, _) = store.read_chunk(&id, entry, None).unwrap();
-                        Bytes::from(bytes)
+                        let mut run = Vec::new();
+                        for entry in &manifest.chunks[first as usize..(first + count) as usize] {
+                            run.extend(store.read_chunk(&id, entry, None).unwrap().0);
+                        }
+                        Bytes::from(run)
                     }
                     _ => return req.reply.send_error(ErrorCode::BadRequest, "no").await,
                 };
@@ -340,6 +361,101 @@ async fn a_lone_source_that_stalls_gets_more_time_instead_of_being_dropped() {
         let report = fetch(&[conn], &id, &mut out).await.unwrap();
         assert_eq!(out, data, "the content completed from its only source");
         assert!(report.dropped.is_empty(), "{report:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_of_a_busy_node_completes() {
+    bounded(async {
+        // 24 clients at once against a node that works on 1 request at a time and queues
+        // none: most requests are answered BUSY, and every download still completes.
+        let data = noise(3 << 20, 11);
+        let dir = tempfile::tempdir().unwrap();
+        let id = stored(dir.path(), &data, PutOptions::default());
+        let node = origin_with_slots(dir.path(), 1).await;
+        let mut fetches = Vec::new();
+        for _ in 0..24 {
+            let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+            let conn = dial(&client, &node).await;
+            fetches.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                let report = fetch(&[conn], &id, &mut out).await;
+                drop(client);
+                report.map(|r| (out, r))
+            }));
+        }
+        for f in fetches {
+            let (out, report) = f.await.unwrap().expect("a busy node's client completes");
+            assert!(out == data, "byte-identical");
+            assert!(report.dropped.is_empty(), "busy is not failure: {report:?}");
+        }
+        let busy = node
+            .metrics()
+            .busy
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(busy > 0, "the node turned requests away while loaded");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_chunks_arrives_whole_and_a_run_past_the_end_is_not_found() {
+    bounded(async {
+        let data = noise(1 << 20, 12);
+        let dir = tempfile::tempdir().unwrap();
+        let id = stored(dir.path(), &data, PutOptions::default());
+        let node = origin(dir.path()).await;
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conn = dial(&client, &node).await;
+        let manifest = fetch_manifest(&conn, &id).await.unwrap();
+        let n = manifest.chunks.len() as u32;
+        assert!(n >= 3, "the test needs several chunks, got {n}");
+        let mut got = Vec::new();
+        fetch_run(
+            &conn,
+            &id,
+            &manifest,
+            1..n,
+            None,
+            |_| Duration::from_secs(5),
+            |e| got.push(e),
+        )
+        .await;
+        let mut joined = Vec::new();
+        for (event, index) in got.iter().zip(1..n) {
+            match event {
+                RunEvent::Chunk {
+                    index: i, bytes, ..
+                } => {
+                    assert_eq!(*i, index);
+                    joined.extend_from_slice(bytes);
+                }
+                other => panic!("chunk {index}: {other:?}"),
+            }
+        }
+        assert_eq!(got.len() as u32, n - 1);
+        let start = manifest.chunks[1].offset as usize;
+        assert!(
+            joined == data[start..],
+            "the run is the content from chunk 1 on"
+        );
+        // A run past the last chunk is refused before any data.
+        let past = Request::GetChunks {
+            id,
+            first: n - 1,
+            count: 2,
+            read_token: None,
+        };
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.send_request(past.encode()).await.unwrap();
+        send.finish().unwrap();
+        match recv.recv_body(1 << 20).await {
+            Err(stoq::transport::TransportError::Remote { code, .. }) => {
+                assert_eq!(code, ErrorCode::NotFound)
+            }
+            other => panic!("expected NOT_FOUND, got {other:?}"),
+        }
     })
     .await;
 }

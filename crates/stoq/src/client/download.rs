@@ -1,24 +1,54 @@
-//! The multi-source downloader: fetches a content from one or several nodes at once, verifies
-//! every manifest and chunk, and moves the work of a source that fails, stalls or lies to the
-//! others.
+//! The multi-source downloader: fetches a content from one or several nodes at once, in runs
+//! of chunks (one GET_CHUNKS each), verifies every manifest and chunk, and moves the work of a
+//! source that fails, stalls or lies to the others. A busy source is paused, not dropped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use stoq_transport::{StoqConnection, TransportError};
+use stoq_transport::StoqConnection;
 
+use super::content::{fetch_manifest_as, fetch_run, RunEvent};
+use super::error::FetchError;
 use crate::chunking::{ContentId, Manifest};
-use crate::protocol::{Request, MAX_MANIFEST_BYTES};
+use crate::protocol::MAX_RUN_CHUNKS;
 use crate::routing::Ewma;
 
 /// Chunks a fetch keeps in flight per source.
 pub const WINDOW_PER_SOURCE: usize = 4;
 
-/// The most chunks one source may have in flight, however fast it is.
-pub const MAX_WINDOW_PER_SOURCE: usize = 32;
+/// The most chunks one source may have in flight, however fast it is (memory is bounded by
+/// [`MAX_IN_FLIGHT_BYTES`] first for chunks above 64 KiB).
+pub const MAX_WINDOW_PER_SOURCE: usize = 512;
+
+/// The bytes one run of chunks aims at: enough that a request's cost is spread over many
+/// chunks, little enough that a stalled run strands little.
+pub const RUN_BYTES: u64 = 1 << 20;
+
+/// The most runs one source has in flight: each is one request, and a node holds each
+/// connection to a share of its slots, so a client asks for a few long runs, not many short
+/// ones.
+pub const MAX_RUNS_PER_SOURCE: usize = 4;
+
+/// The chunks in one run for a source with room for `room` chunks of about `chunk_len` bytes:
+/// about [`RUN_BYTES`], or longer where that is needed to fill the room with
+/// [`MAX_RUNS_PER_SOURCE`] runs; at most half the room (so a second run is already streaming
+/// when one ends) and [`MAX_RUN_CHUNKS`]; at least 1.
+pub fn run_len(room: usize, chunk_len: u32) -> usize {
+    let by_bytes = (RUN_BYTES / u64::from(chunk_len.max(1))).max(1) as usize;
+    let to_fill = room.div_ceil(MAX_RUNS_PER_SOURCE);
+    let most = (room / 2).clamp(1, MAX_RUN_CHUNKS as usize);
+    by_bytes.max(to_fill).min(most)
+}
+
+/// The longest a fetch waits on sources that only answer BUSY, with no chunk delivered, before
+/// it gives up.
+pub const MAX_BUSY_WAIT: Duration = Duration::from_secs(60);
+
+/// The longest pause between a busy source's retries (the pause doubles while it stays busy).
+pub const MAX_BUSY_PAUSE: Duration = Duration::from_secs(2);
 
 /// The most bytes one source may have in flight (bounds memory for large chunks).
 pub const MAX_IN_FLIGHT_BYTES: u64 = 32 << 20;
@@ -61,54 +91,6 @@ pub fn stall_deadline(len: u32, rate_bytes_per_s: f64) -> Duration {
     STALL_FLOOR + Duration::from_secs_f64(3.0 * f64::from(len) / rate_bytes_per_s.max(1.0))
 }
 
-/// Why a fetch failed.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// The request could not be made or answered.
-    #[error("{source_addr}: {error}")]
-    Transport {
-        /// The source.
-        source_addr: String,
-        /// What happened.
-        error: TransportError,
-    },
-    /// A source sent a manifest that does not hash to the content id.
-    #[error("{0}: the manifest does not match the content id")]
-    BadManifest(String),
-    /// A source sent a chunk that does not match its id.
-    #[error("{source_addr}: chunk {index} does not match its id; source dropped")]
-    BadChunk {
-        /// The source.
-        source_addr: String,
-        /// The chunk's index.
-        index: u32,
-    },
-    /// A source took longer than its stall deadline for a chunk.
-    #[error("{source_addr}: chunk {index} stalled past {after:?}; source dropped")]
-    Stalled {
-        /// The source.
-        source_addr: String,
-        /// The chunk's index.
-        index: u32,
-        /// The deadline it missed.
-        after: Duration,
-    },
-    /// Every source failed before the content was complete.
-    #[error("no source could deliver chunk {index}; last error: {last}")]
-    Exhausted {
-        /// The chunk nobody delivered.
-        index: u32,
-        /// The last source's error.
-        last: String,
-    },
-    /// Writing the output failed.
-    #[error("cannot write the output: {0}")]
-    Output(#[from] std::io::Error),
-    /// No source was given.
-    #[error("no source to fetch from")]
-    NoSource,
-}
-
 /// What a fetch moved, per source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchReport {
@@ -122,108 +104,18 @@ pub struct FetchReport {
     pub resumed_bytes: u64,
 }
 
-/// Sends a request and returns the body and the RESPONSE payload.
-async fn request_body(
-    conn: &StoqConnection,
-    request: &Request,
-    limit: usize,
-) -> Result<(Bytes, Bytes), TransportError> {
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.send_request(request.encode()).await?;
-    send.finish()?;
-    let body = recv.recv_body(limit).await?;
-    let response = recv.recv_response().await?;
-    Ok((body, response))
-}
-
-/// The read token a node requires for a content: a 32-byte BLAKE3 digest, or none.
-pub type ReadDigest = [u8; 32];
-
-/// Fetches and verifies the manifest of `id` from `conn`.
-pub async fn fetch_manifest(conn: &StoqConnection, id: &ContentId) -> Result<Manifest, FetchError> {
-    fetch_manifest_as(conn, id, None).await.map(|(m, _)| m)
-}
-
-/// Fetches and verifies the manifest of `id`, presenting `read_token` if given; also returns
-/// the content's read restriction if the node says it has one.
-pub async fn fetch_manifest_as(
-    conn: &StoqConnection,
-    id: &ContentId,
-    read_token: Option<&str>,
-) -> Result<(Manifest, Option<ReadDigest>), FetchError> {
-    let addr = conn.remote_addr().to_string();
-    let request = Request::GetManifest {
-        id: *id,
-        read_token: Request::read_token(read_token),
-    };
-    let (bytes, response) = request_body(conn, &request, MAX_MANIFEST_BYTES)
-        .await
-        .map_err(|error| FetchError::Transport {
-            source_addr: addr.clone(),
-            error,
-        })?;
-    if !id.matches(&bytes) {
-        return Err(FetchError::BadManifest(addr));
-    }
-    let restriction = match response.len() {
-        0 => None,
-        32 => Some(response[..].try_into().expect("32 bytes")),
-        _ => return Err(FetchError::BadManifest(addr)),
-    };
-    let manifest = Manifest::decode(&bytes).map_err(|_| FetchError::BadManifest(addr))?;
-    Ok((manifest, restriction))
-}
-
-/// Fetches chunk `index` of `id` from `conn` and checks it against the manifest.
-pub async fn fetch_chunk(
-    conn: &StoqConnection,
-    id: &ContentId,
-    manifest: &Manifest,
-    index: u32,
-) -> Result<Bytes, FetchError> {
-    fetch_chunk_as(conn, id, manifest, index, None).await
-}
-
-/// [`fetch_chunk`], presenting a read token for restricted content.
-pub async fn fetch_chunk_as(
-    conn: &StoqConnection,
-    id: &ContentId,
-    manifest: &Manifest,
-    index: u32,
-    read_token: Option<&str>,
-) -> Result<Bytes, FetchError> {
-    let addr = conn.remote_addr().to_string();
-    let entry = &manifest.chunks[index as usize];
-    let request = Request::GetChunk {
-        id: *id,
-        index,
-        read_token: Request::read_token(read_token),
-    };
-    let (bytes, _) = request_body(conn, &request, entry.length as usize)
-        .await
-        .map_err(|error| FetchError::Transport {
-            source_addr: addr.clone(),
-            error,
-        })?;
-    if !entry.id.matches(&bytes) {
-        return Err(FetchError::BadChunk {
-            source_addr: addr,
-            index,
-        });
-    }
-    Ok(bytes)
-}
-
 /// Fetches `id` from several sources at once and writes it to `out` in order.
 ///
 /// Each source has a window of chunks in flight sized to its measured throughput
-/// ([`window_for`]), so a faster source both finishes its chunks sooner and keeps more of them
-/// going. A source that fails, stalls (misses its
+/// ([`window_for`]), asked for in runs ([`run_len`]), so a faster source both finishes its
+/// chunks sooner and keeps more of them going. A source that fails, stalls (misses its
 /// [`stall_deadline`], which adapts to the rate it has shown) or sends a chunk that does not
 /// match its id is dropped, and its unfinished chunks go to the others; a verified chunk is
 /// never fetched twice. The only source left is not dropped for slowness: it gets one chunk at
-/// a time and twice the time after each stall, up to [`MAX_STRIKES`] stalls in a row. Memory
-/// is bounded by the in-flight and not-yet-written chunks.
+/// a time and twice the time after each stall, up to [`MAX_STRIKES`] stalls in a row. A source
+/// that answers BUSY is paused for the time it asks (doubling while it stays busy) and its
+/// chunks go back in line; the fetch gives up only after [`MAX_BUSY_WAIT`] without progress.
+/// Memory is bounded by the in-flight and not-yet-written chunks.
 pub async fn fetch<W: Write>(
     sources: &[StoqConnection],
     id: &ContentId,
@@ -256,155 +148,299 @@ pub async fn fetch_with<W: Write>(
     options: &FetchOptions,
     already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
 ) -> Result<FetchReport, FetchError> {
-    let active = options.active;
-    let token = options.read_token.clone();
     if sources.is_empty() {
         return Err(FetchError::NoSource);
     }
-    let manifest = fetch_manifest_from_any(sources, id, token.as_deref()).await?;
-    let manifest = Arc::new(manifest);
-    let mut report = FetchReport {
-        size: 0,
-        sources: sources
-            .iter()
-            .map(|c| (c.remote_addr().to_string(), 0))
-            .collect(),
-        dropped: Vec::new(),
-        resumed_bytes: 0,
-    };
+    let token = options.read_token.clone();
+    let manifest = Arc::new(fetch_manifest_from_any(sources, id, token.as_deref()).await?);
     let count = manifest.chunks.len() as u32;
     let skip = already_have(&manifest)?.min(count);
-    report.resumed_bytes = manifest.chunks[..skip as usize]
-        .iter()
-        .map(|c| u64::from(c.length))
-        .sum();
-    let mut todo: VecDeque<u32> = (skip..count).collect();
-    let mut alive: Vec<bool> = (0..sources.len()).map(|s| s < active.max(1)).collect();
-    let mut standby: VecDeque<usize> = (active.max(1)..sources.len()).collect();
-    let mut in_flight = vec![0usize; sources.len()];
+    let mut plan = Plan::new(sources, options.active, &manifest, skip);
+    // (source, its strikes when asked, what happened; `None` when a run ended)
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Option<RunEvent>)>();
+    let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;
     let mut ready: BTreeMap<u32, Bytes> = BTreeMap::new();
     let mut next_write = skip;
-    let mut last = String::new();
-    let mut rate = vec![Ewma::starting_at(0.3, INITIAL_RATE_BYTES_PER_S); sources.len()];
-    // Stalls a source has shown since its last delivered chunk (see `MAX_STRIKES`).
-    let mut strikes = vec![0u32; sources.len()];
-    // (source, chunk index, its strikes when asked, time taken, outcome)
-    type Outcome = (usize, u32, u32, Duration, Result<Bytes, FetchError>);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcome>();
-    let window = MAX_WINDOW_PER_SOURCE * active.clamp(1, sources.len());
-    let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;
     while next_write < count {
-        // Hand out work: chunks not too far ahead of the write cursor, to live sources with room.
+        // Hand out work: runs of chunks not too far ahead of the write cursor, to live sources
+        // with room that are not paused.
+        let now = Instant::now();
         for (s, conn) in sources.iter().enumerate() {
-            let measured = (report.sources[s].1 > 0).then(|| rate_of(&rate[s]));
-            // A source that stalled gets one chunk at a time until it delivers again.
-            let room = match strikes[s] {
-                0 => window_for(measured, typical_len),
-                _ => 1,
-            };
-            while alive[s] && in_flight[s] < room {
-                let Some(&index) = todo.front() else { break };
-                if index >= next_write + window as u32 {
-                    break;
-                }
-                todo.pop_front();
-                in_flight[s] += 1;
+            while let Some(run) = plan.next_run(s, next_write, typical_len, now) {
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
                 let token = token.clone();
-                let asked_at = strikes[s];
-                let deadline =
-                    stall_deadline(manifest.chunks[index as usize].length, rate_of(&rate[s]))
-                        * 2u32.pow(asked_at);
+                let (asked_at, rate) = (plan.strikes[s], plan.rate_of(s));
                 tokio::spawn(async move {
-                    let started = Instant::now();
-                    let result = match tokio::time::timeout(
-                        deadline,
-                        fetch_chunk_as(&conn, &id, &manifest, index, token.as_deref()),
-                    )
-                    .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => Err(FetchError::Stalled {
-                            source_addr: conn.remote_addr().to_string(),
-                            index,
-                            after: deadline,
-                        }),
+                    let deadline = |i: u32| {
+                        stall_deadline(manifest.chunks[i as usize].length, rate)
+                            * 2u32.pow(asked_at)
                     };
-                    let _ = tx.send((s, index, asked_at, started.elapsed(), result));
+                    fetch_run(
+                        &conn,
+                        &id,
+                        &manifest,
+                        run,
+                        token.as_deref(),
+                        deadline,
+                        |e| {
+                            let _ = tx.send((s, asked_at, Some(e)));
+                        },
+                    )
+                    .await;
+                    let _ = tx.send((s, asked_at, None));
                 });
             }
         }
-        if in_flight.iter().all(|&n| n == 0) {
-            let index = todo.front().copied().unwrap_or(next_write);
-            return Err(FetchError::Exhausted { index, last });
-        }
-        let (s, index, asked_at, took, result) = rx
-            .recv()
-            .await
-            .expect("a sender is alive while chunks are in flight");
-        in_flight[s] -= 1;
-        match result {
-            Ok(bytes) => {
-                let observed = bytes.len() as f64 / took.as_secs_f64().max(1e-6);
-                if report.sources[s].1 == 0 {
-                    rate[s] = Ewma::new(0.3);
-                }
-                rate[s].update(observed);
-                report.sources[s].1 += bytes.len() as u64;
-                strikes[s] = 0;
+        let event = match plan.waiting() {
+            Waiting::OnChunks => rx.recv().await,
+            Waiting::Until(wake) => match tokio::time::timeout_at(wake.into(), rx.recv()).await {
+                Ok(event) => event,
+                Err(_) => continue,
+            },
+            Waiting::Nothing => {
+                let index = plan.todo.first().copied().unwrap_or(next_write);
+                return Err(FetchError::Exhausted {
+                    index,
+                    last: std::mem::take(&mut plan.last),
+                });
+            }
+        };
+        let (s, asked_at, event) = event.expect("a sender is alive while chunks are in flight");
+        match event {
+            Some(RunEvent::Chunk { index, took, bytes }) => {
+                plan.delivered(s, bytes.len(), took);
                 ready.insert(index, bytes);
             }
-            Err(e) => {
-                last = e.to_string();
-                let stalled = matches!(e, FetchError::Stalled { .. });
-                let others = !standby.is_empty()
-                    || alive.iter().enumerate().any(|(o, &live)| live && o != s);
-                if stalled && !others && strikes[s] < MAX_STRIKES {
-                    // Slowness is not failure: the only source left gets twice the time
-                    // (once per stall, however many of its requests stalled together).
-                    if asked_at == strikes[s] {
-                        strikes[s] += 1;
-                    }
-                } else if alive[s] {
-                    alive[s] = false;
-                    report.dropped.push(report.sources[s].0.clone());
-                    if let Some(next) = standby.pop_front() {
-                        alive[next] = true;
-                    }
-                }
-                // Put the chunk back in order, at the front: it is the most overdue.
-                let at = todo.iter().position(|&i| i > index).unwrap_or(todo.len());
-                todo.insert(at, index);
+            Some(RunEvent::Stopped { index, error, rest }) => {
+                plan.stopped(s, asked_at, error, index, rest);
             }
+            None => plan.runs[s] -= 1,
         }
         while let Some(bytes) = ready.remove(&next_write) {
             out.write_all(&bytes)?;
-            report.size += bytes.len() as u64;
+            plan.report.size += bytes.len() as u64;
             next_write += 1;
         }
     }
-    Ok(report)
+    Ok(plan.report)
+}
+
+/// How many chunks past the write cursor a fetch may ask for: [`MAX_IN_FLIGHT_BYTES`] per
+/// active source of the content's typical chunk, within [`MAX_WINDOW_PER_SOURCE`] per source
+/// and at least 2 per source. This bounds the memory of chunks received but not yet written.
+fn write_ahead(active: usize, manifest: &Manifest) -> u32 {
+    let chunks = manifest.chunks.len().max(1) as u64;
+    let typical = (manifest.size / chunks).max(1);
+    let per_source = (MAX_IN_FLIGHT_BYTES / typical).clamp(2, MAX_WINDOW_PER_SOURCE as u64);
+    (per_source * active as u64) as u32
+}
+
+/// What the fetch loop waits for next.
+enum Waiting {
+    /// Chunks in flight.
+    OnChunks,
+    /// Nothing in flight, but a paused source may be asked again at this time.
+    Until(Instant),
+    /// Nothing in flight and no source left.
+    Nothing,
+}
+
+/// The bookkeeping of one fetch: which chunks are still to fetch, and each source's state.
+struct Plan {
+    /// Chunks not yet asked for (or handed back), in order.
+    todo: BTreeSet<u32>,
+    alive: Vec<bool>,
+    standby: VecDeque<usize>,
+    in_flight: Vec<usize>,
+    /// Requests (runs) in flight per source, at most [`MAX_RUNS_PER_SOURCE`].
+    runs: Vec<usize>,
+    rate: Vec<Ewma>,
+    /// Stalls a source has shown since its last delivered chunk (see `MAX_STRIKES`).
+    strikes: Vec<u32>,
+    /// When a busy source may be asked again, and the pause it got last.
+    paused_until: Vec<Option<Instant>>,
+    pause: Vec<Duration>,
+    /// The last time any chunk arrived.
+    progress: Instant,
+    /// Chunks allowed ahead of the write cursor.
+    window: u32,
+    report: FetchReport,
+    last: String,
+}
+
+impl Plan {
+    fn new(sources: &[StoqConnection], active: usize, manifest: &Manifest, skip: u32) -> Self {
+        let active = active.clamp(1, sources.len());
+        let count = manifest.chunks.len() as u32;
+        let n = sources.len();
+        Plan {
+            todo: (skip..count).collect(),
+            alive: (0..n).map(|s| s < active).collect(),
+            standby: (active..n).collect(),
+            in_flight: vec![0; n],
+            runs: vec![0; n],
+            rate: vec![Ewma::starting_at(0.3, INITIAL_RATE_BYTES_PER_S); n],
+            strikes: vec![0; n],
+            paused_until: vec![None; n],
+            pause: vec![Duration::ZERO; n],
+            progress: Instant::now(),
+            window: write_ahead(active, manifest),
+            report: FetchReport {
+                size: 0,
+                sources: sources
+                    .iter()
+                    .map(|c| (c.remote_addr().to_string(), 0))
+                    .collect(),
+                dropped: Vec::new(),
+                resumed_bytes: manifest.chunks[..skip as usize]
+                    .iter()
+                    .map(|c| u64::from(c.length))
+                    .sum(),
+            },
+            last: String::new(),
+        }
+    }
+
+    fn rate_of(&self, s: usize) -> f64 {
+        rate_of(&self.rate[s])
+    }
+
+    /// The next run source `s` should ask for, if it is alive, not paused and has room.
+    fn next_run(
+        &mut self,
+        s: usize,
+        next_write: u32,
+        typical_len: u32,
+        now: Instant,
+    ) -> Option<std::ops::Range<u32>> {
+        if !self.alive[s]
+            || self.paused_until[s].is_some_and(|t| t > now)
+            || self.runs[s] >= MAX_RUNS_PER_SOURCE
+        {
+            return None;
+        }
+        self.paused_until[s] = None;
+        let measured = (self.report.sources[s].1 > 0).then(|| self.rate_of(s));
+        // A source that stalled gets one chunk at a time until it delivers again.
+        let room = match self.strikes[s] {
+            0 => window_for(measured, typical_len),
+            _ => 1,
+        };
+        let free = room.saturating_sub(self.in_flight[s]);
+        let longest = free.min(run_len(room, typical_len)) as u32;
+        let first = *self.todo.first()?;
+        if longest == 0 || first >= next_write + self.window {
+            return None;
+        }
+        let mut end = first;
+        while end - first < longest && end < next_write + self.window && self.todo.remove(&end) {
+            end += 1;
+        }
+        self.in_flight[s] += (end - first) as usize;
+        self.runs[s] += 1;
+        Some(first..end)
+    }
+
+    /// What to wait for when nothing more can be handed out.
+    fn waiting(&self) -> Waiting {
+        if self.runs.iter().any(|&n| n > 0) {
+            return Waiting::OnChunks;
+        }
+        let wake = (0..self.alive.len())
+            .filter(|&s| self.alive[s])
+            .filter_map(|s| self.paused_until[s])
+            .min();
+        match wake {
+            Some(t) => Waiting::Until(t),
+            None => Waiting::Nothing,
+        }
+    }
+
+    fn delivered(&mut self, s: usize, len: usize, took: Duration) {
+        self.in_flight[s] -= 1;
+        let observed = len as f64 / took.as_secs_f64().max(1e-6);
+        if self.report.sources[s].1 == 0 {
+            self.rate[s] = Ewma::new(0.3);
+        }
+        self.rate[s].update(observed);
+        self.report.sources[s].1 += len as u64;
+        self.strikes[s] = 0;
+        self.pause[s] = Duration::ZERO;
+        self.progress = Instant::now();
+    }
+
+    /// A run stopped at `index`: the chunk and the rest of the run go back in line, and the
+    /// source is paused (busy), given more time (the only one left, stalling) or dropped.
+    fn stopped(
+        &mut self,
+        s: usize,
+        asked_at: u32,
+        error: FetchError,
+        index: u32,
+        rest: std::ops::Range<u32>,
+    ) {
+        self.in_flight[s] -= 1 + rest.len();
+        self.todo.insert(index);
+        self.todo.extend(rest);
+        self.last = error.to_string();
+        if let Some(asked) = error.busy_pause() {
+            if self.progress.elapsed() < MAX_BUSY_WAIT {
+                // Busy is not failure: pause, doubling while it stays busy.
+                self.pause[s] = (self.pause[s] * 2).max(asked).min(MAX_BUSY_PAUSE);
+                self.paused_until[s] = Some(Instant::now() + self.pause[s]);
+                return;
+            }
+        }
+        let stalled = matches!(error, FetchError::Stalled { .. });
+        let others = !self.standby.is_empty()
+            || self
+                .alive
+                .iter()
+                .enumerate()
+                .any(|(o, &live)| live && o != s);
+        if stalled && !others && self.strikes[s] < MAX_STRIKES {
+            // Slowness is not failure: the only source left gets twice the time (once per
+            // stall, however many of its requests stalled together).
+            if asked_at == self.strikes[s] {
+                self.strikes[s] += 1;
+            }
+        } else if self.alive[s] {
+            self.alive[s] = false;
+            self.report.dropped.push(self.report.sources[s].0.clone());
+            if let Some(next) = self.standby.pop_front() {
+                self.alive[next] = true;
+            }
+        }
+    }
 }
 
 /// Extra rounds over the sources for a manifest when every source only stalled (each round
 /// doubles the deadline): a busy node gets more time, a failing one does not.
 const MANIFEST_RETRIES: u32 = 2;
 
-/// The manifest of `id` from the first source that delivers a verified one, in order.
+/// The manifest of `id` from the first source that delivers a verified one, in order. Rounds
+/// where every source stalled are repeated with doubled deadlines ([`MANIFEST_RETRIES`]);
+/// rounds where some source answered BUSY (and none failed) are repeated after its pause, for
+/// up to [`MAX_BUSY_WAIT`].
 async fn fetch_manifest_from_any(
     sources: &[StoqConnection],
     id: &ContentId,
     token: Option<&str>,
 ) -> Result<Manifest, FetchError> {
+    let started = Instant::now();
     let mut last_error = None;
-    for round in 0..=MANIFEST_RETRIES {
-        let deadline = MANIFEST_DEADLINE * 2u32.pow(round);
-        let mut only_stalls = true;
+    let mut stalled_rounds = 0;
+    loop {
+        let deadline = MANIFEST_DEADLINE * 2u32.pow(stalled_rounds);
+        let (mut failed, mut pause) = (false, None);
         for conn in sources {
             match tokio::time::timeout(deadline, fetch_manifest_as(conn, id, token)).await {
                 Ok(Ok((m, _))) => return Ok(m),
                 Ok(Err(e)) => {
-                    only_stalls = false;
+                    match e.busy_pause() {
+                        Some(p) => pause = pause.max(Some(p)),
+                        None => failed = true,
+                    }
                     last_error = Some(e);
                 }
                 Err(_) => {
@@ -416,8 +452,12 @@ async fn fetch_manifest_from_any(
                 }
             }
         }
-        if !only_stalls {
-            break;
+        match pause {
+            _ if failed => break,
+            Some(pause) if started.elapsed() < MAX_BUSY_WAIT => tokio::time::sleep(pause).await,
+            Some(_) => break,
+            None if stalled_rounds < MANIFEST_RETRIES => stalled_rounds += 1,
+            None => break,
         }
     }
     Err(last_error.unwrap_or(FetchError::NoSource))
@@ -439,11 +479,28 @@ mod tests {
             2,
             "a slow source keeps a minimum"
         );
-        // 100 MB/s with 64 KiB chunks: 10 MB in 100 ms = 153 chunks, capped.
-        assert_eq!(window_for(Some(1e8), 65536), MAX_WINDOW_PER_SOURCE);
+        // 100 MB/s with 64 KiB chunks: 10 MB in 100 ms = 153 chunks.
+        assert_eq!(window_for(Some(1e8), 65536), 153);
+        // 10 GB/s: 1 GB in flight would be 15,259 chunks; memory caps it at 32 MiB = 512.
+        assert_eq!(window_for(Some(1e10), 65536), MAX_WINDOW_PER_SOURCE);
         // 10 MB/s: 1 MB in flight = 16 chunks of 64 KiB.
         assert_eq!(window_for(Some(1e7), 65536), 16);
         // 4 MiB chunks: memory caps the window at 8 however fast the source.
         assert_eq!(window_for(Some(1e10), 4 << 20), 8);
+    }
+
+    #[test]
+    fn runs_are_about_a_mebibyte_and_leave_room_for_a_second() {
+        assert_eq!(run_len(64, 65536), 16, "1 MiB of 64 KiB chunks");
+        assert_eq!(run_len(512, 65536), 128, "four runs fill a large room");
+        assert_eq!(run_len(4, 65536), 2, "half the room");
+        assert_eq!(
+            run_len(1, 65536),
+            1,
+            "a stalling source asks one chunk at a time"
+        );
+        assert_eq!(run_len(2, 4 << 20), 1, "chunks above 1 MiB go one per run");
+        assert_eq!(run_len(8, 4 << 20), 2, "unless four runs would not fill the room");
+        assert_eq!(run_len(1 << 20, 1), MAX_RUN_CHUNKS as usize);
     }
 }

@@ -2,14 +2,19 @@
 //! management requests with typed answers, and the one path from "where should I fetch?" to a
 //! verified download ([`Located`]) that the command line, the demo and the facade all take.
 
+mod content;
 mod download;
+mod error;
 
-pub use download::{
-    fetch, fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_with,
-    stall_deadline, window_for, FetchError, FetchOptions, FetchReport, ReadDigest,
-    MANIFEST_DEADLINE, MAX_IN_FLIGHT_BYTES, MAX_STRIKES, MAX_WINDOW_PER_SOURCE, STALL_FLOOR,
-    WINDOW_PER_SOURCE,
+pub use content::{
+    fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_run, ReadDigest, RunEvent,
 };
+pub use download::{
+    fetch, fetch_with, run_len, stall_deadline, window_for, FetchOptions, FetchReport,
+    MANIFEST_DEADLINE, MAX_BUSY_PAUSE, MAX_BUSY_WAIT, MAX_IN_FLIGHT_BYTES, MAX_RUNS_PER_SOURCE,
+    MAX_STRIKES, MAX_WINDOW_PER_SOURCE, RUN_BYTES, STALL_FLOOR, WINDOW_PER_SOURCE,
+};
+pub use error::{FetchError, DEFAULT_BUSY_PAUSE};
 
 use std::future::Future;
 use std::io::Write;

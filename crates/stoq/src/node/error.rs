@@ -58,6 +58,12 @@ impl Refusal {
         Self::new(ErrorCode::Unauthorized, reason)
     }
 
+    /// BUSY: the node is loaded, not failing; the reason says when to ask again
+    /// ([`crate::protocol::busy_reason`]).
+    pub fn busy(why: &str, after: std::time::Duration) -> Self {
+        Self::new(ErrorCode::Busy, crate::protocol::busy_reason(after, why))
+    }
+
     /// INTERNAL.
     pub fn internal(reason: impl ToString) -> Self {
         Self::new(ErrorCode::Internal, reason.to_string())

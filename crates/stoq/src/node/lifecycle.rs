@@ -11,6 +11,7 @@ use stoq_transport::{
     ConnectionPool, NodeId, NodeIdentity, ShutdownReport, StoqEndpoint, TransportError,
 };
 
+use super::admission::Admission;
 use super::cache::{CacheStats, EdgeCache};
 use super::dialer::{Dialer, GossipOverQuic};
 use super::error::NodeError;
@@ -178,6 +179,10 @@ impl Node {
             load: LoadMeter::default(),
             locator: Locator::new(prefixes, options.edge_network),
             upload_counter: AtomicU64::new(0),
+            admission: Admission::new(
+                config.node.max_concurrent_reads as usize,
+                Duration::from_millis(config.node.read_queue_ms),
+            ),
         });
         for (id, addr) in &options.seeds {
             state.membership.join(*id, *addr);

@@ -96,6 +96,8 @@ pub struct NodeMetrics {
     pub route_changes: AtomicU64,
     /// Requests refused for a missing or wrong admin token.
     pub unauthorized: AtomicU64,
+    /// Content requests answered BUSY (every slot taken, or the connection's share).
+    pub busy: AtomicU64,
 }
 
 /// Figures read at scrape time from the parts that own them.
@@ -115,6 +117,10 @@ pub struct Snapshot {
     pub membership_changes: u64,
     /// This node's load, 0 to 1.
     pub load: f64,
+    /// Content request slots in use now.
+    pub slots_in_use: u64,
+    /// Content request slots there are (`node.max_concurrent_reads`).
+    pub slots: u64,
 }
 
 impl NodeMetrics {
@@ -196,6 +202,11 @@ impl NodeMetrics {
             "Requests refused for a missing or wrong admin token.",
             get(&self.unauthorized),
         );
+        counter(
+            "requests_busy_total",
+            "Content requests answered BUSY (every slot taken, or the connection's share).",
+            get(&self.busy),
+        );
         let _ = writeln!(
             out,
             "# HELP stoq_requests_total Requests answered, by kind.\n# TYPE stoq_requests_total counter"
@@ -221,6 +232,16 @@ impl NodeMetrics {
             snap.cache.used_bytes as f64,
         );
         gauge("load", "This node's load, 0 to 1.", snap.load);
+        gauge(
+            "read_slots_in_use",
+            "Content requests being worked on now.",
+            snap.slots_in_use as f64,
+        );
+        gauge(
+            "read_slots",
+            "Content requests worked on at once, at most (node.max_concurrent_reads).",
+            snap.slots as f64,
+        );
         self.chunk_latency.render(
             &mut out,
             "stoq_chunk_retrieval_seconds",

@@ -12,6 +12,7 @@
 //! [`locator`] (which edge a client should use), [`report`] (what a node tells the others).
 
 mod access;
+mod admission;
 mod bounded;
 mod cache;
 mod coalesce;

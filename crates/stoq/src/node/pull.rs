@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::erasure::rebuild_chunk;
 use super::error::{Answered, Refusal};
 use super::state::{Holdings, NodeState};
-use super::upstream::first_answer;
+use super::upstream::{first_answer, upstream_refusal};
 use crate::chunking::{ContentId, Manifest};
 use crate::client::{fetch_chunk, fetch_manifest_as, resolve_name};
 use crate::edge::names::{Freshness, NameRecord};
@@ -77,7 +77,7 @@ async fn resolve_manifest(
                 first_answer(&fetcher, Refusal::no_content(&id), |_, conn| async move {
                     fetch_manifest_as(&conn, &id, None)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(upstream_refusal)
                 })
                 .await?;
             // The restriction is recorded before the manifest is cached, so a restricted
@@ -157,7 +157,7 @@ pub async fn chunk_of(
                 let started = Instant::now();
                 let bytes = fetch_chunk(&conn, &id, manifest, index)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(upstream_refusal)?;
                 upstreams.record_pull(up.node_id(), bytes.len(), started.elapsed().as_secs_f64());
                 Ok(bytes)
             })
@@ -222,7 +222,7 @@ async fn refresh_name(state: &Arc<NodeState>, name: String) -> Answered<NameReco
             let record = first_answer(&fetcher, none, |_, conn| async move {
                 resolve_name(&conn, name_ref)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| Refusal::not_found(e.to_string()))
             })
             .await?;
             fetcher

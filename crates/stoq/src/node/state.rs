@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use stoq_transport::{NodeId, StoqEndpoint};
 
+use super::admission::Admission;
 use super::bounded::BoundedMap;
 use super::cache::EdgeCache;
 use super::coalesce::Coalescer;
@@ -159,6 +160,8 @@ pub struct NodeState {
     pub locator: Locator,
     /// Numbers uploads' temporary files.
     pub upload_counter: AtomicU64,
+    /// Slots for content requests: the rest wait briefly, then are answered BUSY.
+    pub admission: Admission,
 }
 
 impl NodeState {
@@ -178,6 +181,8 @@ impl NodeState {
             peers: self.membership.peers().len() as u64,
             membership_changes: self.membership.changes(),
             load: self.load.load(),
+            slots_in_use: self.admission.in_use() as u64,
+            slots: self.admission.limit() as u64,
         }
     }
 

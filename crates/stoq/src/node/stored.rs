@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::mpsc;
+
 use crate::store::{Store, StoreError};
 
 use super::error::{Answered, Refusal};
@@ -41,6 +43,31 @@ impl OriginStore {
             .await
             .map_err(Refusal::internal)?
             .map_err(Refusal::from)
+    }
+
+    /// Runs `f` over `items` in order, off the runtime on one blocking thread, taking the
+    /// shared lock per item (a writer waits for one item, not the whole run). Results go into a
+    /// channel that holds `ahead` of them, so reading runs ahead of the consumer by that much
+    /// and no further; it stops at the first error or when the receiver is dropped.
+    pub fn read_each<I, T, F>(&self, items: I, ahead: usize, f: F) -> mpsc::Receiver<Answered<T>>
+    where
+        I: IntoIterator + Send + 'static,
+        I::Item: Send,
+        T: Send + 'static,
+        F: Fn(&Store, I::Item) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(ahead.max(1));
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            for item in items {
+                let result = f(&store.read().expect("store lock"), item).map_err(Refusal::from);
+                let failed = result.is_err();
+                if tx.blocking_send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        rx
     }
 
     /// Runs `f` with shared access on this thread, for calls that touch only the index.

@@ -18,6 +18,7 @@ use super::error::{Answered, Refusal};
 use super::membership::Member;
 use super::report::REPORT_INTERVAL;
 use super::state::NodeState;
+use crate::client::FetchError;
 use crate::config::Role;
 use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, Router, RoutingMatrix};
 
@@ -166,11 +167,11 @@ fn rank(state: &NodeState) -> Vec<Member> {
 }
 
 /// Asks the upstreams in order until one answers: `ask` gets each reachable upstream and its
-/// connection; the first `Ok` wins. If none does, the last error (or `none`) is the answer.
+/// connection; the first `Ok` wins. If none does, the last refusal (or `none`) is the answer.
 pub async fn first_answer<T, F, Fut>(state: &NodeState, none: Refusal, mut ask: F) -> Answered<T>
 where
     F: FnMut(Member, StoqConnection) -> Fut,
-    Fut: Future<Output = Result<T, String>>,
+    Fut: Future<Output = Answered<T>>,
 {
     let mut last = none;
     for up in upstreams(state) {
@@ -179,8 +180,17 @@ where
         };
         match ask(up, conn).await {
             Ok(value) => return Ok(value),
-            Err(e) => last = Refusal::not_found(e),
+            Err(refusal) => last = refusal,
         }
     }
     Err(last)
+}
+
+/// How a failed upstream fetch is passed on: an upstream that was BUSY makes this node BUSY
+/// too (its client should pause, not give up); anything else is NOT_FOUND here.
+pub fn upstream_refusal(e: FetchError) -> Refusal {
+    match e.busy_pause() {
+        Some(after) => Refusal::busy("the upstream is busy", after),
+        None => Refusal::not_found(e.to_string()),
+    }
 }

@@ -22,6 +22,7 @@
 //! | 0x12 | [`Request::GetShard`] | shard id | none | body: the shard; empty RESPONSE |
 //! | 0x13 | [`Request::StoreShards`] | admin token, id | required ([`shards`]) | [`StoreShardsAnswer`] |
 //! | 0x14 | [`Request::Holders`] | id | none | [`Placement`] |
+//! | 0x15 | [`Request::GetChunks`] | id, u32 first, u32 count, [read token] | none | body: the chunks back to back; empty RESPONSE |
 //! | 0x20 | [`Request::Gossip`] | a SWIM message | none | empty RESPONSE |
 //! | 0x21 | [`Request::Put`] | admin token, [`PutSettings`] | required (the file) | [`PutAnswer`] |
 //! | 0x22 | [`Request::Purge`] | admin token, id, forward flag | none | [`PurgeAnswer`] |
@@ -60,6 +61,10 @@ pub const MAX_TOKEN_LEN: usize = 255;
 /// allows 16 M chunks of the smallest entry).
 pub const MAX_MANIFEST_BYTES: usize = 64 << 20;
 
+/// The most chunks one GET_CHUNKS asks for (with 64 KiB chunks, 64 MiB; an asker keeps runs
+/// far shorter so a stall costs little).
+pub const MAX_RUN_CHUNKS: u32 = 1024;
+
 /// The longest JSON answer a client accepts.
 pub const MAX_ANSWER_BYTES: usize = 16 << 20;
 
@@ -81,6 +86,8 @@ pub enum Op {
     GetChunk = 0x11,
     /// One shard blob by id.
     GetShard = 0x12,
+    /// A run of chunks of a content, as one body.
+    GetChunks = 0x15,
     /// Shards to hold for a content placed across origins.
     StoreShards = 0x13,
     /// Who holds which shard of a content.
@@ -104,7 +111,7 @@ pub enum Op {
 }
 
 /// Every operation, in code order.
-pub const ALL_OPS: [Op; 17] = [
+pub const ALL_OPS: [Op; 18] = [
     Op::Ping,
     Op::Echo,
     Op::Sink,
@@ -114,6 +121,7 @@ pub const ALL_OPS: [Op; 17] = [
     Op::GetShard,
     Op::StoreShards,
     Op::Holders,
+    Op::GetChunks,
     Op::Gossip,
     Op::Put,
     Op::Purge,
@@ -143,6 +151,18 @@ impl Op {
             Op::Echo | Op::Sink | Op::Discard | Op::Put | Op::StoreShards
         )
     }
+}
+
+/// The reason text of a BUSY error: `busy: retry after N ms (why)`.
+pub fn busy_reason(after: std::time::Duration, why: &str) -> String {
+    format!("busy: retry after {} ms ({why})", after.as_millis())
+}
+
+/// The pause a BUSY reason asks for, if it names one.
+pub fn retry_after(reason: &str) -> Option<std::time::Duration> {
+    let rest = reason.strip_prefix("busy: retry after ")?;
+    let (ms, _) = rest.split_once(" ms")?;
+    ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
 /// Why a request payload could not be decoded: the ERROR frame the answerer sends.

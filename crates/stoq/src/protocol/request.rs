@@ -89,6 +89,19 @@ pub enum Request {
         /// The read token, for restricted content.
         read_token: Option<Bytes>,
     },
+    /// A run of `count` chunks of a content from `first` on, answered as one body: the
+    /// chunks back to back, which the asker splits by the manifest's lengths. One request for
+    /// many chunks: no stream, lookup or task per chunk.
+    GetChunks {
+        /// The content.
+        id: ContentId,
+        /// The first chunk's position in the manifest.
+        first: u32,
+        /// How many chunks, 1 to [`super::MAX_RUN_CHUNKS`].
+        count: u32,
+        /// The read token, for restricted content.
+        read_token: Option<Bytes>,
+    },
     /// A shard (or chunk) blob this node holds.
     GetShard {
         /// The blob's id.
@@ -187,6 +200,7 @@ impl Request {
             Request::Discard => Op::Discard,
             Request::GetManifest { .. } => Op::GetManifest,
             Request::GetChunk { .. } => Op::GetChunk,
+            Request::GetChunks { .. } => Op::GetChunks,
             Request::GetShard { .. } => Op::GetShard,
             Request::StoreShards { .. } => Op::StoreShards,
             Request::Holders { .. } => Op::Holders,
@@ -217,6 +231,17 @@ impl Request {
             } => {
                 out.extend_from_slice(&id.0);
                 out.extend_from_slice(&index.to_be_bytes());
+                put_optional_token(&mut out, read_token.as_ref());
+            }
+            Request::GetChunks {
+                id,
+                first,
+                count,
+                read_token,
+            } => {
+                out.extend_from_slice(&id.0);
+                out.extend_from_slice(&first.to_be_bytes());
+                out.extend_from_slice(&count.to_be_bytes());
                 put_optional_token(&mut out, read_token.as_ref());
             }
             Request::GetShard { shard } => out.extend_from_slice(&shard.0),
@@ -301,6 +326,30 @@ impl Request {
                 Ok(Request::GetChunk {
                     id: id_at(&head),
                     index: u32::from_be_bytes(head[32..36].try_into().expect("4 bytes")),
+                    read_token,
+                })
+            }
+            Op::GetChunks => {
+                let (head, read_token) = get_args(&args, 40).ok_or_else(|| {
+                    DecodeError::bad(
+                        "GET_CHUNKS needs id + u32 first + u32 count, then an optional read token",
+                    )
+                })?;
+                let word = |at: usize| u32::from_be_bytes(head[at..at + 4].try_into().expect("4"));
+                let (first, count) = (word(32), word(36));
+                if count == 0 || count > super::MAX_RUN_CHUNKS {
+                    return Err(DecodeError::bad(format!(
+                        "GET_CHUNKS asks for 1 to {} chunks, not {count}",
+                        super::MAX_RUN_CHUNKS
+                    )));
+                }
+                if first.checked_add(count).is_none() {
+                    return Err(DecodeError::bad("GET_CHUNKS run passes the last index"));
+                }
+                Ok(Request::GetChunks {
+                    id: id_at(&head),
+                    first,
+                    count,
                     read_token,
                 })
             }

@@ -12,6 +12,17 @@ fn id(n: u8) -> ContentId {
 }
 
 #[test]
+fn busy_reasons_carry_their_pause() {
+    let after = std::time::Duration::from_millis(250);
+    assert_eq!(
+        retry_after(&busy_reason(after, "every slot is taken")),
+        Some(after)
+    );
+    assert_eq!(retry_after("busy: retry after soon"), None);
+    assert_eq!(retry_after("not found"), None);
+}
+
+#[test]
 fn op_codes_round_trip() {
     for op in ALL_OPS {
         assert_eq!(Op::from_code(op.code()), Some(op));
@@ -60,6 +71,15 @@ fn examples_round_trip_and_bad_arguments_are_refused() {
     assert_eq!(Request::decode(&Bytes::from(encoded.clone())).unwrap(), get);
     encoded.push(0);
     assert!(Request::decode(&Bytes::from(encoded)).is_err());
+    // GET_CHUNKS: a run of 0, of more than the most, or past u32's end is refused.
+    for (first, count) in [(0, 0), (0, MAX_RUN_CHUNKS + 1), (u32::MAX, 2)] {
+        let mut payload = vec![Op::GetChunks.code()];
+        payload.extend_from_slice(&id(1).0);
+        payload.extend_from_slice(&first.to_be_bytes());
+        payload.extend_from_slice(&count.to_be_bytes());
+        let err = Request::decode(&Bytes::from(payload)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest, "run {first}+{count}");
+    }
     // A name must be valid.
     assert!(Request::decode(&Bytes::from(vec![Op::NameGet.code()])).is_err());
     // Locations.
@@ -203,6 +223,18 @@ fn any_request() -> impl Strategy<Value = Request> {
                 read_token
             }
         ),
+        (
+            id.clone(),
+            0u32..1 << 30,
+            1..=MAX_RUN_CHUNKS,
+            proptest::option::of(any_token())
+        )
+            .prop_map(|(id, first, count, read_token)| Request::GetChunks {
+                id,
+                first,
+                count,
+                read_token
+            }),
         id.clone().prop_map(|shard| Request::GetShard { shard }),
         id.clone().prop_map(|id| Request::Holders { id }),
         (any_token(), id.clone()).prop_map(|(token, id)| Request::StoreShards { token, id }),

@@ -78,6 +78,8 @@ pub async fn prefetch(state: &Arc<NodeState>, token: &Bytes, id: ContentId) -> A
     let manifest = manifest_of(state, id, false).await?;
     let mut bytes = 0u64;
     for index in 0..manifest.chunks.len() as u32 {
+        // Background work: it takes one of the slots kept for it, after clients' reads.
+        let _slot = state.admission.enter_background().await;
         bytes += chunk_of(state, id, manifest.clone(), index).await?.len() as u64;
     }
     Answer::json(&PrefetchAnswer {

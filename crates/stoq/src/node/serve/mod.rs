@@ -8,6 +8,7 @@ mod basic;
 mod content;
 pub(super) mod network;
 mod publish;
+mod run;
 
 pub use network::status;
 
@@ -44,7 +45,7 @@ impl Answer {
 pub fn kind_of(op: Op) -> &'static str {
     match op {
         Op::GetManifest => "manifest",
-        Op::GetChunk => "chunk",
+        Op::GetChunk | Op::GetChunks => "chunk",
         Op::GetShard | Op::StoreShards | Op::Holders => "shard",
         Op::Put => "put",
         Op::Purge => "purge",
@@ -72,6 +73,21 @@ pub async fn handle(state: Arc<NodeState>, mut req: IncomingRequest) -> Result<(
     };
     let op = request.op();
     state.metrics.request(kind_of(op));
+    // Content requests take a slot first (held until answered), or are answered BUSY.
+    let _slot = match op {
+        Op::GetManifest | Op::GetChunk | Op::GetChunks | Op::GetShard => {
+            let member = req.conn.peer_node_id().is_some_and(|p| state.is_member(&p));
+            let share = (!member).then(|| req.conn.stable_id());
+            match state.admission.enter(share).await {
+                Ok(slot) => Some(slot),
+                Err(busy) => {
+                    state.metrics.busy.fetch_add(1, Ordering::Relaxed);
+                    return req.reply.send_error(busy.code, &busy.reason).await;
+                }
+            }
+        }
+        _ => None,
+    };
     let started = Instant::now();
     let answer = match request {
         Request::Ping | Request::Echo | Request::Sink | Request::Discard => {
@@ -85,6 +101,12 @@ pub async fn handle(state: Arc<NodeState>, mut req: IncomingRequest) -> Result<(
             index,
             read_token,
         } => content::chunk(&state, &req, id, index, read_token).await,
+        Request::GetChunks {
+            id,
+            first,
+            count,
+            read_token,
+        } => return run::run(&state, req, id, first, count, read_token).await,
         Request::GetShard { shard } => content::shard(&state, shard).await,
         Request::Holders { id } => content::holders(&state, id).await,
         Request::Prefetch { token, id } => content::prefetch(&state, &token, id).await,

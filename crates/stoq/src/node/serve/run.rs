@@ -1,0 +1,108 @@
+//! GET_CHUNKS: a run of chunks as one body, streamed as it is read.
+//!
+//! One request, one stream, one manifest lookup and one reading task for the whole run, where
+//! GET_CHUNK costs each of those per chunk. The next chunks are read while the current one is
+//! sent ([`READ_AHEAD`]), so the disk and the network overlap. A chunk that cannot be had ends
+//! the body with an ERROR after the whole chunks before it, which the asker keeps.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stoq_transport::{IncomingRequest, TransportError};
+use tokio::sync::mpsc;
+
+use super::super::access::check_read;
+use super::super::error::{Answered, Refusal};
+use super::super::pull::{chunk_of, manifest_of};
+use super::super::state::{Holdings, NodeState};
+use crate::chunking::{ContentId, Manifest};
+
+/// Chunks read ahead of the one being sent.
+pub const READ_AHEAD: usize = 4;
+
+/// Answers GET_CHUNKS on `req`'s stream.
+pub async fn run(
+    state: &Arc<NodeState>,
+    mut req: IncomingRequest,
+    id: ContentId,
+    first: u32,
+    count: u32,
+    read_token: Option<Bytes>,
+) -> Result<(), TransportError> {
+    let prepared = async {
+        let manifest = manifest_of(state, id, false).await?;
+        check_read(state, &req.conn, &id, read_token.as_ref())?;
+        // The decoder checked that `first + count` does not overflow.
+        let end = first + count;
+        if end as usize > manifest.chunks.len() {
+            return Err(Refusal::not_found(format!(
+                "content {id} has {} chunks; the run {first}..{end} passes its end",
+                manifest.chunks.len()
+            )));
+        }
+        Ok(manifest)
+    }
+    .await;
+    let manifest = match prepared {
+        Ok(manifest) => manifest,
+        Err(refusal) => return req.reply.send_error(refusal.code, &refusal.reason).await,
+    };
+    let mut chunks = read_run(state, id, manifest, first..first + count).await;
+    let mut sent = 0u64;
+    while let Some(next) = chunks.recv().await {
+        match next {
+            Ok(bytes) => {
+                sent += bytes.len() as u64;
+                req.reply.send_data(bytes).await?;
+            }
+            Err(refusal) => {
+                count_sent(state, sent);
+                return req.reply.send_error(refusal.code, &refusal.reason).await;
+            }
+        }
+    }
+    req.reply.send_end().await?;
+    req.reply.send_response(Bytes::new()).await?;
+    count_sent(state, sent);
+    req.reply.finish()
+}
+
+fn count_sent(state: &NodeState, bytes: u64) {
+    state.metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    state.load.served(bytes);
+}
+
+/// The run's chunks in order, read ahead of the sender. An origin holding the content whole
+/// reads it on one blocking thread; otherwise (an edge, a relay, an origin holding shards)
+/// each chunk comes the way a single chunk would ([`chunk_of`]), fetched ahead the same way.
+async fn read_run(
+    state: &Arc<NodeState>,
+    id: ContentId,
+    manifest: Arc<Manifest>,
+    run: Range<u32>,
+) -> mpsc::Receiver<Answered<Bytes>> {
+    if let Holdings::Origin(store) = &state.holdings {
+        let whole = store.read(move |s| s.contains(&id)).await.unwrap_or(false);
+        if whole {
+            let policy = manifest.erasure;
+            return store.read_each(run, READ_AHEAD, move |s, index| {
+                s.read_chunk(&id, &manifest.chunks[index as usize], policy)
+                    .map(|(bytes, _)| Bytes::from(bytes))
+            });
+        }
+    }
+    let (tx, rx) = mpsc::channel(READ_AHEAD);
+    let state = state.clone();
+    tokio::spawn(async move {
+        for index in run {
+            let result = chunk_of(&state, id, manifest.clone(), index).await;
+            let failed = result.is_err();
+            if tx.send(result).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    rx
+}
