@@ -143,6 +143,9 @@ pub struct NodeConfig {
     /// How long a content request waits for a slot before it is answered BUSY (ms); keep it
     /// under the client's 500 ms stall floor so BUSY arrives before the client gives up.
     pub read_queue_ms: u64,
+    /// How often an origin hashes every stored blob again (ms); 0 turns the scrub off. Blobs
+    /// are hashed on their first read after start and trusted until then.
+    pub scrub_interval_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -160,6 +163,7 @@ impl Default for NodeConfig {
             suspect_after_ms: 3000,
             max_concurrent_reads: 256,
             read_queue_ms: 200,
+            scrub_interval_ms: 24 * 3600 * 1000,
         }
     }
 }

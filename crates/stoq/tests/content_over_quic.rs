@@ -36,19 +36,15 @@ fn local() -> TransportConfig {
 
 /// An origin node serving the store in `dir` (filled and closed by the caller).
 async fn origin(dir: &Path) -> Node {
-    origin_with_slots(dir, StoqConfig::default().node.max_concurrent_reads).await
+    origin_with(dir, |_| {}).await
 }
 
-/// An origin that works on at most `slots` content requests at once.
-async fn origin_with_slots(dir: &Path, slots: u32) -> Node {
+/// An origin with its configuration adjusted by `tune`.
+async fn origin_with(dir: &Path, tune: impl FnOnce(&mut StoqConfig)) -> Node {
     let mut config = StoqConfig::default();
     config.transport.listen = "[::1]:0".parse().unwrap();
     config.node.data_dir = dir.to_path_buf();
-    config.node.max_concurrent_reads = slots;
-    if slots == 1 {
-        // No queue: a request that finds the slot taken is BUSY at once.
-        config.node.read_queue_ms = 0;
-    }
+    tune(&mut config);
     Node::start(NodeOptions::new(config)).await.unwrap()
 }
 
@@ -373,7 +369,12 @@ async fn every_client_of_a_busy_node_completes() {
         let data = noise(3 << 20, 11);
         let dir = tempfile::tempdir().unwrap();
         let id = stored(dir.path(), &data, PutOptions::default());
-        let node = origin_with_slots(dir.path(), 1).await;
+        let node = origin_with(dir.path(), |c| {
+            // One slot and no queue: a request that finds the slot taken is BUSY at once.
+            c.node.max_concurrent_reads = 1;
+            c.node.read_queue_ms = 0;
+        })
+        .await;
         let mut fetches = Vec::new();
         for _ in 0..24 {
             let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
@@ -455,6 +456,64 @@ async fn a_run_of_chunks_arrives_whole_and_a_run_past_the_end_is_not_found() {
                 assert_eq!(code, ErrorCode::NotFound)
             }
             other => panic!("expected NOT_FOUND, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_flipped_on_a_serving_node_is_never_delivered_unnoticed_and_is_reported() {
+    bounded(async {
+        let data = noise(2 << 20, 14);
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let id = stored(dir_a.path(), &data, PutOptions::default());
+        stored(dir_b.path(), &data, PutOptions::default());
+        let victim = Store::open(dir_a.path())
+            .unwrap()
+            .manifest(&id)
+            .unwrap()
+            .chunks[1]
+            .id;
+        let a = origin_with(dir_a.path(), |c| c.node.scrub_interval_ms = 100).await;
+        let b = origin(dir_b.path()).await;
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let (at_a, at_b) = (dial(&client, &a).await, dial(&client, &b).await);
+        // A serves everything once: every blob is hashed, then trusted.
+        let mut out = Vec::new();
+        fetch(std::slice::from_ref(&at_a), &id, &mut out)
+            .await
+            .unwrap();
+        assert!(out == data);
+        // A byte flips on A's disk.
+        let hex = victim.to_string();
+        let path = dir_a.path().join("blobs").join(&hex[..2]).join(&hex);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[100] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+        // Whether A still sends the flipped chunk or already refuses it, the client never
+        // takes it: A is dropped and B completes the content.
+        let mut out = Vec::new();
+        let report = fetch(&[at_a.clone(), at_b], &id, &mut out).await.unwrap();
+        assert!(out == data, "the content arrived intact");
+        assert_eq!(report.dropped, vec![a.local_addr().to_string()]);
+        // A's scrub reports the damage ...
+        let damaged = || {
+            a.metrics()
+                .scrub_damaged
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while damaged() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(damaged() >= 1, "the scrub found the damaged blob");
+        // ... and from then on A refuses the chunk instead of sending it.
+        let mut out = Vec::new();
+        match fetch(&[at_a], &id, &mut out).await {
+            Err(FetchError::Exhausted { index: 1, last }) => {
+                assert!(last.contains("not found"), "{last}")
+            }
+            other => panic!("expected chunk 1 refused, got {other:?}"),
         }
     })
     .await;

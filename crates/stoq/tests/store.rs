@@ -3,7 +3,7 @@
 use std::io::{self, Read, Write};
 
 use stoq::chunking::{ContentKind, ErasurePolicy, Hash32};
-use stoq::store::{PutOptions, Store, StoreError};
+use stoq::store::{BlobHealth, PutOptions, Store, StoreError};
 
 /// Deterministic pseudo-random bytes, generated as they are read (no memory for big inputs);
 /// the same seed gives the same stream whatever the read sizes.
@@ -181,6 +181,39 @@ fn a_corrupt_chunk_is_detected_and_never_served() {
     );
     let problems = store.check().unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
+}
+
+#[test]
+fn a_blob_flipped_after_its_first_read_is_caught_by_the_scrub_and_refused_from_then_on() {
+    let (dir, mut store) = open();
+    let data = noise(1 << 20, 13);
+    let put = store.put_reader(&data[..], PutOptions::default()).unwrap();
+    let manifest = store.manifest(&put.id).unwrap();
+    let entry = manifest.chunks[1].clone();
+    // First read: hashed, then trusted.
+    assert_eq!(get(&store, &put.id), data);
+    let path = path_of(dir.path(), &entry.id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[7] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    // The scrub hashes every blob again and finds the damaged one.
+    let ids = store.blob_ids().unwrap();
+    assert_eq!(ids.len(), manifest.chunks.len());
+    let damaged: Vec<_> = ids
+        .iter()
+        .filter(|id| !matches!(store.scrub_blob(id).unwrap(), BlobHealth::Intact(_)))
+        .collect();
+    assert_eq!(damaged, vec![&entry.id]);
+    // From then on the chunk is refused, never served.
+    match store.read_chunk(&put.id, &entry, None) {
+        Err(StoreError::Corrupt { chunk, .. }) => assert_eq!(chunk, entry.id),
+        other => panic!("expected the damaged chunk refused, got {other:?}"),
+    }
+    // A store opened afresh trusts nothing it has not hashed: it refuses at once.
+    drop(store);
+    let reopened = Store::open(dir.path()).unwrap();
+    assert!(reopened.read_chunk(&put.id, &entry, None).is_err());
+    assert_eq!(reopened.check().unwrap().len(), 1);
 }
 
 #[test]

@@ -500,7 +500,11 @@ mod tests {
             "a stalling source asks one chunk at a time"
         );
         assert_eq!(run_len(2, 4 << 20), 1, "chunks above 1 MiB go one per run");
-        assert_eq!(run_len(8, 4 << 20), 2, "unless four runs would not fill the room");
+        assert_eq!(
+            run_len(8, 4 << 20),
+            2,
+            "unless four runs would not fill the room"
+        );
         assert_eq!(run_len(1 << 20, 1), MAX_RUN_CHUNKS as usize);
     }
 }

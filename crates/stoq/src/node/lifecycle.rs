@@ -18,6 +18,7 @@ use super::error::NodeError;
 use super::membership::{Member, Membership, MembershipTiming};
 use super::metrics::NodeMetrics;
 use super::report::report_loop;
+use super::scrub::scrub_loop;
 use super::state::{
     Access, Holdings, LoadMeter, Locator, NodeState, SharedEdges, SharedRouter, Upstreams,
 };
@@ -195,6 +196,15 @@ impl Node {
             let render_state = state.clone();
             let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
             background.push(tokio::spawn(super::metrics::serve_http(listener, render)));
+        }
+        if let (Some(store), every @ 1..) = (state.holdings.store(), config.node.scrub_interval_ms)
+        {
+            let every = Duration::from_millis(every);
+            background.push(tokio::spawn(scrub_loop(
+                state.clone(),
+                store.clone(),
+                every,
+            )));
         }
         Ok(Node {
             state,

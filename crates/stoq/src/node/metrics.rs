@@ -98,6 +98,12 @@ pub struct NodeMetrics {
     pub unauthorized: AtomicU64,
     /// Content requests answered BUSY (every slot taken, or the connection's share).
     pub busy: AtomicU64,
+    /// Blobs the scrub hashed again.
+    pub scrub_blobs: AtomicU64,
+    /// Damaged (corrupt or missing) blobs the scrub found.
+    pub scrub_damaged: AtomicU64,
+    /// Scrub passes completed.
+    pub scrub_passes: AtomicU64,
 }
 
 /// Figures read at scrape time from the parts that own them.
@@ -206,6 +212,21 @@ impl NodeMetrics {
             "requests_busy_total",
             "Content requests answered BUSY (every slot taken, or the connection's share).",
             get(&self.busy),
+        );
+        counter(
+            "scrub_blobs_total",
+            "Stored blobs the scrub hashed again.",
+            get(&self.scrub_blobs),
+        );
+        counter(
+            "scrub_damaged_total",
+            "Damaged (corrupt or missing) blobs the scrub found.",
+            get(&self.scrub_damaged),
+        );
+        counter(
+            "scrub_passes_total",
+            "Scrub passes over the whole store completed.",
+            get(&self.scrub_passes),
         );
         let _ = writeln!(
             out,

@@ -25,6 +25,7 @@ mod membership;
 mod metrics;
 mod pull;
 mod report;
+mod scrub;
 mod serve;
 mod state;
 mod stored;

@@ -9,7 +9,8 @@
 //! into `blobs/`, the filesystem is synced, and only then does the index transaction that
 //! refers to them commit. A crash at any point leaves every committed object intact and no
 //! index entry pointing at missing data; blobs of an interrupted put are orphans that
-//! [`Store::gc`] removes. Every read is checked against its id.
+//! [`Store::gc`] removes. Every blob is checked against its id on its first read after the
+//! store opens and again by the scrub ([`scrub`]), which withdraws trust from a damaged one.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -30,10 +31,12 @@ mod access;
 mod error;
 mod held;
 mod reports;
+mod scrub;
 
 use error::io_error;
 pub use error::StoreError;
 pub use reports::{GcReport, PutOptions, PutReport, ReadReport, StoreStats};
+pub use scrub::{BlobHealth, MAX_VERIFIED};
 
 const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
 /// Content id → encoded manifest.
@@ -47,6 +50,7 @@ pub struct Store {
     db: Database,
     engine: Arc<dyn ChunkEngine>,
     tmp_counter: AtomicU64,
+    verified: scrub::Verified,
 }
 
 impl std::fmt::Debug for Store {
@@ -86,6 +90,7 @@ impl Store {
             db,
             engine,
             tmp_counter: AtomicU64::new(0),
+            verified: Default::default(),
         })
     }
 
@@ -133,7 +138,12 @@ impl Store {
     fn read_blob(&self, id: &ChunkId, expected: bool) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.blob_path(id);
         match fs::read(&path) {
-            Ok(bytes) if id.matches(&bytes) => Ok(Some(bytes)),
+            // Hashed once after the store opened, then trusted until a scrub says otherwise.
+            Ok(bytes) if self.verified.contains(id) => Ok(Some(bytes)),
+            Ok(bytes) if id.matches(&bytes) => {
+                self.verified.insert(*id);
+                Ok(Some(bytes))
+            }
             Ok(_) => {
                 tracing::warn!(blob = %id, "corrupt blob: bytes do not match their id");
                 Ok(None)
@@ -494,7 +504,7 @@ impl Store {
         for row in blobs.iter()? {
             let (id, _) = row?;
             let id = Hash32(*id.value());
-            if self.read_verified(&id)?.is_none() {
+            if !matches!(self.scrub_blob(&id)?, BlobHealth::Intact(_)) {
                 problems.push(format!("blob {id} is indexed but missing or corrupt"));
             }
         }

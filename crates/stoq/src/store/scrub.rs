@@ -1,0 +1,90 @@
+//! Verify once, then scrub: which blobs were checked since the store was opened, and the
+//! background walk that checks every blob again.
+//!
+//! Hashing every chunk on every read costs a serving node a hash pass per byte sent, although
+//! every client verifies what it receives. So a blob is hashed on its first read after the
+//! store opens and trusted from then on, and a scrub ([`Store::scrub_blob`] over
+//! [`Store::blob_ids`]) re-hashes every blob in the background. A byte that flips on disk after
+//! a blob was trusted is caught by the scrub, which withdraws the trust: the next read hashes
+//! the blob again and refuses it (an erasure-coded chunk is rebuilt from its parity). Until the
+//! scrub comes round, a client that receives the flipped byte notices it (it verifies every
+//! chunk) and fetches the chunk elsewhere.
+
+use std::collections::HashSet;
+use std::fs;
+use std::sync::Mutex;
+
+use redb::ReadableTable;
+
+use super::error::io_error;
+use super::{Store, StoreError, BLOBS};
+use crate::chunking::{ChunkId, Hash32};
+
+/// The most blob ids kept as verified (32 bytes each plus the set's overhead, about 48 MiB;
+/// 64 GiB of 64 KiB chunks). Past it, blobs are hashed on every read.
+pub const MAX_VERIFIED: usize = 1 << 20;
+
+/// The blobs hashed since the store was opened.
+#[derive(Debug, Default)]
+pub(super) struct Verified(Mutex<HashSet<ChunkId>>);
+
+impl Verified {
+    pub(super) fn contains(&self, id: &ChunkId) -> bool {
+        self.0.lock().expect("verified lock").contains(id)
+    }
+
+    pub(super) fn insert(&self, id: ChunkId) {
+        let mut set = self.0.lock().expect("verified lock");
+        if set.len() < MAX_VERIFIED {
+            set.insert(id);
+        }
+    }
+
+    pub(super) fn remove(&self, id: &ChunkId) {
+        self.0.lock().expect("verified lock").remove(id);
+    }
+}
+
+/// What the scrub found for one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobHealth {
+    /// Its bytes hash to its id; this many of them.
+    Intact(u64),
+    /// Its bytes do not hash to its id.
+    Corrupt,
+    /// The index refers to it but its file is gone.
+    Missing,
+}
+
+impl Store {
+    /// The ids of every blob the index refers to, for a scrub to walk one at a time.
+    pub fn blob_ids(&self) -> Result<Vec<ChunkId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOBS)?;
+        let mut ids = Vec::new();
+        for row in table.iter()? {
+            ids.push(Hash32(*row?.0.value()));
+        }
+        Ok(ids)
+    }
+
+    /// Hashes blob `id` again. A corrupt or missing blob loses its trust, so its next read
+    /// hashes it and refuses it; an intact one is trusted.
+    pub fn scrub_blob(&self, id: &ChunkId) -> Result<BlobHealth, StoreError> {
+        let path = self.blob_path(id);
+        let health = match fs::read(&path) {
+            Ok(bytes) if id.matches(&bytes) => BlobHealth::Intact(bytes.len() as u64),
+            Ok(_) => BlobHealth::Corrupt,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BlobHealth::Missing,
+            Err(e) => return Err(io_error("cannot read", &path)(e)),
+        };
+        match health {
+            BlobHealth::Intact(_) => self.verified.insert(*id),
+            _ => {
+                self.verified.remove(id);
+                tracing::warn!(blob = %id, ?health, "scrub: a stored blob is damaged");
+            }
+        }
+        Ok(health)
+    }
+}
