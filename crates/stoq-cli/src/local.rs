@@ -39,6 +39,16 @@ pub struct Place<'a> {
 /// Starts a node on [::1] in `dir`, sharing `token`, with quick failure detection (250 ms
 /// probes, 1 s suspicion) so that a demo shows a death within seconds.
 pub async fn start_node(dir: PathBuf, place: Place<'_>, token: &AdminToken) -> Result<Node> {
+    start_node_with(dir, place, token, |_| {}).await
+}
+
+/// [`start_node`] with the configuration adjusted by `tune` (a benchmark's settings).
+pub async fn start_node_with(
+    dir: PathBuf,
+    place: Place<'_>,
+    token: &AdminToken,
+    tune: impl FnOnce(&mut StoqConfig),
+) -> Result<Node> {
     let mut config = StoqConfig::default();
     config.transport.listen = "[::1]:0".parse()?;
     config.node.data_dir = dir;
@@ -47,6 +57,7 @@ pub async fn start_node(dir: PathBuf, place: Place<'_>, token: &AdminToken) -> R
     config.node.geo = place.geo.map(str::to_owned);
     config.node.probe_interval_ms = 250;
     config.node.suspect_after_ms = 1000;
+    tune(&mut config);
     let mut options = NodeOptions::new(config);
     options.token = Some(token.clone());
     options.seeds = place

@@ -72,6 +72,11 @@ impl Default for PoolConfig {
 pub struct TransportConfig {
     /// Address to listen on; must be IPv6. Port 0 picks a free port.
     pub listen: SocketAddr,
+    /// UDP sockets a listening endpoint serves from, all on `listen`'s port (SO_REUSEPORT: the
+    /// kernel spreads peers across them by address, so receiving, decryption and handshakes
+    /// run on several cores). 0 = one per CPU core. With more than one, dialling uses a
+    /// socket of its own on an ephemeral port.
+    pub endpoints: u32,
     /// Most connections accepted at once. The next peer is refused with code
     /// `CONNECTION_LIMIT` and existing connections are untouched. `None` = unlimited.
     pub max_connections: Option<u32>,
@@ -119,6 +124,7 @@ impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
             listen: "[::1]:4433".parse().expect("valid literal"),
+            endpoints: 0,
             max_connections: None,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             idle_timeout_ms: 30_000,
@@ -145,6 +151,14 @@ impl Default for TransportConfig {
 }
 
 impl TransportConfig {
+    /// The listening sockets this configuration asks for: `endpoints`, or one per CPU core.
+    pub fn endpoint_count(&self) -> usize {
+        match self.endpoints {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
+    }
+
     /// Checks every field; the error names the first bad one (under `prefix`, such as
     /// `transport`) and why.
     pub fn validate(&self, prefix: &str) -> Result<(), TransportError> {

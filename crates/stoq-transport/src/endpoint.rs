@@ -69,7 +69,10 @@ struct Counters {
 
 #[derive(Debug)]
 struct Shared {
+    /// The endpoint connections are dialled from (a listener too when there is only one).
     endpoint: quinn::Endpoint,
+    /// The endpoints that accept connections, all on one port; empty for a dial-only one.
+    listeners: Vec<quinn::Endpoint>,
     identity: NodeIdentity,
     config: TransportConfig,
     transport: Arc<quinn::TransportConfig>,
@@ -128,20 +131,48 @@ impl StoqEndpoint {
         } else {
             None
         };
-        let socket = bind_udp(config.listen, &config)?;
         let runtime = quinn::default_runtime().ok_or_else(|| {
             TransportError::Socket(std::io::Error::other("no async runtime running"))
         })?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            server_config,
-            socket,
-            runtime,
-        )
-        .map_err(TransportError::Socket)?;
+        let quinn_endpoint = |socket, server: Option<quinn::ServerConfig>| {
+            quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                server,
+                socket,
+                runtime.clone(),
+            )
+            .map_err(TransportError::Socket)
+        };
+        let count = if serve { config.endpoint_count() } else { 1 };
+        let (endpoint, listeners) = match server_config {
+            Some(server) if count > 1 => {
+                // Several sockets on one port: the first picks the port, the rest join it.
+                let first = bind_udp(config.listen, &config, true)?;
+                let port = first.local_addr().map_err(TransportError::Socket)?;
+                let mut listeners = vec![quinn_endpoint(first, Some(server.clone()))?];
+                for _ in 1..count {
+                    let socket = bind_udp(port, &config, true)?;
+                    listeners.push(quinn_endpoint(socket, Some(server.clone()))?);
+                }
+                // Replies to a dialled connection must reach the socket that dialled it; the
+                // kernel spreads a shared port's packets by address, so dialling gets its own.
+                let mut any = port;
+                any.set_ip(std::net::Ipv6Addr::UNSPECIFIED.into());
+                any.set_port(0);
+                let dialler = quinn_endpoint(bind_udp(any, &config, false)?, None)?;
+                (dialler, listeners)
+            }
+            server => {
+                let serving = server.is_some();
+                let one = quinn_endpoint(bind_udp(config.listen, &config, false)?, server)?;
+                let listeners = if serving { vec![one.clone()] } else { vec![] };
+                (one, listeners)
+            }
+        };
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
         let shared = Arc::new(Shared {
             endpoint,
+            listeners,
             identity,
             config,
             transport,
@@ -151,18 +182,31 @@ impl StoqEndpoint {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        if serve {
-            tokio::spawn(accept_loop(shared.clone(), tx));
+        let limiter = shared
+            .config
+            .max_connections
+            .map(|max| Arc::new(Semaphore::new(max as usize)));
+        for listener in &shared.listeners {
+            let (listener, limiter) = (listener.clone(), limiter.clone());
+            tokio::spawn(accept_loop(shared.clone(), listener, limiter, tx.clone()));
         }
         Ok(StoqEndpoint { shared })
     }
 
-    /// The address the socket is bound to, with the real port when port 0 was asked.
+    /// The address it listens on (or, dial-only, dials from), with the real port when port 0
+    /// was asked.
     pub fn local_addr(&self) -> Result<SocketAddr, TransportError> {
         self.shared
-            .endpoint
+            .listeners
+            .first()
+            .unwrap_or(&self.shared.endpoint)
             .local_addr()
             .map_err(TransportError::Socket)
+    }
+
+    /// How many sockets it accepts connections on (`TransportConfig::endpoints`).
+    pub fn listeners(&self) -> usize {
+        self.shared.listeners.len()
     }
 
     /// This node's id.
@@ -262,31 +306,43 @@ impl StoqEndpoint {
     /// handlers run until `deadline`, then close every connection with `SHUTTING_DOWN`.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = &self.shared;
-        shared.endpoint.set_server_config(None);
+        for listener in &shared.listeners {
+            listener.set_server_config(None);
+        }
         shared.shutdown.cancel();
         shared.tasks.close();
         let drained = tokio::time::timeout(deadline, shared.tasks.wait())
             .await
             .is_ok();
         let abandoned = shared.tasks.len();
-        shared.endpoint.close(
-            quinn::VarInt::from_u32(ErrorCode::ShuttingDown.to_u16().into()),
-            b"node shutting down",
-        );
+        let code = quinn::VarInt::from_u32(ErrorCode::ShuttingDown.to_u16().into());
+        let all: Vec<&quinn::Endpoint> = std::iter::once(&shared.endpoint)
+            .chain(&shared.listeners)
+            .collect();
+        for endpoint in &all {
+            endpoint.close(code, b"node shutting down");
+        }
         // Give the close frames a moment to leave; never wait long for unresponsive peers.
-        let _ = tokio::time::timeout(Duration::from_secs(1), shared.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            for endpoint in &all {
+                endpoint.wait_idle().await;
+            }
+        })
+        .await;
         ShutdownReport { drained, abandoned }
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<StoqConnection>) {
-    let limiter = shared
-        .config
-        .max_connections
-        .map(|max| Arc::new(Semaphore::new(max as usize)));
+/// Accepts on one listener; every listener shares the connection limit and the queue.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: quinn::Endpoint,
+    limiter: Option<Arc<Semaphore>>,
+    tx: mpsc::Sender<StoqConnection>,
+) {
     loop {
         let incoming = tokio::select! {
-            incoming = shared.endpoint.accept() => incoming,
+            incoming = listener.accept() => incoming,
             _ = shared.shutdown.cancelled() => None,
         };
         let Some(incoming) = incoming else { break };

@@ -7,15 +7,22 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::{addr::ensure_ipv6, TransportConfig, TransportError};
 
 /// Binds an IPv6 UDP socket with IPV6_V6ONLY set, so it can never carry IPv4, and applies the
-/// configured send and receive buffer sizes.
+/// configured send and receive buffer sizes. With `reuse_port`, SO_REUSEPORT is set so that
+/// several sockets of this process (the kernel allows only the same user) share the port.
 pub(crate) fn bind_udp(
     addr: SocketAddr,
     config: &TransportConfig,
+    reuse_port: bool,
 ) -> Result<std::net::UdpSocket, TransportError> {
     let addr = ensure_ipv6(addr)?;
     let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
         .map_err(TransportError::Socket)?;
     socket.set_only_v6(true).map_err(TransportError::Socket)?;
+    if reuse_port {
+        socket
+            .set_reuse_port(true)
+            .map_err(TransportError::Socket)?;
+    }
     if let Some(size) = config.socket_send_buffer {
         socket
             .set_send_buffer_size(size)
@@ -40,7 +47,7 @@ mod tests {
             socket_recv_buffer: Some(64 * 1024),
             ..TransportConfig::default()
         };
-        let socket = bind_udp("[::1]:0".parse().unwrap(), &config).unwrap();
+        let socket = bind_udp("[::1]:0".parse().unwrap(), &config, false).unwrap();
         let socket = Socket::from(socket);
         assert!(socket.only_v6().unwrap());
         // Linux doubles the asked size for bookkeeping; its default (rmem_default, 208 KiB on
@@ -50,9 +57,26 @@ mod tests {
     }
 
     #[test]
+    fn reuse_port_sockets_share_one_port() {
+        let config = TransportConfig::default();
+        let first = bind_udp("[::1]:0".parse().unwrap(), &config, true).unwrap();
+        let port = first.local_addr().unwrap();
+        let second = bind_udp(port, &config, true).unwrap();
+        assert_eq!(second.local_addr().unwrap(), port);
+        assert!(
+            bind_udp(port, &config, false).is_err(),
+            "others cannot join"
+        );
+    }
+
+    #[test]
     fn ipv4_bind_is_refused() {
-        let err =
-            bind_udp("127.0.0.1:0".parse().unwrap(), &TransportConfig::default()).unwrap_err();
+        let err = bind_udp(
+            "127.0.0.1:0".parse().unwrap(),
+            &TransportConfig::default(),
+            false,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("IPv6-only"));
     }
 }

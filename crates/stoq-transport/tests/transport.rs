@@ -691,3 +691,35 @@ async fn dropping_an_unfinished_sender_resets_the_stream() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sockets_on_one_port_serve_every_peer_and_still_dial() {
+    bounded(async {
+        let server = echo_server(TransportConfig {
+            endpoints: 3,
+            ..local_config()
+        });
+        assert_eq!(server.listeners(), 3);
+        let addr = server.local_addr().unwrap();
+        // Peers on many source ports: the kernel spreads them over the three sockets, and
+        // every one of them is served (a packet landing on the wrong socket would fail it).
+        let mut peers = Vec::new();
+        for i in 0..24u64 {
+            let client = client();
+            let conn = client.connect(addr, &expect(&server)).await.unwrap();
+            echo_round_trip(&conn, payload(200_000, i)).await;
+            peers.push((client, conn));
+        }
+        assert_eq!(server.counters().accepted, 24);
+        // The listening endpoint dials out too, from a socket of its own.
+        let other = echo_server(local_config());
+        let out = server
+            .connect(other.local_addr().unwrap(), &expect(&other))
+            .await
+            .unwrap();
+        echo_round_trip(&out, payload(1 << 20, 99)).await;
+        let report = server.shutdown(Duration::from_secs(1)).await;
+        assert!(report.drained);
+    })
+    .await;
+}

@@ -24,7 +24,7 @@ use stoq::{AdminToken, Node, Role};
 use super::transport::RawQuinn;
 use super::{gbps, machine, median, noise, quantile};
 use crate::cli::usage;
-use crate::local::{dial, peers_become, start_node, Place, Scratch};
+use crate::local::{dial, peers_become, start_node_with, Place, Scratch};
 
 /// `stoq bench delivery`.
 #[derive(Debug, Args)]
@@ -38,6 +38,9 @@ pub struct DeliveryBenchArgs {
     /// Also run this many downloads from the origin at once (0: none).
     #[arg(long, default_value_t = 0)]
     pub clients: usize,
+    /// Sockets each node serves from on its port (SO_REUSEPORT; 0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub endpoints: u32,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -63,7 +66,7 @@ async fn download(
 ) -> Result<Duration> {
     let started = Instant::now();
     let file = std::fs::File::create(out)?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut writer = std::io::BufWriter::new(file);
     let options = FetchOptions {
         active: sources.len(),
         read_token: None,
@@ -182,7 +185,7 @@ struct Network {
     id: ContentId,
 }
 
-async fn network(dir: &Path, file: &Path) -> Result<Network> {
+async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
     let token = AdminToken::load_or_create(&dir.join("token"))?;
     let place = |role, seed| Place {
         role,
@@ -190,8 +193,16 @@ async fn network(dir: &Path, file: &Path) -> Result<Network> {
         geo: None,
         seed,
     };
-    let origin = start_node(dir.join("origin"), place(Role::Origin, None), &token).await?;
-    let edge = start_node(dir.join("edge"), place(Role::Edge, Some(&origin)), &token).await?;
+    let tune = |c: &mut stoq::StoqConfig| c.transport.endpoints = endpoints;
+    let origin =
+        start_node_with(dir.join("origin"), place(Role::Origin, None), &token, tune).await?;
+    let edge = start_node_with(
+        dir.join("edge"),
+        place(Role::Edge, Some(&origin)),
+        &token,
+        tune,
+    )
+    .await?;
     ensure!(
         peers_become(&[&origin, &edge], 1, Duration::from_secs(20)).await,
         "the edge never joined the origin"
@@ -259,7 +270,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     let data = Bytes::from(noise(args.size, 7));
     let file = www.join("content.bin");
     std::fs::write(&file, &data)?;
-    let net = network(&scratch.0, &file).await?;
+    let net = network(&scratch.0, &file, args.endpoints).await?;
     let nginx = Nginx::start(&scratch.0);
     let mut quinn = RawQuinn::start(1).await?;
     let out: PathBuf = scratch.0.join("out.bin");
@@ -299,6 +310,11 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     net.origin.shutdown(Duration::from_secs(1)).await;
     net.edge.shutdown(Duration::from_secs(1)).await;
     let nginx_figure = |v: &[f64]| (!v.is_empty()).then(|| median(v));
+    let endpoints = stoq::transport::TransportConfig {
+        endpoints: args.endpoints,
+        ..Default::default()
+    }
+    .endpoint_count();
     let (o, q) = (median(&origin), median(&raw));
     let report = serde_json::json!({
         "name": "delivery",
@@ -312,6 +328,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         "nginx_http_gbps": nginx_figure(&http),
         "nginx_skipped": nginx.as_ref().err(),
         "clients": clients,
+        "endpoints": endpoints,
         "baseline": "quinn (same bytes, memory to memory) and nginx + curl over HTTPS",
         "ratio": {
             "quinn": o / q,
@@ -324,7 +341,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "delivery: {} MiB, {} round(s), verified downloads written to a file, over [::1]",
+        "delivery: {} MiB, {} round(s), verified downloads written to a file, over [::1], {endpoints} socket(s) per node",
         args.size >> 20,
         args.rounds
     );
