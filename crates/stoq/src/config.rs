@@ -143,8 +143,9 @@ pub struct NodeConfig {
     /// How long a content request waits for a slot before it is answered BUSY (ms); keep it
     /// under the client's 500 ms stall floor so BUSY arrives before the client gives up.
     pub read_queue_ms: u64,
-    /// How often an origin hashes every stored blob again (ms); 0 turns the scrub off. Blobs
-    /// are hashed on their first read after start and trusted until then.
+    /// How often an origin hashes every stored blob again, and an edge every cache entry it
+    /// trusts (ms); 0 turns the scrub off. Blobs are hashed when stored or first read after a
+    /// start, and trusted until the scrub comes round.
     pub scrub_interval_ms: u64,
 }
 

@@ -42,6 +42,18 @@ fn at(location: &str) -> Location {
 
 /// A node on [::1] with fast failure detection, sharing the test network's admin token.
 async fn start(dir: &Path, role: Role, region: &str, geo: Option<&str>, seeds: &[&Node]) -> Node {
+    start_tuned(dir, role, region, geo, seeds, |_| {}).await
+}
+
+/// [`start`] with the configuration adjusted by `tune`.
+async fn start_tuned(
+    dir: &Path,
+    role: Role,
+    region: &str,
+    geo: Option<&str>,
+    seeds: &[&Node],
+    tune: impl FnOnce(&mut StoqConfig),
+) -> Node {
     let mut config = StoqConfig::default();
     config.transport.listen = "[::1]:0".parse().unwrap();
     config.node.data_dir = dir.to_path_buf();
@@ -51,6 +63,7 @@ async fn start(dir: &Path, role: Role, region: &str, geo: Option<&str>, seeds: &
     config.node.probe_interval_ms = 200;
     config.node.suspect_after_ms = 600;
     config.edge.cache_bytes = 256 << 20;
+    tune(&mut config);
     let mut options = NodeOptions::new(config);
     options.token = Some(AdminToken::from_text(TOKEN).unwrap());
     options.seeds = seeds
@@ -432,6 +445,44 @@ async fn an_edge_prefetches_on_request_and_survives_a_restart_with_its_cache() {
         let mut out = Vec::new();
         fetch(&[conn], &id, &mut out).await.unwrap();
         assert_eq!(out, data);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_flipped_in_an_edge_cache_is_found_by_its_scrub_and_repaired_from_the_origin() {
+    bounded(async {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let edge = start_tuned(dirs[1].path(), Role::Edge, "eu", None, &[&origin], |c| {
+            c.node.scrub_interval_ms = 100
+        })
+        .await;
+        converge(&[&origin, &edge]).await;
+        let client = client_endpoint();
+        let data = noise(2 << 20, 17);
+        let id = publish(&client, &origin, &data).await;
+        let conn = dial(&client, &edge).await;
+        client::prefetch(&conn, TOKEN, &id).await.unwrap();
+        // Flip a byte of one cached chunk on the edge's disk.
+        let manifest = client::fetch_manifest(&conn, &id).await.unwrap();
+        let hex = manifest.chunks[1].id.to_string();
+        let path = dirs[1].path().join("cache").join(&hex[..2]).join(&hex);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 0x80;
+        std::fs::write(&path, bytes).unwrap();
+        // The scrub finds it and deletes the entry ...
+        let damaged = || edge.metrics().scrub_damaged.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while damaged() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(damaged(), 1, "the scrub found the one damaged entry");
+        // ... and the next download from the edge alone is whole: it fetched the chunk anew.
+        let mut out = Vec::new();
+        let report = fetch(&[conn], &id, &mut out).await.unwrap();
+        assert!(out == data, "repaired from the origin");
+        assert!(report.dropped.is_empty());
     })
     .await;
 }

@@ -1,8 +1,10 @@
 //! An edge's cache on disk: manifests and chunks, bounded in bytes, evicted by a policy.
 //!
 //! Entries are files named by their BLAKE3 id (`DIR/ab/<hex>`), written to a temporary name
-//! and renamed, so a crash leaves whole entries or none. Every read is verified against the
-//! id; a corrupt file is deleted and reported as a miss. On start the directory is scanned
+//! and renamed, so a crash leaves whole entries or none. An entry is hashed when it is stored
+//! and on its first read after a restart, then trusted until the scrub ([`EdgeCache::scrub`])
+//! hashes it again; a corrupt file is deleted and reported as a miss, so the next request
+//! fetches it afresh (repaired). On start the directory is scanned
 //! (oldest first) to rebuild the policy, so the cache survives restarts.
 
 use std::fs;
@@ -14,6 +16,7 @@ use std::sync::Mutex;
 use crate::chunking::{ContentId, Hash32, Manifest};
 pub use crate::config::PolicyKind;
 use crate::edge::cache::{CachePolicy, Lru, S3Fifo};
+use crate::store::{BlobHealth, Verified};
 
 pub use crate::protocol::CacheStats;
 
@@ -26,6 +29,8 @@ pub struct EdgeCache {
     evictions: AtomicU64,
     purged: AtomicU64,
     tmp_counter: AtomicU64,
+    /// Entries hashed since open (see the module doc).
+    verified: Verified,
     /// Read restrictions of cached contents, loaded at open; the files are their durable copy.
     restrictions: Mutex<std::collections::HashMap<ContentId, [u8; 32]>>,
 }
@@ -55,6 +60,7 @@ impl EdgeCache {
             evictions: AtomicU64::new(0),
             purged: AtomicU64::new(0),
             tmp_counter: AtomicU64::new(0),
+            verified: Verified::default(),
             restrictions: Mutex::default(),
         };
         if let Ok(entries) = fs::read_dir(dir.join("restricted")) {
@@ -112,6 +118,7 @@ impl EdgeCache {
             } else {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
             }
+            self.verified.remove(&gone);
             let _ = fs::remove_file(self.path(&gone));
         }
         kept
@@ -132,11 +139,13 @@ impl EdgeCache {
         let known = self.policy.lock().expect("policy lock").contains(id);
         let bytes = if known {
             match fs::read(self.path(id)) {
-                Ok(bytes) if id.matches(&bytes) => Some(bytes),
+                Ok(bytes) if self.verified.contains(id) => Some(bytes),
+                Ok(bytes) if id.matches(&bytes) => {
+                    self.verified.insert(*id);
+                    Some(bytes)
+                }
                 Ok(_) | Err(_) => {
-                    tracing::warn!(entry = %id, "cache entry missing or corrupt; dropped");
-                    self.policy.lock().expect("policy lock").remove(id);
-                    let _ = fs::remove_file(self.path(id));
+                    self.drop_damaged(id);
                     None
                 }
             }
@@ -156,6 +165,35 @@ impl EdgeCache {
             None => {}
         }
         bytes
+    }
+
+    /// Deletes a missing or corrupt entry, so the next request fetches it afresh.
+    fn drop_damaged(&self, id: &Hash32) {
+        tracing::warn!(entry = %id, "cache entry missing or corrupt; dropped");
+        self.verified.remove(id);
+        self.policy.lock().expect("policy lock").remove(id);
+        let _ = fs::remove_file(self.path(id));
+    }
+
+    /// Entries trusted now, for the scrub to hash again.
+    pub fn trusted(&self) -> Vec<Hash32> {
+        self.verified.ids()
+    }
+
+    /// Hashes entry `id` again; a damaged one is deleted (the next request fetches it anew).
+    /// `None` if the entry left the cache since it was listed.
+    pub fn scrub(&self, id: &Hash32) -> Option<BlobHealth> {
+        let health = match fs::read(self.path(id)) {
+            Ok(bytes) if id.matches(&bytes) => return Some(BlobHealth::Intact(bytes.len() as u64)),
+            Ok(_) => BlobHealth::Corrupt,
+            Err(_) if !self.policy.lock().expect("policy lock").contains(id) => {
+                self.verified.remove(id);
+                return None;
+            }
+            Err(_) => BlobHealth::Missing,
+        };
+        self.drop_damaged(id);
+        Some(health)
     }
 
     /// Stores verified bytes under `id`. Bytes that do not hash to `id` are refused.
@@ -178,7 +216,9 @@ impl EdgeCache {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        self.admit(id, bytes.len() as u64);
+        if self.admit(id, bytes.len() as u64) {
+            self.verified.insert(id);
+        }
         Ok(())
     }
 
@@ -235,6 +275,7 @@ impl EdgeCache {
         let mut removed = 0;
         for entry in ids {
             let was = self.policy.lock().expect("policy lock").remove(&entry);
+            self.verified.remove(&entry);
             if fs::remove_file(self.path(&entry)).is_ok() || was {
                 removed += 1;
             }
@@ -296,8 +337,23 @@ mod tests {
         assert!(cache.put(a, b"not these bytes").is_err());
         cache.put(a, &a_bytes).unwrap();
         fs::write(cache.path(&a), b"tampered").unwrap();
+        // Trusted since it was stored: the scrub finds the damage and deletes the entry.
+        assert_eq!(cache.trusted(), vec![a]);
+        assert_eq!(cache.scrub(&a), Some(BlobHealth::Corrupt));
         assert!(cache.get(&a).is_none());
         assert_eq!(cache.stats().used_bytes, 0);
         assert!(!cache.path(&a).exists());
+        assert!(cache.trusted().is_empty());
+        // After a restart nothing is trusted: a damaged entry is caught on its first read.
+        let (b, b_bytes) = entry(2, 100);
+        cache.put(b, &b_bytes).unwrap();
+        drop(cache);
+        fs::write(
+            dir.path().join(&b.to_string()[..2]).join(b.to_string()),
+            b"bad!",
+        )
+        .unwrap();
+        let cache = EdgeCache::open(dir.path(), 1 << 20, PolicyKind::S3fifo).unwrap();
+        assert!(cache.get(&b).is_none());
     }
 }

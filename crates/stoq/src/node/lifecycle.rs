@@ -197,14 +197,9 @@ impl Node {
             let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
             background.push(tokio::spawn(super::metrics::serve_http(listener, render)));
         }
-        if let (Some(store), every @ 1..) = (state.holdings.store(), config.node.scrub_interval_ms)
-        {
-            let every = Duration::from_millis(every);
-            background.push(tokio::spawn(scrub_loop(
-                state.clone(),
-                store.clone(),
-                every,
-            )));
+        if config.node.scrub_interval_ms > 0 {
+            let every = Duration::from_millis(config.node.scrub_interval_ms);
+            background.push(tokio::spawn(scrub_loop(state.clone(), every)));
         }
         Ok(Node {
             state,

@@ -36,7 +36,7 @@ mod scrub;
 use error::io_error;
 pub use error::StoreError;
 pub use reports::{GcReport, PutOptions, PutReport, ReadReport, StoreStats};
-pub use scrub::{BlobHealth, MAX_VERIFIED};
+pub use scrub::{BlobHealth, Verified, MAX_VERIFIED};
 
 const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
 /// Content id → encoded manifest.
@@ -50,7 +50,7 @@ pub struct Store {
     db: Database,
     engine: Arc<dyn ChunkEngine>,
     tmp_counter: AtomicU64,
-    verified: scrub::Verified,
+    verified: Verified,
 }
 
 impl std::fmt::Debug for Store {

@@ -24,24 +24,38 @@ use crate::chunking::{ChunkId, Hash32};
 /// 64 GiB of 64 KiB chunks). Past it, blobs are hashed on every read.
 pub const MAX_VERIFIED: usize = 1 << 20;
 
-/// The blobs hashed since the store was opened.
+/// The ids whose files were hashed since they were opened (a store's blobs, an edge's cache
+/// entries), at most [`MAX_VERIFIED`] of them.
 #[derive(Debug, Default)]
-pub(super) struct Verified(Mutex<HashSet<ChunkId>>);
+pub struct Verified(Mutex<HashSet<ChunkId>>);
 
 impl Verified {
-    pub(super) fn contains(&self, id: &ChunkId) -> bool {
+    /// Whether `id` was hashed and is trusted.
+    pub fn contains(&self, id: &ChunkId) -> bool {
         self.0.lock().expect("verified lock").contains(id)
     }
 
-    pub(super) fn insert(&self, id: ChunkId) {
+    /// Trusts `id` (its bytes were just hashed), while there is room.
+    pub fn insert(&self, id: ChunkId) {
         let mut set = self.0.lock().expect("verified lock");
         if set.len() < MAX_VERIFIED {
             set.insert(id);
         }
     }
 
-    pub(super) fn remove(&self, id: &ChunkId) {
+    /// Withdraws trust: the next read of `id` hashes it again.
+    pub fn remove(&self, id: &ChunkId) {
         self.0.lock().expect("verified lock").remove(id);
+    }
+
+    /// Every trusted id, for a scrub to check again.
+    pub fn ids(&self) -> Vec<ChunkId> {
+        self.0
+            .lock()
+            .expect("verified lock")
+            .iter()
+            .copied()
+            .collect()
     }
 }
 
