@@ -32,6 +32,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             data_dir.display()
         )),
     })?;
+    // Listen for the stop signals before saying we are up: a signal sent the moment the
+    // address is printed must stop the node gracefully, not kill the process.
+    let stop = StopSignals::install()?;
     println!(
         "stoq listening on {} node {}",
         SocketAddr::V6(node.local_addr()),
@@ -41,7 +44,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Err(e) = known::record(node.local_addr(), node.node_id()) {
         eprintln!("stoq: warning: {e:#}");
     }
-    wait_for_stop_signal().await?;
+    stop.wait().await;
     eprintln!(
         "stoq: shutting down (waiting up to {} ms for in-flight requests)",
         grace.as_millis()
@@ -58,13 +61,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment they are installed.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// Connects to a node, checks it is the node id given, and prints the round trip.
