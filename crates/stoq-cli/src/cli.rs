@@ -8,22 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use stoq::transport::{parse_ipv6, NodeId};
 use stoq::StoqConfig;
 
-/// A usage or configuration error: the command exits with status 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::error::Error for UsageError {}
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Turns any displayable error into a usage error (exit status 2).
-pub fn usage(e: impl std::fmt::Display) -> anyhow::Error {
-    UsageError(e.to_string()).into()
-}
+use crate::usage::usage;
 
 /// STOQ: QUIC-over-IPv6 transport and content delivery.
 #[derive(Debug, Parser)]
@@ -343,11 +328,42 @@ pub enum BenchName {
     /// Concurrent connections: handshakes per second and memory per connection vs raw quinn.
     Connections(ConnectionsBenchArgs),
     /// Chunk retrieval latency from an origin, an edge miss and an edge hit vs raw quinn.
-    Retrieval(crate::bench::retrieval::RetrievalBenchArgs),
+    Retrieval(RetrievalBenchArgs),
     /// Whole verified downloads from an origin, an edge and both vs raw quinn and nginx.
-    Delivery(crate::bench::delivery::DeliveryBenchArgs),
+    Delivery(DeliveryBenchArgs),
     /// Share of a tbf-shaped link between two network namespaces a download uses, vs TCP.
     Utilization(UtilizationBenchArgs),
+}
+
+/// `stoq bench retrieval`.
+#[derive(Debug, Args)]
+pub struct RetrievalBenchArgs {
+    /// Bytes of content to publish and retrieve chunk by chunk.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub size: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq bench delivery`.
+#[derive(Debug, Args)]
+pub struct DeliveryBenchArgs {
+    /// Bytes of content to publish and download.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub size: usize,
+    /// Rounds of each case (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Also run this many downloads from the origin at once (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub clients: usize,
+    /// Sockets each node serves from on its port (SO_REUSEPORT; 0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub endpoints: u32,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `stoq bench utilization`.
@@ -541,51 +557,4 @@ pub fn address(text: &str) -> Result<SocketAddr> {
 /// A node id from the command line.
 pub fn node_id(text: &str) -> Result<NodeId> {
     text.parse().map_err(usage)
-}
-
-/// Defaults, then the file, then flags; then validation. Every failure is a usage error.
-pub fn serve_config(args: &ServeArgs) -> Result<StoqConfig> {
-    let mut config = match &args.config {
-        Some(path) => StoqConfig::load(path).map_err(usage)?,
-        None => StoqConfig::default(),
-    };
-    if let Some(listen) = &args.listen {
-        config.transport.listen = address(listen)?;
-    }
-    if let Some(dir) = &args.data_dir {
-        config.node.data_dir = dir.clone();
-    }
-    if let Some(role) = &args.role {
-        config.node.role = role.parse().map_err(usage)?;
-    }
-    if let Some(region) = &args.region {
-        config.node.region = region.clone();
-    }
-    if let Some(geo) = &args.geo {
-        config.node.geo = Some(geo.clone());
-    }
-    if !args.seeds.is_empty() {
-        config.node.seeds = args.seeds.clone();
-    }
-    if let Some(metrics) = &args.metrics {
-        config.node.metrics = Some(address(metrics)?);
-    }
-    if let Some(file) = &args.token_file {
-        config.node.admin_token_file = Some(file.clone());
-    }
-    if let Some(capacity) = args.capacity_mbps {
-        config.node.capacity_mbps = capacity;
-    }
-    config.validate().map_err(usage)?;
-    Ok(config)
-}
-
-/// `stoq config`: prints the chosen configuration.
-pub fn print_config(args: ConfigArgs) -> Result<()> {
-    let config = match args.file {
-        Some(path) => StoqConfig::load(&path).map_err(usage)?,
-        None => args.preset.config(),
-    };
-    print!("{}", config.to_toml());
-    Ok(())
 }

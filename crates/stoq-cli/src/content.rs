@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use stoq::chunking::{ContentId, ErasurePolicy};
 use stoq::store::{PutOptions, Store};
 
-use crate::cli::{usage, DeleteArgs, GetArgs, PutArgs, StatusArgs};
+use crate::cli::{DeleteArgs, GetArgs, PutArgs, StatusArgs};
+use crate::usage::usage;
 
 fn open(dir: &Path) -> Result<Store> {
     Store::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))

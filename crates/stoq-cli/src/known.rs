@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use stoq::transport::NodeId;
 
-use crate::cli::{address, usage};
+use crate::cli::address;
+use crate::usage::usage;
 
 /// Where the known-nodes file is.
 pub fn path() -> PathBuf {

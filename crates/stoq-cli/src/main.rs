@@ -12,12 +12,15 @@ mod local;
 mod remote;
 mod route;
 mod serve;
+mod settings;
+mod usage;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BenchName, Cli, Command, UsageError};
+use cli::{BenchName, Cli, Command};
+use usage::UsageError;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -45,7 +48,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Ping(args) => serve::ping(args).await,
-            Command::Config(args) => cli::print_config(args),
+            Command::Config(args) => settings::print_config(args),
             Command::Put(args) => match args.node.clone() {
                 Some(node) => remote::put(args, &node).await,
                 None => content::put(args),

@@ -13,8 +13,9 @@ use stoq::protocol::{read_digest, Location, PutSettings};
 use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
 use stoq::AdminToken;
 
-use crate::cli::{usage, AdminArgs, GetArgs, NameCommand, PutArgs};
+use crate::cli::{AdminArgs, GetArgs, NameCommand, PutArgs};
 use crate::known;
+use crate::usage::usage;
 
 fn endpoint() -> Result<StoqEndpoint> {
     Ok(StoqEndpoint::client(

@@ -4,7 +4,8 @@ use anyhow::{Context, Result};
 use stoq::routing::{Objective, Route, RoutingError, Topology};
 use stoq::StoqConfig;
 
-use crate::cli::{usage, RouteArgs};
+use crate::cli::RouteArgs;
+use crate::usage::usage;
 
 /// Loads the topology, computes the route (and alternatives) and prints them.
 pub fn run(args: RouteArgs) -> Result<()> {

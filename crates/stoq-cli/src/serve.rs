@@ -13,7 +13,7 @@ use crate::known;
 
 /// Runs a node until Ctrl-C or SIGTERM, then shuts it down gracefully.
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let config = cli::serve_config(&args)?;
+    let config = crate::settings::serve_config(&args)?;
     let seeds = config
         .node
         .seeds
@@ -26,7 +26,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let mut options = NodeOptions::new(config);
     options.seeds = seeds;
     let node = Node::start(options).await.map_err(|e| match e {
-        NodeError::Config(e) => cli::usage(e),
+        NodeError::Config(e) => crate::usage::usage(e),
         other => anyhow::Error::new(other).context(format!(
             "cannot start the node (listen {listen}, data dir {})",
             data_dir.display()

@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use stoq::chunking::{ChunkEngine, ContentKind, FastCdcEngine, Hash32};
 
 use super::{gb_per_s, machine, median, noise};
-use crate::cli::{usage, ChunkingBenchArgs};
+use crate::cli::ChunkingBenchArgs;
+use crate::usage::usage;
 
 /// Runs the benchmark and prints the figures.
 pub fn run(args: ChunkingBenchArgs) -> Result<()> {

@@ -16,7 +16,8 @@ use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint, TransportConf
 use tokio::sync::Semaphore;
 
 use super::machine;
-use crate::cli::{usage, ConnectionsBenchArgs};
+use crate::cli::ConnectionsBenchArgs;
+use crate::usage::usage;
 
 const HANDSHAKES_AT_ONCE: usize = 64;
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
-use clap::Args;
 use stoq::chunking::ContentId;
 use stoq::client::{self, FetchOptions};
 use stoq::protocol::PutSettings;
@@ -23,28 +22,9 @@ use stoq::{AdminToken, Node, Role};
 
 use super::transport::RawQuinn;
 use super::{gbps, machine, median, noise, quantile};
-use crate::cli::usage;
+use crate::cli::DeliveryBenchArgs;
 use crate::local::{dial, peers_become, start_node_with, Place, Scratch};
-
-/// `stoq bench delivery`.
-#[derive(Debug, Args)]
-pub struct DeliveryBenchArgs {
-    /// Bytes of content to publish and download.
-    #[arg(long, default_value_t = 256 << 20)]
-    pub size: usize,
-    /// Rounds of each case (medians are reported).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Also run this many downloads from the origin at once (0: none).
-    #[arg(long, default_value_t = 0)]
-    pub clients: usize,
-    /// Sockets each node serves from on its port (SO_REUSEPORT; 0: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub endpoints: u32,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
+use crate::usage::usage;
 
 /// A scratch directory on tmpfs where there is one.
 fn scratch() -> Result<Scratch> {

@@ -8,7 +8,8 @@ use anyhow::Result;
 use stoq::chunking::{erasure, ErasurePolicy};
 
 use super::{gb_per_s, machine, median, noise};
-use crate::cli::{usage, ErasureBenchArgs};
+use crate::cli::ErasureBenchArgs;
+use crate::usage::usage;
 
 /// Runs the benchmark and prints the figures.
 pub fn run(args: ErasureBenchArgs) -> Result<()> {

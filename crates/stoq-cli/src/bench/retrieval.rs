@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use clap::Args;
 use stoq::chunking::ContentId;
 use stoq::client::{fetch_chunk, fetch_manifest};
 use stoq::protocol::PutSettings;
@@ -17,19 +16,9 @@ use stoq::transport::{NodeIdentity, StoqConnection, StoqEndpoint};
 use stoq::{AdminToken, Role};
 
 use super::{machine, noise, quantile};
-use crate::cli::usage;
+use crate::cli::RetrievalBenchArgs;
 use crate::local::{dial, peers_become, start_node, Place, Scratch};
-
-/// `stoq bench retrieval`.
-#[derive(Debug, Args)]
-pub struct RetrievalBenchArgs {
-    /// Bytes of content to publish and retrieve chunk by chunk.
-    #[arg(long, default_value_t = 16 << 20)]
-    pub size: usize,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
+use crate::usage::usage;
 
 /// Fetches every chunk once, in order, and returns each one's latency in ms.
 async fn pass(

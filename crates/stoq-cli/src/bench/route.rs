@@ -11,7 +11,8 @@ use stoq::routing::synthetic::{self, SplitMix, Synthetic};
 use stoq::routing::{CostWeights, Objective, Vivaldi};
 
 use super::{machine, quantile};
-use crate::cli::{usage, RouteBenchArgs};
+use crate::cli::RouteBenchArgs;
+use crate::usage::usage;
 
 const SEED: u64 = 20261124;
 const NEIGHBOURS: usize = 4;

@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{gbps, machine, median};
-use crate::cli::{usage, TransportBenchArgs};
+use crate::cli::TransportBenchArgs;
+use crate::usage::usage;
 
 const LOCALHOST: &str = "[::1]:0";
 

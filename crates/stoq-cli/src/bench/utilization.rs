@@ -12,7 +12,8 @@ use anyhow::{bail, ensure, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{machine, median, noise};
-use crate::cli::{usage, UtilizationBenchArgs};
+use crate::cli::UtilizationBenchArgs;
+use crate::usage::usage;
 
 const SERVER_ADDR: &str = "fd00:5b::1";
 const CLIENT_ADDR: &str = "fd00:5b::2";

@@ -102,6 +102,10 @@ pub async fn fetch_chunk_as(
     Ok(bytes)
 }
 
+/// How long a finished run's END and RESPONSE may take to arrive (they follow the last chunk
+/// at once; a node that never sends them costs the run nothing it delivered).
+const TAIL_DEADLINE: Duration = Duration::from_millis(500);
+
 /// What a run fetch reports, chunk by chunk, as it goes.
 #[derive(Debug)]
 pub enum RunEvent {
@@ -198,7 +202,7 @@ pub async fn fetch_run(
     }
     // Read the END and the empty RESPONSE, so the stream closes cleanly on both sides.
     if let Some(mut stream) = recv {
-        let _ = tokio::time::timeout(super::download::STALL_FLOOR, async {
+        let _ = tokio::time::timeout(TAIL_DEADLINE, async {
             if stream.recv_exact(1).await?.is_none() {
                 stream.recv_response().await?;
             }
