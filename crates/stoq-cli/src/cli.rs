@@ -45,6 +45,9 @@ pub enum Command {
     Name(NameCommand),
     /// Remove blob files no content refers to (left by interrupted puts).
     Gc(StatusArgs),
+    /// Verify a store (every blob, the index against the files); `--repair` rebuilds a lost or
+    /// damaged index from the files and drops corrupt blobs.
+    Check(CheckArgs),
     /// Compute routes over a topology file.
     Route(RouteArgs),
     /// Run the system on this machine and say what happened and how fast.
@@ -233,6 +236,20 @@ pub struct StatusArgs {
     /// The store's directory.
     #[arg(long, default_value = "./stoq-data")]
     pub data_dir: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The store's directory.
+    #[arg(long, default_value = "./stoq-data")]
+    pub data_dir: PathBuf,
+    /// Rebuild a missing or damaged index from the files, delete corrupt blobs.
+    #[arg(long)]
+    pub repair: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

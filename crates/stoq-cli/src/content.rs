@@ -6,13 +6,22 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use stoq::chunking::{ContentId, ErasurePolicy};
-use stoq::store::{PutOptions, Store};
+use stoq::store::{PutOptions, Store, StoreError};
 
-use crate::cli::{DeleteArgs, GetArgs, PutArgs, StatusArgs};
+use crate::cli::{CheckArgs, DeleteArgs, GetArgs, PutArgs, StatusArgs};
 use crate::usage::usage;
 
 fn open(dir: &Path) -> Result<Store> {
     Store::open(dir).with_context(|| format!("cannot open the store in {}", dir.display()))
+}
+
+/// Opens a store a command only reads or tidies: a directory with no store is a usage error,
+/// and nothing is created.
+fn open_existing(dir: &Path) -> Result<Store> {
+    match Store::open_existing(dir) {
+        Err(e @ StoreError::NoStore(_)) => Err(usage(e)),
+        other => other.with_context(|| format!("cannot open the store in {}", dir.display())),
+    }
 }
 
 fn content_id(text: &str) -> Result<ContentId> {
@@ -74,7 +83,7 @@ pub fn put(args: PutArgs) -> Result<()> {
 /// Writes content to a file (via a `.part` file renamed into place) or to standard output.
 pub fn get(args: GetArgs) -> Result<()> {
     let id = content_id(&args.id)?;
-    let store = open(&args.data_dir)?;
+    let store = open_existing(&args.data_dir)?;
     let started = Instant::now();
     let report = match &args.output {
         Some(path) => {
@@ -129,7 +138,7 @@ pub fn get(args: GetArgs) -> Result<()> {
 
 /// Prints the store's totals.
 pub fn status(args: StatusArgs) -> Result<()> {
-    let stats = open(&args.data_dir)?.stats()?;
+    let stats = open_existing(&args.data_dir)?.stats()?;
     if args.json {
         println!("{}", serde_json::to_value(stats)?);
     } else {
@@ -144,7 +153,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
 /// Removes content.
 pub fn delete(args: DeleteArgs) -> Result<()> {
     let id = content_id(&args.id)?;
-    let report = open(&args.data_dir)?.delete(&id)?;
+    let report = open_existing(&args.data_dir)?.delete(&id)?;
     if args.json {
         println!("{}", serde_json::to_value(report)?);
     } else {
@@ -158,7 +167,7 @@ pub fn delete(args: DeleteArgs) -> Result<()> {
 
 /// Removes unreferenced blob files.
 pub fn gc(args: StatusArgs) -> Result<()> {
-    let report = open(&args.data_dir)?.gc()?;
+    let report = open_existing(&args.data_dir)?.gc()?;
     if args.json {
         println!("{}", serde_json::to_value(report)?);
     } else {
@@ -168,4 +177,60 @@ pub fn gc(args: StatusArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `stoq check`: verifies a store (every blob, the index against the manifest files) and, with
+/// `--repair`, rebuilds a missing or damaged index, drops corrupt blobs and names the contents
+/// that cannot be recovered. Exits 1 while anything is wrong.
+pub fn check(args: CheckArgs) -> Result<()> {
+    let report = match stoq::store::check(&args.data_dir, args.repair) {
+        Err(e @ StoreError::NoStore(_)) => return Err(usage(e)),
+        other => other?,
+    };
+    let fixed = args.repair && report.unrecoverable.is_empty();
+    if args.json {
+        println!("{}", serde_json::to_value(&report)?);
+    } else {
+        println!(
+            "index {}{}; {} content(s) on disk, {} indexed; {} blob(s) hashed, {} corrupt{}",
+            report.index,
+            if report.rebuilt {
+                ", rebuilt from the files"
+            } else {
+                ""
+            },
+            report.contents,
+            report.indexed,
+            report.blobs_checked,
+            report.corrupt_blobs.len(),
+            if args.repair && !report.corrupt_blobs.is_empty() {
+                " (deleted)"
+            } else {
+                ""
+            },
+        );
+        for lost in &report.unrecoverable {
+            println!(
+                "cannot recover {}: {} blob(s) missing or corrupt (put the original file again to heal it)",
+                lost.id, lost.missing_blobs
+            );
+        }
+        if report.index_mismatches > 0 {
+            println!(
+                "{} content(s) where the index and the files disagree",
+                report.index_mismatches
+            );
+        }
+    }
+    if report.healthy() || fixed {
+        return Ok(());
+    }
+    if !args.repair && report.index != "ok" {
+        anyhow::bail!(
+            "the store's index is {}: run `stoq check --repair --data-dir {}`",
+            report.index,
+            args.data_dir.display()
+        );
+    }
+    anyhow::bail!("the store has damage that a repair cannot undo (listed above)")
 }

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
             Command::Name(command) => remote::name(command).await,
             Command::Delete(args) => content::delete(args),
             Command::Gc(args) => content::gc(args),
+            Command::Check(args) => content::check(args),
             Command::Route(args) => route::run(args),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => match args.name {

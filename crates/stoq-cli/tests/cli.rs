@@ -627,14 +627,24 @@ fn content_commands_refuse_bad_input_with_status_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
     }
     let missing = "ab".repeat(32);
-    let out = run(&[
-        "get",
-        &missing,
-        "-o",
-        dir.path().join("x").to_str().unwrap(),
-        "--data-dir",
-        d,
-    ]);
+    let get_missing = || {
+        run(&[
+            "get",
+            &missing,
+            "-o",
+            dir.path().join("x").to_str().unwrap(),
+            "--data-dir",
+            d,
+        ])
+    };
+    // No store there yet: a usage error, and nothing is created.
+    let out = get_missing();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no store"), "{}", stderr(&out));
+    assert!(run(&["put", file.to_str().unwrap(), "--data-dir", d])
+        .status
+        .success());
+    let out = get_missing();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("not in this store"),
@@ -1063,4 +1073,66 @@ fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
             "{j}"
         ),
     }
+}
+
+#[test]
+fn a_lost_or_damaged_index_stops_every_command_until_stoq_check_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("in.bin");
+    write_noise(&file, 2 << 20, 5);
+    let d = data.to_str().unwrap();
+    let put = json_of(&run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--data-dir",
+        d,
+        "--json",
+    ]));
+    let id = put["id"].as_str().unwrap().to_owned();
+    let blobs = |dir: &std::path::Path| {
+        std::fs::read_dir(dir.join("blobs"))
+            .unwrap()
+            .map(|sub| std::fs::read_dir(sub.unwrap().path()).unwrap().count())
+            .sum::<usize>()
+    };
+    let before = blobs(&data);
+    std::fs::remove_file(data.join("index.redb")).unwrap();
+    // status and gc refuse (exit 1, naming the repair); gc deletes nothing.
+    for cmd in ["status", "gc"] {
+        let out = run(&[cmd, "--data-dir", d]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("stoq check --repair"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(blobs(&data), before, "gc deleted nothing");
+    // check says what is wrong; check --repair rebuilds; the content reads back.
+    assert_eq!(run(&["check", "--data-dir", d]).status.code(), Some(1));
+    let repaired = json_of(&run(&["check", "--data-dir", d, "--repair", "--json"]));
+    assert_eq!(repaired["rebuilt"], true);
+    assert_eq!(repaired["indexed"], 1);
+    let out = dir.path().join("out.bin");
+    let got = run(&["get", &id, "--data-dir", d, "-o", out.to_str().unwrap()]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+    // A damaged index: an error naming the repair, never a panic (exit 101).
+    let index = data.join("index.redb");
+    let mut bytes = std::fs::read(&index).unwrap();
+    bytes.truncate(3000);
+    std::fs::write(&index, bytes).unwrap();
+    let out = run(&["status", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(run(&["check", "--data-dir", d, "--repair"])
+        .status
+        .success());
+    assert!(run(&["status", "--data-dir", d]).status.success());
+    // A command that only reads, pointed at a typo, exits 2 and creates nothing.
+    let typo = dir.path().join("typo");
+    let out = run(&["status", "--data-dir", typo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!typo.exists());
 }

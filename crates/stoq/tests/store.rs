@@ -375,3 +375,110 @@ fn a_full_disk_gives_a_clear_error_and_an_intact_store() {
     // The space taken by the failed put's blobs comes back with gc.
     assert!(store.gc().unwrap().orphans_removed > 0);
 }
+
+#[test]
+fn a_lost_index_is_refused_then_rebuilt_from_the_files_with_names_and_restrictions() {
+    let (dir, mut store) = open();
+    let data = noise(1 << 20, 21);
+    let put = store.put_reader(&data[..], PutOptions::default()).unwrap();
+    let other = store
+        .put_reader(&noise(300_000, 22)[..], PutOptions::default())
+        .unwrap();
+    store.set_name("releases/latest", &put.id, 60, 60).unwrap();
+    store.set_restriction(&other.id, Some(&[7u8; 32])).unwrap();
+    let blobs_before = blob_files(dir.path()).len();
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    // Nothing opens the store (so nothing, gc least of all, acts on an empty index).
+    match Store::open(dir.path()) {
+        Err(StoreError::IndexUnusable { why, .. }) => assert!(why.contains("missing"), "{why}"),
+        other => panic!("expected the store refused, got {other:?}"),
+    }
+    assert_eq!(
+        blob_files(dir.path()).len(),
+        blobs_before,
+        "no blob touched"
+    );
+    // A check says so; a repair rebuilds everything the files describe.
+    let report = stoq::store::check(dir.path(), false).unwrap();
+    assert_eq!((report.index.as_str(), report.contents), ("missing", 2));
+    assert!(!report.healthy());
+    let report = stoq::store::check(dir.path(), true).unwrap();
+    assert!(
+        report.rebuilt && report.unrecoverable.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(report.indexed, 2);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(get(&store, &put.id), data);
+    assert_eq!(store.name("releases/latest").unwrap().unwrap().id, put.id);
+    assert_eq!(store.restriction(&other.id).unwrap(), Some([7u8; 32]));
+    drop(store);
+    assert!(stoq::store::check(dir.path(), false).unwrap().healthy());
+}
+
+#[test]
+fn a_damaged_index_is_an_error_not_a_panic_and_is_rebuilt() {
+    let (dir, mut store) = open();
+    let data = noise(600_000, 23);
+    let put = store.put_reader(&data[..], PutOptions::default()).unwrap();
+    drop(store);
+    let path = dir.path().join("index.redb");
+    // Pages overwritten, then (a second case) the file cut short.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for i in (4096..bytes.len().min(200_000)).step_by(1000) {
+        bytes[i] ^= 0xff;
+    }
+    for damaged in [bytes.clone(), bytes[..3000].to_vec()] {
+        std::fs::write(&path, &damaged).unwrap();
+        match Store::open(dir.path()) {
+            Err(StoreError::IndexUnusable { .. }) => {}
+            other => panic!("expected an unusable index, got {other:?}"),
+        }
+        let report = stoq::store::check(dir.path(), true).unwrap();
+        assert_eq!(report.index, "damaged");
+        assert!(report.rebuilt);
+        assert!(dir.path().join("index.redb.damaged").exists(), "kept aside");
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(get(&store, &put.id), data);
+        drop(store);
+    }
+}
+
+#[test]
+fn putting_the_original_again_heals_a_damaged_blob_and_a_repair_names_what_it_cannot() {
+    let (dir, mut store) = open();
+    let data = noise(1 << 20, 24);
+    let put = store.put_reader(&data[..], PutOptions::default()).unwrap();
+    let victim = store.manifest(&put.id).unwrap().chunks[3].id;
+    std::fs::write(path_of(dir.path(), &victim), b"flipped").unwrap();
+    drop(store);
+    // A repair deletes the corrupt blob and says the content cannot be recovered here.
+    let report = stoq::store::check(dir.path(), true).unwrap();
+    assert_eq!(report.corrupt_blobs, vec![victim.to_string()]);
+    assert_eq!(report.unrecoverable.len(), 1);
+    assert_eq!(report.unrecoverable[0].id, put.id.to_string());
+    assert!(!path_of(dir.path(), &victim).exists());
+    // Putting the original file again writes the missing blob instead of deduplicating it.
+    let mut store = Store::open(dir.path()).unwrap();
+    let again = store.put_reader(&data[..], PutOptions::default()).unwrap();
+    assert_eq!((again.id, again.new_chunks), (put.id, 1));
+    assert_eq!(get(&store, &put.id), data);
+    drop(store);
+    assert!(stoq::store::check(dir.path(), false).unwrap().healthy());
+}
+
+#[test]
+fn commands_that_only_read_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    match Store::open_existing(&typo) {
+        Err(StoreError::NoStore(_)) => {}
+        other => panic!("expected no store, got {other:?}"),
+    }
+    assert!(matches!(
+        stoq::store::check(&typo, true),
+        Err(StoreError::NoStore(_))
+    ));
+    assert!(!typo.exists(), "nothing was created");
+}

@@ -17,6 +17,9 @@ impl Store {
         content: &ContentId,
         digest: Option<&[u8; 32]>,
     ) -> Result<(), StoreError> {
+        // The file first, so a rebuilt index keeps the restriction (see `recover`).
+        self.keep_restriction_file(content, digest)?;
+        self.sync_data()?;
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(RESTRICTED)?;

@@ -45,6 +45,17 @@ pub enum StoreError {
     /// A stored manifest is unreadable.
     #[error("manifest: {0}")]
     Manifest(#[from] ManifestError),
+    /// The index is missing (while content files exist) or cannot be read; nothing was done.
+    #[error("the index of the store in {root} cannot be used ({why}); nothing was changed: run `stoq check --repair --data-dir {root}` to rebuild it from the files beside it")]
+    IndexUnusable {
+        /// The store's directory.
+        root: String,
+        /// What is wrong with the index.
+        why: String,
+    },
+    /// A command that only reads was pointed at a directory with no store.
+    #[error("there is no store in {0}")]
+    NoStore(String),
     /// Erasure coding failed.
     #[error("erasure: {0}")]
     Erasure(#[from] erasure::ErasureError),
@@ -66,6 +77,15 @@ index_err!(
     redb::StorageError,
     redb::CommitError
 );
+
+impl StoreError {
+    pub(super) fn unusable(root: &Path, why: &str) -> Self {
+        StoreError::IndexUnusable {
+            root: root.display().to_string(),
+            why: why.to_owned(),
+        }
+    }
+}
 
 pub(super) fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.display().to_string();

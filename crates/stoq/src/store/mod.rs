@@ -30,11 +30,13 @@ use crate::chunking::{
 mod access;
 mod error;
 mod held;
+mod recover;
 mod reports;
 mod scrub;
 
 use error::io_error;
 pub use error::StoreError;
+pub use recover::{check, CheckReport, Unrecoverable};
 pub use reports::{GcReport, PutOptions, PutReport, ReadReport, StoreStats};
 pub use scrub::{BlobHealth, Verified, MAX_VERIFIED};
 
@@ -65,26 +67,41 @@ impl Store {
         Self::open_with(root, Arc::new(FastCdcEngine))
     }
 
-    /// Opens (or creates) the store in `root` with a chunk engine of the host's choosing.
+    /// Opens (or creates) the store in `root` with a chunk engine of the host's choosing. A
+    /// store whose index is missing while content files exist, or unreadable, is refused
+    /// ([`StoreError::IndexUnusable`]): [`check`] repairs it.
     pub fn open_with(root: &Path, engine: Arc<dyn ChunkEngine>) -> Result<Self, StoreError> {
+        if !root.join(recover::INDEX_FILE).exists() && recover::holds_content(root) {
+            return Err(StoreError::unusable(root, "it is missing"));
+        }
+        Self::open_unchecked(root, engine)
+    }
+
+    /// Opens a store that must already exist (commands that only read create nothing).
+    pub fn open_existing(root: &Path) -> Result<Self, StoreError> {
+        if !root.join(recover::INDEX_FILE).exists() && !recover::holds_content(root) {
+            return Err(StoreError::NoStore(root.display().to_string()));
+        }
+        Self::open(root)
+    }
+
+    /// A store with a fresh, empty index over whatever files `root` holds (a repair fills it).
+    fn create_empty(root: &Path) -> Result<Self, StoreError> {
+        Self::open_unchecked(root, Arc::new(FastCdcEngine))
+    }
+
+    fn open_unchecked(root: &Path, engine: Arc<dyn ChunkEngine>) -> Result<Self, StoreError> {
         for dir in [root.to_path_buf(), root.join("blobs"), root.join("tmp")] {
             fs::create_dir_all(&dir).map_err(io_error("cannot create", &dir))?;
         }
-        // Half-written blobs of an interrupted put: never referenced, safe to drop.
+        // Half-written files of an interrupted put: never referenced, safe to drop.
         let tmp = root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(io_error("cannot list", &tmp))? {
             let path = entry.map_err(io_error("cannot list", &tmp))?.path();
             let _ = fs::remove_file(&path);
         }
-        let db = Database::create(root.join("index.redb"))?;
-        let txn = db.begin_write()?;
-        txn.open_table(BLOBS)?;
-        txn.open_table(MANIFESTS)?;
-        txn.open_table(NAMES)?;
-        txn.open_table(held::HELD)?;
-        txn.open_table(held::PLACEMENTS)?;
-        txn.open_table(access::RESTRICTED)?;
-        txn.commit()?;
+        let db = recover::open_index(root)?;
+        recover::create_tables(&db)?;
         Ok(Store {
             root: root.to_path_buf(),
             db,
@@ -92,6 +109,14 @@ impl Store {
             tmp_counter: AtomicU64::new(0),
             verified: Default::default(),
         })
+    }
+
+    /// A fresh temporary file name under `tmp/`.
+    fn tmp_path(&self, prefix: &str) -> PathBuf {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("{prefix}.{}.{n}", std::process::id()))
     }
 
     fn blob_path(&self, id: &ChunkId) -> PathBuf {
@@ -105,11 +130,7 @@ impl Store {
         let path = self.blob_path(id);
         let dir = path.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir).map_err(io_error("cannot create", dir))?;
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{id}.{}.{n}", std::process::id()));
+        let tmp = self.tmp_path(&id.to_string());
         let result = (|| {
             let mut file = File::create(&tmp).map_err(io_error("cannot create", &tmp))?;
             file.write_all(data)
@@ -126,6 +147,11 @@ impl Store {
     fn sync_data(&self) -> Result<(), StoreError> {
         let dir = File::open(&self.root).map_err(io_error("cannot open", &self.root))?;
         rustix::fs::syncfs(&dir).map_err(|e| io_error("cannot sync", &self.root)(e.into()))
+    }
+
+    /// Whether blob `id` is on disk and matches its id (trusted blobs are not hashed again).
+    fn blob_intact(&self, id: &ChunkId) -> bool {
+        self.verified.contains(id) || matches!(self.read_blob(id, false), Ok(Some(_)))
     }
 
     /// Reads a blob and checks it against its id; `None` if missing or corrupt.
@@ -184,7 +210,9 @@ impl Store {
                           data: &[u8],
                           written: &mut HashSet<ChunkId>|
          -> Result<bool, StoreError> {
-            if written.contains(&id) || known.get(&id.0)?.is_some() {
+            // A blob the index knows is reused only if it is really there and intact, so
+            // putting the original file again heals a damaged or lost blob.
+            if written.contains(&id) || (known.get(&id.0)?.is_some() && store.blob_intact(&id)) {
                 return Ok(false);
             }
             store.write_blob(&id, data)?;
@@ -253,6 +281,7 @@ impl Store {
             chunks,
         };
         let id = manifest.content_id();
+        self.keep_manifest_file(&id, &manifest.encode())?;
         self.sync_data()?;
         self.commit_manifest(&id, &manifest)?;
         Ok(PutReport {
@@ -346,7 +375,10 @@ impl Store {
                 swr_s,
                 version,
             };
-            names.insert(name, record.encode().as_slice())?;
+            let encoded = record.encode();
+            self.keep_name_file(name, &encoded)?;
+            self.sync_data()?;
+            names.insert(name, encoded.as_slice())?;
             record
         };
         txn.commit()?;
@@ -451,6 +483,7 @@ impl Store {
             }
         }
         txn.commit()?;
+        self.forget_manifest_file(id);
         let mut report = GcReport::default();
         for (blob, len) in freed {
             if fs::remove_file(self.blob_path(&blob)).is_ok() {
