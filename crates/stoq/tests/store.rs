@@ -482,3 +482,42 @@ fn commands_that_only_read_create_nothing() {
     ));
     assert!(!typo.exists(), "nothing was created");
 }
+
+#[test]
+fn shards_held_for_other_origins_survive_a_rebuilt_index() {
+    // A publisher's store makes erasure-coded content; this store holds two of its shards.
+    let (_publisher_dir, mut publisher) = open();
+    let erasure = Some(ErasurePolicy { k: 2, m: 1 });
+    let put = publisher
+        .put_reader(
+            &noise(200_000, 31)[..],
+            PutOptions {
+                erasure,
+                kind: None,
+            },
+        )
+        .unwrap();
+    let manifest = publisher.manifest(&put.id).unwrap();
+    let ids = manifest.chunks[0].shards.as_ref().unwrap().ids.clone();
+    let shards: Vec<_> = ids[..2]
+        .iter()
+        .map(|id| (*id, publisher.blob(id).unwrap().unwrap()))
+        .collect();
+    let (dir, mut holder) = open();
+    holder.hold(&put.id, &manifest.encode(), &shards).unwrap();
+    holder.set_placement(&put.id, b"{\"placed\":true}").unwrap();
+    drop(holder);
+    std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+    assert!(stoq::store::check(dir.path(), true).unwrap().rebuilt);
+    let mut holder = Store::open(dir.path()).unwrap();
+    assert_eq!(holder.held_manifest(&put.id).unwrap(), Some(manifest));
+    assert_eq!(
+        holder.placement(&put.id).unwrap().as_deref(),
+        Some(&b"{\"placed\":true}"[..])
+    );
+    // The shards are referenced again: gc keeps them.
+    holder.gc().unwrap();
+    for (id, bytes) in &shards {
+        assert_eq!(holder.blob_if_present(id).unwrap().as_ref(), Some(bytes));
+    }
+}

@@ -10,6 +10,7 @@ use std::fs;
 
 use redb::{ReadableTable, TableDefinition};
 
+use super::recover::MetaKind;
 use super::{GcReport, Store, StoreError};
 use crate::chunking::{ChunkId, ContentId, Hash32, Manifest};
 
@@ -18,7 +19,7 @@ pub(super) const HELD: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new(
 /// Content id → the placement document (opaque here; the node layer writes JSON).
 pub(super) const PLACEMENTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("placements");
 
-fn encode_held(manifest: &[u8], shards: &[ChunkId]) -> Vec<u8> {
+pub(super) fn encode_held(manifest: &[u8], shards: &[ChunkId]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + manifest.len() + 32 * shards.len());
     out.extend_from_slice(&(manifest.len() as u32).to_be_bytes());
     out.extend_from_slice(manifest);
@@ -28,7 +29,7 @@ fn encode_held(manifest: &[u8], shards: &[ChunkId]) -> Vec<u8> {
     out
 }
 
-fn decode_held(bytes: &[u8]) -> Option<(&[u8], Vec<ChunkId>)> {
+pub(super) fn decode_held(bytes: &[u8]) -> Option<(&[u8], Vec<ChunkId>)> {
     let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let manifest = bytes.get(4..4 + len)?;
     let rest = bytes.get(4 + len..)?;
@@ -86,7 +87,11 @@ impl Store {
                 let refs = blobs.get(&id.0)?.map_or(0, |v| v.value().0);
                 blobs.insert(&id.0, (refs + 1, bytes.len() as u64))?;
             }
-            held.insert(&content.0, encode_held(manifest, &ids).as_slice())?;
+            let record = encode_held(manifest, &ids);
+            // The file first (see `recover`), so a rebuilt index keeps these shards.
+            self.keep_meta(MetaKind::Held, content, &record)?;
+            self.sync_data()?;
+            held.insert(&content.0, record.as_slice())?;
             added
         };
         txn.commit()?;
@@ -131,6 +136,8 @@ impl Store {
             txn.open_table(PLACEMENTS)?.remove(&content.0)?;
         }
         txn.commit()?;
+        self.forget_meta(MetaKind::Held, content);
+        self.forget_meta(MetaKind::Placement, content);
         let mut report = GcReport::default();
         for (id, len) in freed {
             if fs::remove_file(self.blob_path(&id)).is_ok() {
@@ -147,6 +154,8 @@ impl Store {
         content: &ContentId,
         placement: &[u8],
     ) -> Result<(), StoreError> {
+        self.keep_meta(MetaKind::Placement, content, placement)?;
+        self.sync_data()?;
         let txn = self.db.begin_write()?;
         txn.open_table(PLACEMENTS)?.insert(&content.0, placement)?;
         txn.commit()?;

@@ -30,8 +30,43 @@ fn manifest_file(root: &Path, id: &ContentId) -> PathBuf {
     root.join("manifests").join(&hex[..2]).join(hex)
 }
 
-fn restriction_file(root: &Path, id: &ContentId) -> PathBuf {
-    root.join("meta").join("restricted").join(id.to_string())
+/// The small records kept as files under `meta/`, one per content.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum MetaKind {
+    /// A read restriction: the 32-byte digest.
+    Restricted,
+    /// Shards held for content published elsewhere: the `held` table's value.
+    Held,
+    /// Where a content's shards were placed: the placement document.
+    Placement,
+}
+
+impl MetaKind {
+    fn dir(self) -> &'static str {
+        match self {
+            MetaKind::Restricted => "restricted",
+            MetaKind::Held => "held",
+            MetaKind::Placement => "placements",
+        }
+    }
+}
+
+fn meta_file(root: &Path, kind: MetaKind, id: &ContentId) -> PathBuf {
+    root.join("meta").join(kind.dir()).join(id.to_string())
+}
+
+/// Every record of `kind` kept under `root`.
+fn meta_records(root: &Path, kind: MetaKind) -> Vec<(ContentId, Vec<u8>)> {
+    let Ok(entries) = fs::read_dir(root.join("meta").join(kind.dir())) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_str()?.parse::<Hash32>().ok()?;
+            Some((id, fs::read(e.path()).ok()?))
+        })
+        .collect()
 }
 
 fn name_file(root: &Path, name: &str) -> PathBuf {
@@ -68,7 +103,22 @@ impl Store {
     /// Forgets the manifest file of deleted content.
     pub(super) fn forget_manifest_file(&self, id: &ContentId) {
         let _ = fs::remove_file(manifest_file(&self.root, id));
-        let _ = fs::remove_file(restriction_file(&self.root, id));
+        self.forget_meta(MetaKind::Restricted, id);
+    }
+
+    /// Keeps a record of `kind` about `id` as a file.
+    pub(super) fn keep_meta(
+        &self,
+        kind: MetaKind,
+        id: &ContentId,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        write_atomically(self, &meta_file(&self.root, kind, id), bytes)
+    }
+
+    /// Removes the record of `kind` about `id`.
+    pub(super) fn forget_meta(&self, kind: MetaKind, id: &ContentId) {
+        let _ = fs::remove_file(meta_file(&self.root, kind, id));
     }
 
     /// Keeps (or, with `None`, removes) the read restriction of `id` as a file.
@@ -77,11 +127,10 @@ impl Store {
         id: &ContentId,
         digest: Option<&[u8; 32]>,
     ) -> Result<(), StoreError> {
-        let path = restriction_file(&self.root, id);
         match digest {
-            Some(d) => write_atomically(self, &path, d),
+            Some(d) => self.keep_meta(MetaKind::Restricted, id, d),
             None => {
-                let _ = fs::remove_file(path);
+                self.forget_meta(MetaKind::Restricted, id);
                 Ok(())
             }
         }
@@ -269,7 +318,7 @@ pub fn check(root: &Path, repair: bool) -> Result<CheckReport, StoreError> {
         for (id, manifest) in &files {
             if !lost.contains(id.to_string().as_str()) && !indexed.contains(id) {
                 store.commit_manifest(id, manifest)?;
-                let digest = fs::read(restriction_file(root, id))
+                let digest = fs::read(meta_file(root, MetaKind::Restricted, id))
                     .ok()
                     .and_then(|d| <[u8; 32]>::try_from(d).ok());
                 if let Some(d) = digest {
@@ -287,6 +336,9 @@ pub fn check(root: &Path, repair: bool) -> Result<CheckReport, StoreError> {
             }
         }
         store.restore_names(root)?;
+        if report.rebuilt {
+            store.restore_held(root)?;
+        }
         store.sync_data()?;
         report.index_mismatches = 0;
     }
@@ -304,6 +356,41 @@ impl Store {
             ids.push(Hash32(*row?.0.value()));
         }
         Ok(ids)
+    }
+
+    /// Puts back the shards held for other origins and the placements, from their files; a
+    /// holding whose shards are not all intact keeps the ones that are.
+    fn restore_held(&mut self, root: &Path) -> Result<(), StoreError> {
+        let records = meta_records(root, MetaKind::Held);
+        let placements = meta_records(root, MetaKind::Placement);
+        let txn = self.db.begin_write()?;
+        {
+            let mut held = txn.open_table(held::HELD)?;
+            let mut blobs = txn.open_table(BLOBS)?;
+            for (id, record) in &records {
+                let Some((manifest, shards)) = held::decode_held(record) else {
+                    continue;
+                };
+                if !id.matches(manifest) {
+                    continue;
+                }
+                let mut kept = Vec::new();
+                for shard in shards {
+                    if let Ok(BlobHealth::Intact(len)) = self.scrub_blob(&shard) {
+                        let refs = blobs.get(&shard.0)?.map_or(0, |v| v.value().0);
+                        blobs.insert(&shard.0, (refs + 1, len))?;
+                        kept.push(shard);
+                    }
+                }
+                held.insert(&id.0, held::encode_held(manifest, &kept).as_slice())?;
+            }
+            let mut table = txn.open_table(held::PLACEMENTS)?;
+            for (id, placement) in &placements {
+                table.insert(&id.0, placement.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Puts back the names kept as files whose content the index lists.
