@@ -44,7 +44,7 @@ pub enum Command {
     #[command(subcommand)]
     Name(NameCommand),
     /// Remove blob files no content refers to (left by interrupted puts).
-    Gc(StatusArgs),
+    Gc(GcArgs),
     /// Verify a store (every blob, the index against the files); `--repair` rebuilds a lost or
     /// damaged index from the files and drops corrupt blobs.
     Check(CheckArgs),
@@ -203,7 +203,8 @@ impl From<KindArg> for stoq::chunking::ContentKind {
 pub struct GetArgs {
     /// The content id (64 hex digits).
     pub id: String,
-    /// Where to write it (written whole, then renamed into place); standard output if absent.
+    /// Where to write it: a regular file is written whole, then renamed into place; a device
+    /// or FIFO is written into as it is; `-` or nothing is standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
     /// The store's directory.
@@ -220,19 +221,31 @@ pub struct GetArgs {
     #[arg(long, allow_hyphen_values = true, requires = "nodes")]
     pub near: Option<String>,
     /// How many sources to fetch from at once; the others stand by for failover.
-    #[arg(long, default_value_t = 2, requires = "nodes")]
+    #[arg(long, default_value_t = 2, requires = "nodes",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub parallel: usize,
     /// The read token for restricted content (a file holding it).
     #[arg(long, requires = "nodes")]
     pub read_token_file: Option<PathBuf>,
 }
 
-/// `stoq status` and `stoq gc`.
+/// `stoq status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Ask a running node for its view (peers, routes, cache, store) instead.
     #[arg(long)]
     pub node: Option<String>,
+    /// The store's directory.
+    #[arg(long, default_value = "./stoq-data")]
+    pub data_dir: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
     /// The store's directory.
     #[arg(long, default_value = "./stoq-data")]
     pub data_dir: PathBuf,

@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use stoq::chunking::{ContentId, ErasurePolicy};
 use stoq::store::{PutOptions, Store, StoreError};
 
-use crate::cli::{CheckArgs, DeleteArgs, GetArgs, PutArgs, StatusArgs};
+use crate::cli::{CheckArgs, DeleteArgs, GcArgs, GetArgs, PutArgs, StatusArgs};
+use crate::output::{self, Target};
 use crate::usage::usage;
 
 fn open(dir: &Path) -> Result<Store> {
@@ -85,8 +86,8 @@ pub fn get(args: GetArgs) -> Result<()> {
     let id = content_id(&args.id)?;
     let store = open_existing(&args.data_dir)?;
     let started = Instant::now();
-    let report = match &args.output {
-        Some(path) => {
+    let report = match output::target(args.output.as_deref()) {
+        Target::File(path) => {
             let part = PathBuf::from(format!("{}.part", path.display()));
             let mut file = std::io::BufWriter::new(
                 std::fs::File::create(&part)
@@ -102,7 +103,7 @@ pub fn get(args: GetArgs) -> Result<()> {
                 });
             match result {
                 Ok(r) => {
-                    std::fs::rename(&part, path)?;
+                    std::fs::rename(&part, &path)?;
                     r
                 }
                 Err(e) => {
@@ -111,7 +112,12 @@ pub fn get(args: GetArgs) -> Result<()> {
                 }
             }
         }
-        None => {
+        Target::InPlace(path) => {
+            let mut out = output::open_in_place(&path)
+                .with_context(|| format!("cannot write to {}", path.display()))?;
+            store.get_to(&id, &mut out)?
+        }
+        Target::Stdout => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let r = store.get_to(&id, &mut out)?;
@@ -166,7 +172,7 @@ pub fn delete(args: DeleteArgs) -> Result<()> {
 }
 
 /// Removes unreferenced blob files.
-pub fn gc(args: StatusArgs) -> Result<()> {
+pub fn gc(args: GcArgs) -> Result<()> {
     let report = open_existing(&args.data_dir)?.gc()?;
     if args.json {
         println!("{}", serde_json::to_value(report)?);

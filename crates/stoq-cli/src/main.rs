@@ -9,6 +9,7 @@ mod content;
 mod demo;
 mod known;
 mod local;
+mod output;
 mod remote;
 mod route;
 mod serve;

@@ -15,6 +15,7 @@ use stoq::AdminToken;
 
 use crate::cli::{AdminArgs, GetArgs, NameCommand, PutArgs};
 use crate::known;
+use crate::output::{self, Target};
 use crate::usage::usage;
 
 fn endpoint() -> Result<StoqEndpoint> {
@@ -42,6 +43,12 @@ fn token(file: Option<&Path>) -> Result<AdminToken> {
             ))
         }
     };
+    if AdminToken::readable_by_others(&path) {
+        eprintln!(
+            "stoq: warning: {} is readable by other users; chmod 600 it",
+            path.display()
+        );
+    }
     AdminToken::read(&path).map_err(usage)
 }
 
@@ -194,8 +201,8 @@ pub async fn get(args: GetArgs) -> Result<()> {
         read_token: read_token(args.read_token_file.as_deref())?,
     };
     let started = Instant::now();
-    let report = match &args.output {
-        Some(path) => {
+    let report = match output::target(args.output.as_deref()) {
+        Target::File(path) => {
             let part = PathBuf::from(format!("{}.part", path.display()));
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
@@ -232,10 +239,15 @@ pub async fn get(args: GetArgs) -> Result<()> {
             bar.finish_and_clear();
             drop(out);
             file.sync_all()?;
-            std::fs::rename(&part, path)?;
+            std::fs::rename(&part, &path)?;
             report
         }
-        None => {
+        Target::InPlace(path) => {
+            let mut out = output::open_in_place(&path)
+                .with_context(|| format!("cannot write to {}", path.display()))?;
+            located.fetch(&id, &mut out, &options, |_| Ok(0)).await?
+        }
+        Target::Stdout => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             let r = located.fetch(&id, &mut out, &options, |_| Ok(0)).await?;

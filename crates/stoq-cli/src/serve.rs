@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use stoq::node::{Node, NodeError, NodeOptions};
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint};
+use stoq::AdminToken;
 
 use crate::cli::{self, PingArgs, ServeArgs};
 use crate::known;
@@ -21,6 +22,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .map(|s| known::resolve(s))
         .collect::<Result<Vec<_>>>()?;
     let data_dir = config.node.data_dir.clone();
+    let new_token = config.node.admin_token_file.clone().filter(|p| !p.exists());
+    if let Some(path) = config.node.admin_token_file.as_deref() {
+        if AdminToken::readable_by_others(path) {
+            eprintln!(
+                "stoq: warning: {} is readable by other users; chmod 600 it",
+                path.display()
+            );
+        }
+    }
     let grace = config.transport.shutdown_grace();
     let listen = config.transport.listen;
     let mut options = NodeOptions::new(config);
@@ -41,6 +51,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         node.node_id()
     );
     std::io::stdout().flush()?;
+    if let Some(path) = new_token {
+        eprintln!(
+            "stoq: created the admin token file {} (mode 0600); give it to the nodes that join and to clients that publish",
+            path.display()
+        );
+    }
     if let Err(e) = known::record(node.local_addr(), node.node_id()) {
         eprintln!("stoq: warning: {e:#}");
     }

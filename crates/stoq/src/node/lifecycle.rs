@@ -131,7 +131,9 @@ impl Node {
         let token = match options.token {
             Some(t) => t,
             None => match &config.node.admin_token_file {
-                Some(path) => AdminToken::read(path)?,
+                // A token file that does not exist yet is created (mode 0600), so a network's
+                // first node makes the token the others and its clients are given.
+                Some(path) => AdminToken::load_or_create(path)?,
                 None => AdminToken::load_or_create(&data_dir.join(TOKEN_FILE))?,
             },
         };

@@ -50,8 +50,11 @@ impl AdminToken {
         })
     }
 
-    /// Reads a token file.
+    /// Reads a token file (warning in the log if others can read it).
     pub fn read(path: &Path) -> Result<Self, io::Error> {
+        if Self::readable_by_others(path) {
+            tracing::warn!(file = %path.display(), "the admin token file is readable by other users; chmod 600 it");
+        }
         let text = fs::read_to_string(path).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -60,6 +63,21 @@ impl AdminToken {
         })?;
         Self::from_text(&text)
             .map_err(|e| io::Error::new(e.kind(), format!("token file {}: {e}", path.display())))
+    }
+
+    /// Whether the token file at `path` can be read by users other than its owner (a secret
+    /// others can read is not a secret).
+    pub fn readable_by_others(path: &Path) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            false
+        }
     }
 
     /// Reads `path`, or creates it with a fresh random token (mode 0600) if it does not exist.

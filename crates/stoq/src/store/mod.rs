@@ -40,6 +40,10 @@ pub use recover::{check, CheckReport, Unrecoverable};
 pub use reports::{GcReport, PutOptions, PutReport, ReadReport, StoreStats};
 pub use scrub::{BlobHealth, Verified, MAX_VERIFIED};
 
+/// A file that exists while a put runs: found at open, it means a put was killed, and its
+/// orphan blobs are collected.
+const PUT_MARKER: &str = "put-in-progress";
+
 const BLOBS: TableDefinition<&[u8; 32], (u64, u64)> = TableDefinition::new("blobs");
 /// Content id → encoded manifest.
 const MANIFESTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("manifests");
@@ -102,13 +106,24 @@ impl Store {
         }
         let db = recover::open_index(root)?;
         recover::create_tables(&db)?;
-        Ok(Store {
+        let mut store = Store {
             root: root.to_path_buf(),
             db,
             engine,
             tmp_counter: AtomicU64::new(0),
             verified: Default::default(),
-        })
+        };
+        let marker = root.join(PUT_MARKER);
+        if marker.exists() {
+            let report = store.gc()?;
+            tracing::warn!(
+                orphans = report.orphans_removed,
+                bytes = report.bytes_freed,
+                "a put was interrupted; its orphan blobs were removed"
+            );
+            let _ = fs::remove_file(&marker);
+        }
+        Ok(store)
     }
 
     /// A fresh temporary file name under `tmp/`.
@@ -185,11 +200,44 @@ impl Store {
     }
 
     /// Chunks and stores what `reader` yields. Memory stays bounded by the largest chunk,
-    /// whatever the content's size.
+    /// whatever the content's size. A put that fails takes back the blobs it wrote; one that is
+    /// killed leaves a marker, and the next open collects its orphans.
     pub fn put_reader<R: Read>(
         &mut self,
         reader: R,
         options: PutOptions,
+    ) -> Result<PutReport, StoreError> {
+        let marker = self.root.join(PUT_MARKER);
+        File::create(&marker).map_err(io_error("cannot create", &marker))?;
+        let mut written = HashSet::new();
+        let result = self.put_blobs(reader, options, &mut written);
+        if result.is_err() {
+            self.take_back(&written);
+        }
+        let _ = fs::remove_file(&marker);
+        result
+    }
+
+    /// Deletes the blobs of a failed put that the index does not refer to.
+    fn take_back(&self, written: &HashSet<ChunkId>) {
+        let Ok(txn) = self.db.begin_read() else {
+            return;
+        };
+        let Ok(blobs) = txn.open_table(BLOBS) else {
+            return;
+        };
+        for id in written {
+            if matches!(blobs.get(&id.0), Ok(None)) {
+                let _ = fs::remove_file(self.blob_path(id));
+            }
+        }
+    }
+
+    fn put_blobs<R: Read>(
+        &mut self,
+        reader: R,
+        options: PutOptions,
+        written: &mut HashSet<ChunkId>,
     ) -> Result<PutReport, StoreError> {
         let (head, mut reader) =
             sniff_head(reader).map_err(io_error("cannot read", Path::new("input")))?;
@@ -200,7 +248,6 @@ impl Store {
         // the whole index into memory.
         let snapshot = self.db.begin_read()?;
         let known = snapshot.open_table(BLOBS)?;
-        let mut written: HashSet<ChunkId> = HashSet::new();
         let mut chunks = Vec::new();
         let mut new_chunks = 0usize;
         let mut new_bytes = 0u64;
@@ -226,7 +273,7 @@ impl Store {
                 let outcome = (|| {
                     let shards = match options.erasure {
                         None => {
-                            if store_blob(this, chunk.id, chunk.data, &mut written)? {
+                            if store_blob(this, chunk.id, chunk.data, written)? {
                                 new_chunks += 1;
                                 new_bytes += chunk.data.len() as u64;
                             }
@@ -244,7 +291,7 @@ impl Store {
                             let mut any_new = false;
                             for shard in &shards {
                                 let id = Hash32::of(shard);
-                                if store_blob(this, id, shard, &mut written)? {
+                                if store_blob(this, id, shard, written)? {
                                     any_new = true;
                                     new_bytes += shard.len() as u64;
                                 }
