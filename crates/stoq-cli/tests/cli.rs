@@ -1078,21 +1078,31 @@ fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
     }
 }
 
-#[test]
-fn a_lost_or_damaged_index_stops_every_command_until_stoq_check_repairs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let file = dir.path().join("in.bin");
-    write_noise(&file, 2 << 20, 5);
-    let d = data.to_str().unwrap();
-    let put = json_of(&run(&[
+/// A store in `dir/data` holding `len` bytes of noise put from `dir/in.bin`: (data dir, file,
+/// content id).
+fn local_store(
+    dir: &std::path::Path,
+    len: u64,
+    seed: u64,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let (data, file) = (dir.join("data"), dir.join("in.bin"));
+    write_noise(&file, len, seed);
+    let args = [
         "put",
         file.to_str().unwrap(),
         "--data-dir",
-        d,
+        data.to_str().unwrap(),
         "--json",
-    ]));
-    let id = put["id"].as_str().unwrap().to_owned();
+    ];
+    let id = json_of(&run(&args))["id"].as_str().unwrap().to_owned();
+    (data, file, id)
+}
+
+#[test]
+fn a_lost_or_damaged_index_stops_every_command_until_stoq_check_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, file, id) = local_store(dir.path(), 2 << 20, 5);
+    let d = data.to_str().unwrap();
     let blobs = |dir: &std::path::Path| {
         std::fs::read_dir(dir.join("blobs"))
             .unwrap()
@@ -1144,20 +1154,8 @@ fn a_lost_or_damaged_index_stops_every_command_until_stoq_check_repairs_it() {
 fn get_writes_into_devices_and_fifos_in_place_and_dash_is_standard_output() {
     use std::os::unix::fs::FileTypeExt;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let file = dir.path().join("in.bin");
-    write_noise(&file, 1 << 20, 6);
+    let (data, file, id) = local_store(dir.path(), 1 << 20, 6);
     let d = data.to_str().unwrap();
-    let id = json_of(&run(&[
-        "put",
-        file.to_str().unwrap(),
-        "--data-dir",
-        d,
-        "--json",
-    ]))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let original = std::fs::read(&file).unwrap();
     // /dev/null stays a device (as root, a rename over it would have replaced it).
     let out = run(&["get", &id, "--data-dir", d, "-o", "/dev/null"]);

@@ -126,6 +126,20 @@ impl Store {
         Ok(store)
     }
 
+    /// The keys (ids) of one of the index's tables.
+    fn ids_in<V: redb::Value + 'static>(
+        &self,
+        definition: TableDefinition<&[u8; 32], V>,
+    ) -> Result<Vec<Hash32>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(definition)?;
+        let mut ids = Vec::new();
+        for row in table.iter()? {
+            ids.push(Hash32(*row?.0.value()));
+        }
+        Ok(ids)
+    }
+
     /// A fresh temporary file name under `tmp/`.
     fn tmp_path(&self, prefix: &str) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);

@@ -349,13 +349,7 @@ pub fn check(root: &Path, repair: bool) -> Result<CheckReport, StoreError> {
 impl Store {
     /// The ids of every content the index lists.
     pub fn content_ids(&self) -> Result<Vec<ContentId>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(MANIFESTS)?;
-        let mut ids = Vec::new();
-        for row in table.iter()? {
-            ids.push(Hash32(*row?.0.value()));
-        }
-        Ok(ids)
+        self.ids_in(MANIFESTS)
     }
 
     /// Puts back the shards held for other origins and the placements, from their files; a

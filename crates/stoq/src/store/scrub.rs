@@ -14,11 +14,9 @@ use std::collections::HashSet;
 use std::fs;
 use std::sync::Mutex;
 
-use redb::ReadableTable;
-
 use super::error::io_error;
 use super::{Store, StoreError, BLOBS};
-use crate::chunking::{ChunkId, Hash32};
+use crate::chunking::ChunkId;
 
 /// The most blob ids kept as verified (32 bytes each plus the set's overhead, about 48 MiB;
 /// 64 GiB of 64 KiB chunks). Past it, blobs are hashed on every read.
@@ -73,13 +71,7 @@ pub enum BlobHealth {
 impl Store {
     /// The ids of every blob the index refers to, for a scrub to walk one at a time.
     pub fn blob_ids(&self) -> Result<Vec<ChunkId>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(BLOBS)?;
-        let mut ids = Vec::new();
-        for row in table.iter()? {
-            ids.push(Hash32(*row?.0.value()));
-        }
-        Ok(ids)
+        self.ids_in(BLOBS)
     }
 
     /// Hashes blob `id` again. A corrupt or missing blob loses its trust, so its next read
