@@ -180,6 +180,21 @@ fn a_broken_config_file_is_refused_with_status_2_naming_the_field() {
     let out = run(&["config", "--file", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("max_connectionz"), "{}", stderr(&out));
+
+    // Seeds: `config` refuses what `serve` would (one validation for both).
+    for seed in ["garbage", "127.0.0.1:4433", "zz@[::1]:4433"] {
+        std::fs::write(&file, format!("[node]\nseeds = [\"{seed}\"]\n")).unwrap();
+        for cmd in ["config", "serve"] {
+            let flag = if cmd == "config" {
+                "--file"
+            } else {
+                "--config"
+            };
+            let out = run(&[cmd, flag, file.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {seed}: {}", stderr(&out));
+            assert!(stderr(&out).contains("node.seeds"), "{}", stderr(&out));
+        }
+    }
 }
 
 #[test]

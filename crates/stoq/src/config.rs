@@ -328,6 +328,11 @@ impl StoqConfig {
                 "probing needs at least 50 ms between probes and 100 ms of suspicion",
             );
         }
+        for seed in &self.node.seeds {
+            if let Err(why) = check_seed(seed) {
+                return invalid("node.seeds", &format!("{seed:?}: {why}"));
+            }
+        }
         if self.node.max_concurrent_reads == 0 {
             return invalid("node.max_concurrent_reads", "must be at least 1");
         }
@@ -503,4 +508,20 @@ mod tests {
         let err = StoqConfig::load(Path::new("/nonexistent/stoq.toml")).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
     }
+}
+
+/// Checks a seed's form: `NODEID@[ipv6]:port` or `[ipv6]:port` (whose id the command line may
+/// find in its known-nodes file). The one check `stoq config` and `stoq serve` both apply.
+pub fn check_seed(seed: &str) -> Result<(), String> {
+    let addr = match seed.split_once('@') {
+        Some((id, addr)) => {
+            id.parse::<stoq_transport::NodeId>()
+                .map_err(|e| format!("bad node id: {e}"))?;
+            addr
+        }
+        None => seed,
+    };
+    stoq_transport::parse_ipv6(addr)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
