@@ -409,6 +409,22 @@ impl StoqConfig {
     }
 }
 
+/// Checks a seed's form: `NODEID@[ipv6]:port` or `[ipv6]:port` (whose id the command line may
+/// find in its known-nodes file). The one check `stoq config` and `stoq serve` both apply.
+pub fn check_seed(seed: &str) -> Result<(), String> {
+    let addr = match seed.split_once('@') {
+        Some((id, addr)) => {
+            id.parse::<stoq_transport::NodeId>()
+                .map_err(|e| format!("bad node id: {e}"))?;
+            addr
+        }
+        None => seed,
+    };
+    stoq_transport::parse_ipv6(addr)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,20 +524,4 @@ mod tests {
         let err = StoqConfig::load(Path::new("/nonexistent/stoq.toml")).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
     }
-}
-
-/// Checks a seed's form: `NODEID@[ipv6]:port` or `[ipv6]:port` (whose id the command line may
-/// find in its known-nodes file). The one check `stoq config` and `stoq serve` both apply.
-pub fn check_seed(seed: &str) -> Result<(), String> {
-    let addr = match seed.split_once('@') {
-        Some((id, addr)) => {
-            id.parse::<stoq_transport::NodeId>()
-                .map_err(|e| format!("bad node id: {e}"))?;
-            addr
-        }
-        None => seed,
-    };
-    stoq_transport::parse_ipv6(addr)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
