@@ -1226,3 +1226,19 @@ fn serve_creates_a_missing_token_file_private_and_says_where() {
     let (_, err) = server.stop();
     assert!(err.contains("readable by other users"), "{err}");
 }
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _, _) = local_store(dir.path(), 200_000, 7);
+    // What a killed put leaves makes the next command log a warning.
+    std::fs::write(data.join("put-in-progress"), b"").unwrap();
+    let out = run(&["status", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("a put was interrupted"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI codes in a piped log: {err:?}"
+    );
+}
