@@ -43,12 +43,6 @@ fn token(file: Option<&Path>) -> Result<AdminToken> {
             ))
         }
     };
-    if AdminToken::readable_by_others(&path) {
-        eprintln!(
-            "stoq: warning: {} is readable by other users; chmod 600 it",
-            path.display()
-        );
-    }
     AdminToken::read(&path).map_err(usage)
 }
 

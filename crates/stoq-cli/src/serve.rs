@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use stoq::node::{Node, NodeError, NodeOptions};
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint};
-use stoq::AdminToken;
 
 use crate::cli::{self, PingArgs, ServeArgs};
 use crate::known;
@@ -23,20 +22,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let data_dir = config.node.data_dir.clone();
     let new_token = config.node.admin_token_file.clone().filter(|p| !p.exists());
-    if let Some(path) = config.node.admin_token_file.as_deref() {
-        if AdminToken::readable_by_others(path) {
-            eprintln!(
-                "stoq: warning: {} is readable by other users; chmod 600 it",
-                path.display()
-            );
-        }
-    }
     let grace = config.transport.shutdown_grace();
     let listen = config.transport.listen;
     let mut options = NodeOptions::new(config);
     options.seeds = seeds;
     let node = Node::start(options).await.map_err(|e| match e {
         NodeError::Config(e) => crate::usage::usage(e),
+        NodeError::Token(e) => crate::usage::usage(e),
         other => anyhow::Error::new(other).context(format!(
             "cannot start the node (listen {listen}, data dir {})",
             data_dir.display()

@@ -1225,6 +1225,24 @@ fn serve_creates_a_missing_token_file_private_and_says_where() {
     );
     let (_, err) = server.stop();
     assert!(err.contains("readable by other users"), "{err}");
+    // A token file that holds no valid token: a usage error (exit 2), said once.
+    std::fs::write(&token, "short\n").unwrap();
+    let out = run(&[
+        "serve",
+        "--listen",
+        "[::1]:0",
+        "--data-dir",
+        dir.path().join("node").to_str().unwrap(),
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("must be 16 to 255").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -19,8 +19,11 @@ pub enum NodeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The cache directory or token file could not be used.
-    #[error("{0}")]
+    /// The admin token file could not be read or created, or holds no valid token.
+    #[error(transparent)]
+    Token(std::io::Error),
+    /// The cache directory could not be used.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 

@@ -133,8 +133,9 @@ impl Node {
             None => match &config.node.admin_token_file {
                 // A token file that does not exist yet is created (mode 0600), so a network's
                 // first node makes the token the others and its clients are given.
-                Some(path) => AdminToken::load_or_create(path)?,
-                None => AdminToken::load_or_create(&data_dir.join(TOKEN_FILE))?,
+                Some(path) => AdminToken::load_or_create(path).map_err(NodeError::Token)?,
+                None => AdminToken::load_or_create(&data_dir.join(TOKEN_FILE))
+                    .map_err(NodeError::Token)?,
             },
         };
         let holdings = holdings(&config, options.chunk_engine)?;
