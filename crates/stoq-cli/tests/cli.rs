@@ -1260,3 +1260,35 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
         "ANSI codes in a piped log: {err:?}"
     );
 }
+
+#[test]
+fn a_dead_first_node_is_skipped_and_the_next_one_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, file, id) = local_store(dir.path(), 1 << 20, 8);
+    let server = Server::start(&data);
+    // A port nothing listens on, with a well-formed id.
+    let dead_port = std::net::UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("{}@[::1]:{dead_port}", "ab".repeat(32));
+    let live = format!("{}@{}", server.node_id, server.addr);
+    let out_file = dir.path().join("got.bin");
+    let out = run(&[
+        "get",
+        &id,
+        "--node",
+        &dead,
+        "--node",
+        &live,
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(&out_file).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    let _ = server.stop();
+}

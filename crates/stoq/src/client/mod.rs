@@ -136,29 +136,48 @@ pub struct Located {
 }
 
 impl Located {
-    /// Asks the first of `given` where a client at `location` should fetch from, and dials
-    /// the answer and the rest of `given` at once. A node that cannot locate (a lone node, an
-    /// address with no prefix entry) is not an error when the location is by address: the
-    /// nodes given are used.
+    /// Asks the nodes of `given`, in order, where a client at `location` should fetch from
+    /// (the first that answers decides; one that is down or does not answer is skipped), and
+    /// dials the answer and the rest of `given` at once. A node that cannot locate (a lone
+    /// node, an address with no prefix entry) is not an error when the location is by
+    /// address: the nodes given are used.
     pub async fn locate(
         transport: &dyn Transport,
         given: &[(NodeId, SocketAddrV6)],
         location: &Location,
     ) -> Result<Located, TransportError> {
-        let &(entry_id, entry_addr) = given
-            .first()
-            .ok_or_else(|| TransportError::Timeout("no node to ask".into()))?;
-        let entry = dial(transport, entry_id, entry_addr).await?;
-        let mut candidates: Vec<(NodeId, SocketAddrV6)> = match locate(&entry, location).await {
-            Ok(sources) => sources.into_iter().map(|s| (s.id, s.addr)).collect(),
-            Err(e) if *location == Location::ByAddress => {
-                tracing::info!(error = %e, "no edge located; using the nodes given");
-                Vec::new()
+        if given.is_empty() {
+            return Err(TransportError::Timeout("no node to ask".into()));
+        }
+        let (mut answer, mut last, mut unreachable) = (None, None, Vec::new());
+        for &(id, addr) in given {
+            let asked = match dial(transport, id, addr).await {
+                Ok(entry) => locate(&entry, location).await,
+                Err(e) => {
+                    unreachable.push(id);
+                    Err(e)
+                }
+            };
+            match asked {
+                Ok(sources) => {
+                    answer = Some(sources);
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!(node = %addr, error = %e, "cannot locate through this node");
+                    last = Some(e);
+                }
             }
-            Err(e) => return Err(e),
+        }
+        let mut candidates: Vec<(NodeId, SocketAddrV6)> = match (answer, last) {
+            (Some(sources), _) => sources.into_iter().map(|s| (s.id, s.addr)).collect(),
+            (None, _) if *location == Location::ByAddress => Vec::new(),
+            (None, Some(e)) => return Err(e),
+            (None, None) => Vec::new(),
         };
+        // The nodes given are candidates too, except those that just failed to answer a dial.
         for g in given {
-            if !candidates.iter().any(|c| c.0 == g.0) {
+            if !candidates.iter().any(|c| c.0 == g.0) && !unreachable.contains(&g.0) {
                 candidates.push(*g);
             }
         }
