@@ -303,15 +303,18 @@ impl StoqEndpoint {
     }
 
     /// Graceful shutdown: refuse new connections and streams at once, let in-flight request
-    /// handlers run until `deadline`, then close every connection with `SHUTTING_DOWN`.
+    /// handlers run, then close every connection with `SHUTTING_DOWN`; all within `deadline`
+    /// (the last fifth of it, at most a second, is kept for the close frames to leave).
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let started = tokio::time::Instant::now();
         let shared = &self.shared;
         for listener in &shared.listeners {
             listener.set_server_config(None);
         }
         shared.shutdown.cancel();
         shared.tasks.close();
-        let drained = tokio::time::timeout(deadline, shared.tasks.wait())
+        let for_closing = (deadline / 5).min(Duration::from_secs(1));
+        let drained = tokio::time::timeout(deadline - for_closing, shared.tasks.wait())
             .await
             .is_ok();
         let abandoned = shared.tasks.len();
@@ -322,8 +325,9 @@ impl StoqEndpoint {
         for endpoint in &all {
             endpoint.close(code, b"node shutting down");
         }
-        // Give the close frames a moment to leave; never wait long for unresponsive peers.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        // Give the close frames what is left of the deadline to leave; never more.
+        let left = deadline.saturating_sub(started.elapsed());
+        let _ = tokio::time::timeout(left, async {
             for endpoint in &all {
                 endpoint.wait_idle().await;
             }

@@ -252,11 +252,14 @@ impl Node {
 
     /// Leaves the membership, then shuts the endpoint down gracefully within `deadline`.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        self.state.membership.leave().await;
+        let started = std::time::Instant::now();
+        // Telling the others takes at most a tenth of the deadline; the rest is for draining.
+        let _ = tokio::time::timeout(deadline / 10, self.state.membership.leave()).await;
         for task in self.background.iter() {
             task.abort();
         }
-        self.state.endpoint.shutdown(deadline).await
+        let left = deadline.saturating_sub(started.elapsed());
+        self.state.endpoint.shutdown(left).await
     }
 
     /// Stops at once without telling anyone (what a crash looks like to the others).
