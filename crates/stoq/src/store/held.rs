@@ -10,7 +10,7 @@ use std::fs;
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::recover::MetaKind;
+use super::files::MetaKind;
 use super::{GcReport, Store, StoreError};
 use crate::chunking::{ChunkId, ContentId, Hash32, Manifest};
 

@@ -12,9 +12,9 @@
 //! [`Store::gc`] removes. Every blob is checked against its id on its first read after the
 //! store opens and again by the scrub ([`scrub`]), which withdraws trust from a damaged one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,14 +22,16 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::chunking::{
-    erasure, sniff_head, ChunkEngine, ChunkEntry, ChunkId, ContentId, ErasurePolicy, FastCdcEngine,
-    Hash32, Manifest, ShardSet,
+    erasure, ChunkEngine, ChunkEntry, ChunkId, ContentId, ErasurePolicy, FastCdcEngine, Hash32,
+    Manifest,
 };
 
 /// Blob id → (refcount, length).
 mod access;
 mod error;
+mod files;
 mod held;
+mod put;
 mod recover;
 mod reports;
 mod scrub;
@@ -211,154 +213,6 @@ impl Store {
             }
             Err(e) => Err(io_error("cannot read", &path)(e)),
         }
-    }
-
-    /// Chunks and stores what `reader` yields. Memory stays bounded by the largest chunk,
-    /// whatever the content's size. A put that fails takes back the blobs it wrote; one that is
-    /// killed leaves a marker, and the next open collects its orphans.
-    pub fn put_reader<R: Read>(
-        &mut self,
-        reader: R,
-        options: PutOptions,
-    ) -> Result<PutReport, StoreError> {
-        let marker = self.root.join(PUT_MARKER);
-        File::create(&marker).map_err(io_error("cannot create", &marker))?;
-        let mut written = HashSet::new();
-        let result = self.put_blobs(reader, options, &mut written);
-        if result.is_err() {
-            self.take_back(&written);
-        }
-        let _ = fs::remove_file(&marker);
-        result
-    }
-
-    /// Deletes the blobs of a failed put that the index does not refer to.
-    fn take_back(&self, written: &HashSet<ChunkId>) {
-        let Ok(txn) = self.db.begin_read() else {
-            return;
-        };
-        let Ok(blobs) = txn.open_table(BLOBS) else {
-            return;
-        };
-        for id in written {
-            if matches!(blobs.get(&id.0), Ok(None)) {
-                let _ = fs::remove_file(self.blob_path(id));
-            }
-        }
-    }
-
-    fn put_blobs<R: Read>(
-        &mut self,
-        reader: R,
-        options: PutOptions,
-        written: &mut HashSet<ChunkId>,
-    ) -> Result<PutReport, StoreError> {
-        let (head, mut reader) =
-            sniff_head(reader).map_err(io_error("cannot read", Path::new("input")))?;
-        let (sniffed, _) = self.engine.profile_for(&head);
-        let kind = options.kind.unwrap_or(sniffed);
-        let profile = kind.profile();
-        // A snapshot of the index answers "do we have this blob?" per chunk, without loading
-        // the whole index into memory.
-        let snapshot = self.db.begin_read()?;
-        let known = snapshot.open_table(BLOBS)?;
-        let mut chunks = Vec::new();
-        let mut new_chunks = 0usize;
-        let mut new_bytes = 0u64;
-        let mut failure: Option<StoreError> = None;
-        let store_blob = |store: &Self,
-                          id: ChunkId,
-                          data: &[u8],
-                          written: &mut HashSet<ChunkId>|
-         -> Result<bool, StoreError> {
-            // A blob the index knows is reused only if it is really there and intact, so
-            // putting the original file again heals a damaged or lost blob.
-            if written.contains(&id) || (known.get(&id.0)?.is_some() && store.blob_intact(&id)) {
-                return Ok(false);
-            }
-            store.write_blob(&id, data)?;
-            written.insert(id);
-            Ok(true)
-        };
-        let this = &*self;
-        let result = this
-            .engine
-            .chunk_stream(&mut reader, profile, &mut |chunk| {
-                let outcome = (|| {
-                    let shards = match options.erasure {
-                        None => {
-                            if store_blob(this, chunk.id, chunk.data, written)? {
-                                new_chunks += 1;
-                                new_bytes += chunk.data.len() as u64;
-                            }
-                            None
-                        }
-                        Some(policy) => {
-                            let data = erasure::data_shards(chunk.data, policy.k);
-                            let parity = erasure::parity(&data, policy)?;
-                            let shards: Vec<&[u8]> = data
-                                .iter()
-                                .map(|d| d.as_ref())
-                                .chain(parity.iter().map(Vec::as_slice))
-                                .collect();
-                            let mut ids = Vec::with_capacity(shards.len());
-                            let mut any_new = false;
-                            for shard in &shards {
-                                let id = Hash32::of(shard);
-                                if store_blob(this, id, shard, written)? {
-                                    any_new = true;
-                                    new_bytes += shard.len() as u64;
-                                }
-                                ids.push(id);
-                            }
-                            new_chunks += usize::from(any_new);
-                            Some(ShardSet {
-                                shard_len: shards[0].len() as u32,
-                                ids,
-                            })
-                        }
-                    };
-                    chunks.push(ChunkEntry {
-                        id: chunk.id,
-                        offset: chunk.offset,
-                        length: chunk.data.len() as u32,
-                        shards,
-                    });
-                    Ok(())
-                })();
-                outcome.map_err(|e: StoreError| {
-                    failure = Some(e);
-                    io::Error::other("store write failed")
-                })
-            });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let size = result.map_err(io_error("cannot read", Path::new("input")))?;
-        let manifest = Manifest {
-            kind,
-            size,
-            erasure: options.erasure,
-            chunks,
-        };
-        let id = manifest.content_id();
-        self.keep_manifest_file(&id, &manifest.encode())?;
-        self.sync_data()?;
-        self.commit_manifest(&id, &manifest)?;
-        Ok(PutReport {
-            id,
-            size,
-            chunks: manifest.chunks.len(),
-            new_chunks,
-            new_bytes,
-            kind,
-        })
-    }
-
-    /// Stores a file.
-    pub fn put_file(&mut self, path: &Path, options: PutOptions) -> Result<PutReport, StoreError> {
-        let file = File::open(path).map_err(io_error("cannot open", path))?;
-        self.put_reader(io::BufReader::with_capacity(1 << 20, file), options)
     }
 
     /// The distinct blobs a manifest refers to, with their lengths.
