@@ -26,6 +26,7 @@ pub struct EdgeCache {
     policy: Mutex<Box<dyn CachePolicy>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    coalesced: AtomicU64,
     evictions: AtomicU64,
     purged: AtomicU64,
     tmp_counter: AtomicU64,
@@ -57,6 +58,7 @@ impl EdgeCache {
             policy: Mutex::new(policy),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             purged: AtomicU64::new(0),
             tmp_counter: AtomicU64::new(0),
@@ -133,6 +135,25 @@ impl EdgeCache {
     /// that was already counted).
     pub fn peek(&self, id: &Hash32) -> Option<Vec<u8>> {
         self.lookup(id, false)
+    }
+
+    /// The verified bytes of `id`, counting a hit; a miss is left for the caller to count as
+    /// a miss ([`EdgeCache::count_miss`]: it fetches upstream) or as coalesced
+    /// ([`EdgeCache::count_coalesced`]: it waits for a fetch already under way).
+    pub fn get_or_count_later(&self, id: &Hash32) -> Option<Vec<u8>> {
+        let bytes = self.lookup(id, false)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(bytes)
+    }
+
+    /// Counts a lookup that missed and fetched upstream.
+    pub fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a lookup that missed and was answered by another's fetch.
+    pub fn count_coalesced(&self) {
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
     }
 
     fn lookup(&self, id: &Hash32, count: bool) -> Option<Vec<u8>> {
@@ -223,9 +244,13 @@ impl EdgeCache {
     }
 
     /// The cached manifest of `id`, if any (verified). `count` says whether this lookup is a
-    /// client's request (counted as a hit or miss) or the edge resolving a chunk request.
+    /// client's request (a hit is counted here; a miss by the caller, as for chunks) or the
+    /// edge resolving a chunk request (not counted).
     pub fn manifest(&self, id: &ContentId, count: bool) -> Option<Manifest> {
-        let bytes = self.lookup(id, count)?;
+        let bytes = match count {
+            true => self.get_or_count_later(id)?,
+            false => self.peek(id)?,
+        };
         Manifest::decode(&bytes).ok()
     }
 
@@ -290,6 +315,7 @@ impl EdgeCache {
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             purged: self.purged.load(Ordering::Relaxed),
             used_bytes: policy.used_bytes(),

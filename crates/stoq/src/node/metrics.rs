@@ -170,8 +170,13 @@ impl NodeMetrics {
         );
         counter(
             "cache_misses_total",
-            "Cache lookups that missed.",
+            "Cache lookups that missed and fetched upstream.",
             snap.cache.misses,
+        );
+        counter(
+            "cache_coalesced_total",
+            "Cache lookups that missed and waited for a fetch already under way.",
+            snap.cache.coalesced,
         );
         counter(
             "cache_evictions_total",

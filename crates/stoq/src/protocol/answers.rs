@@ -244,8 +244,12 @@ pub struct RouteStatus {
 pub struct CacheStats {
     /// Lookups answered from the cache.
     pub hits: u64,
-    /// Lookups that were not.
+    /// Lookups that were not, and so fetched upstream.
     pub misses: u64,
+    /// Lookups that were not, but joined a fetch of the same thing already under way (no
+    /// upstream request of their own).
+    #[serde(default)]
+    pub coalesced: u64,
     /// Entries evicted to stay within the bound.
     pub evictions: u64,
     /// Entries removed by purges.
