@@ -158,7 +158,6 @@ pub async fn fetch_with<W: Write>(
     let mut plan = Plan::new(sources, options.active, &manifest, skip);
     // (source, its strikes when asked, what happened; `None` when a run ended)
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Option<RunEvent>)>();
-    let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;
     let mut ready: BTreeMap<u32, Bytes> = BTreeMap::new();
     let mut next_write = skip;
     while next_write < count {
@@ -166,7 +165,7 @@ pub async fn fetch_with<W: Write>(
         // with room that are not paused.
         let now = Instant::now();
         for (s, conn) in sources.iter().enumerate() {
-            while let Some(run) = plan.next_run(s, next_write, typical_len, now) {
+            while let Some(run) = plan.next_run(s, next_write, now) {
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
                 let token = token.clone();
                 let (asked_at, rate) = (plan.strikes[s], plan.rate_of(s));
@@ -228,10 +227,9 @@ pub async fn fetch_with<W: Write>(
 /// How many chunks past the write cursor a fetch may ask for: [`MAX_IN_FLIGHT_BYTES`] per
 /// active source of the content's typical chunk, within [`MAX_WINDOW_PER_SOURCE`] per source
 /// and at least 2 per source. This bounds the memory of chunks received but not yet written.
-fn write_ahead(active: usize, manifest: &Manifest) -> u32 {
-    let chunks = manifest.chunks.len().max(1) as u64;
-    let typical = (manifest.size / chunks).max(1);
-    let per_source = (MAX_IN_FLIGHT_BYTES / typical).clamp(2, MAX_WINDOW_PER_SOURCE as u64);
+fn write_ahead(active: usize, typical_len: u32) -> u32 {
+    let per_source =
+        (MAX_IN_FLIGHT_BYTES / u64::from(typical_len)).clamp(2, MAX_WINDOW_PER_SOURCE as u64);
     (per_source * active as u64) as u32
 }
 
@@ -264,6 +262,8 @@ struct Plan {
     progress: Instant,
     /// Chunks allowed ahead of the write cursor.
     window: u32,
+    /// The content's mean chunk length (windows and runs are sized by it).
+    typical_len: u32,
     report: FetchReport,
     last: String,
 }
@@ -272,6 +272,7 @@ impl Plan {
     fn new(sources: &[StoqConnection], active: usize, manifest: &Manifest, skip: u32) -> Self {
         let active = active.clamp(1, sources.len());
         let count = manifest.chunks.len() as u32;
+        let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;
         let n = sources.len();
         Plan {
             todo: (skip..count).collect(),
@@ -284,7 +285,8 @@ impl Plan {
             paused_until: vec![None; n],
             pause: vec![Duration::ZERO; n],
             progress: Instant::now(),
-            window: write_ahead(active, manifest),
+            window: write_ahead(active, typical_len),
+            typical_len,
             report: FetchReport {
                 size: 0,
                 sources: sources
@@ -310,7 +312,6 @@ impl Plan {
         &mut self,
         s: usize,
         next_write: u32,
-        typical_len: u32,
         now: Instant,
     ) -> Option<std::ops::Range<u32>> {
         if !self.alive[s]
@@ -323,11 +324,11 @@ impl Plan {
         let measured = (self.report.sources[s].1 > 0).then(|| self.rate_of(s));
         // A source that stalled gets one chunk at a time until it delivers again.
         let room = match self.strikes[s] {
-            0 => window_for(measured, typical_len),
+            0 => window_for(measured, self.typical_len),
             _ => 1,
         };
         let free = room.saturating_sub(self.in_flight[s]);
-        let longest = free.min(run_len(room, typical_len)) as u32;
+        let longest = free.min(run_len(room, self.typical_len)) as u32;
         let first = *self.todo.first()?;
         if longest == 0 || first >= next_write + self.window {
             return None;

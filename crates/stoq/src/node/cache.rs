@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use crate::chunking::{ContentId, Hash32, Manifest};
 pub use crate::config::PolicyKind;
 use crate::edge::cache::{CachePolicy, Lru, S3Fifo};
-use crate::store::{BlobHealth, Verified};
+use crate::store::{health_of, BlobHealth, Verified};
 
 pub use crate::protocol::CacheStats;
 
@@ -25,8 +25,10 @@ pub struct EdgeCache {
     dir: PathBuf,
     policy: Mutex<Box<dyn CachePolicy>>,
     hits: AtomicU64,
-    misses: AtomicU64,
-    coalesced: AtomicU64,
+    /// Lookups that missed; those that then fetched upstream are also counted in `fetches`,
+    /// the rest joined a fetch under way (coalesced).
+    missed: AtomicU64,
+    fetches: AtomicU64,
     evictions: AtomicU64,
     purged: AtomicU64,
     tmp_counter: AtomicU64,
@@ -57,8 +59,8 @@ impl EdgeCache {
             dir: dir.to_path_buf(),
             policy: Mutex::new(policy),
             hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            coalesced: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             purged: AtomicU64::new(0),
             tmp_counter: AtomicU64::new(0),
@@ -137,23 +139,9 @@ impl EdgeCache {
         self.lookup(id, false)
     }
 
-    /// The verified bytes of `id`, counting a hit; a miss is left for the caller to count as
-    /// a miss ([`EdgeCache::count_miss`]: it fetches upstream) or as coalesced
-    /// ([`EdgeCache::count_coalesced`]: it waits for a fetch already under way).
-    pub fn get_or_count_later(&self, id: &Hash32) -> Option<Vec<u8>> {
-        let bytes = self.lookup(id, false)?;
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(bytes)
-    }
-
-    /// Counts a lookup that missed and fetched upstream.
-    pub fn count_miss(&self) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a lookup that missed and was answered by another's fetch.
-    pub fn count_coalesced(&self) {
-        self.coalesced.fetch_add(1, Ordering::Relaxed);
+    /// Counts a missed lookup that went upstream (the others that missed joined its fetch).
+    pub fn count_fetch(&self) {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
     }
 
     fn lookup(&self, id: &Hash32, count: bool) -> Option<Vec<u8>> {
@@ -181,7 +169,7 @@ impl EdgeCache {
                 }
             }
             None if count => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.missed.fetch_add(1, Ordering::Relaxed);
             }
             None => {}
         }
@@ -204,16 +192,16 @@ impl EdgeCache {
     /// Hashes entry `id` again; a damaged one is deleted (the next request fetches it anew).
     /// `None` if the entry left the cache since it was listed.
     pub fn scrub(&self, id: &Hash32) -> Option<BlobHealth> {
-        let health = match fs::read(self.path(id)) {
-            Ok(bytes) if id.matches(&bytes) => return Some(BlobHealth::Intact(bytes.len() as u64)),
-            Ok(_) => BlobHealth::Corrupt,
-            Err(_) if !self.policy.lock().expect("policy lock").contains(id) => {
+        let health = health_of(&self.path(id), id).unwrap_or(BlobHealth::Missing);
+        match health {
+            BlobHealth::Intact(_) => return Some(health),
+            // Evicted or purged since it was listed: nothing to check.
+            BlobHealth::Missing if !self.policy.lock().expect("policy lock").contains(id) => {
                 self.verified.remove(id);
                 return None;
             }
-            Err(_) => BlobHealth::Missing,
-        };
-        self.drop_damaged(id);
+            _ => self.drop_damaged(id),
+        }
         Some(health)
     }
 
@@ -244,13 +232,9 @@ impl EdgeCache {
     }
 
     /// The cached manifest of `id`, if any (verified). `count` says whether this lookup is a
-    /// client's request (a hit is counted here; a miss by the caller, as for chunks) or the
-    /// edge resolving a chunk request (not counted).
+    /// client's request (counted as a hit or miss) or the edge resolving a chunk request.
     pub fn manifest(&self, id: &ContentId, count: bool) -> Option<Manifest> {
-        let bytes = match count {
-            true => self.get_or_count_later(id)?,
-            false => self.peek(id)?,
-        };
+        let bytes = self.lookup(id, count)?;
         Manifest::decode(&bytes).ok()
     }
 
@@ -311,11 +295,12 @@ impl EdgeCache {
 
     /// Counters and occupancy.
     pub fn stats(&self) -> CacheStats {
+        let fetches = self.fetches.load(Ordering::Relaxed);
         let policy = self.policy.lock().expect("policy lock");
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            coalesced: self.coalesced.load(Ordering::Relaxed),
+            misses: fetches,
+            coalesced: self.missed.load(Ordering::Relaxed).saturating_sub(fetches),
             evictions: self.evictions.load(Ordering::Relaxed),
             purged: self.purged.load(Ordering::Relaxed),
             used_bytes: policy.used_bytes(),

@@ -9,7 +9,7 @@
 //! Names work the same way: an origin answers from its store; edges and relays keep a copy,
 //! serve it while fresh, serve it stale while refreshing it, and fetch anew once expired.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -64,10 +64,8 @@ async fn resolve_manifest(
     if let Some(m) = cache.as_ref().and_then(|c| c.manifest(&id, asked)) {
         return Ok(Arc::new(m));
     }
-    // A client's miss is counted as a miss by the caller that fetches, as coalesced otherwise.
-    let fetched_here = Arc::new(AtomicBool::new(false));
-    let (fetcher, flag, counter) = (state.clone(), fetched_here.clone(), cache.clone());
-    let answer = state
+    let fetcher = state.clone();
+    state
         .pull
         .manifests
         .get_or_fetch(id, move || async move {
@@ -75,7 +73,9 @@ async fn resolve_manifest(
             if let Some(m) = cache.as_ref().and_then(|c| c.manifest(&id, false)) {
                 return Ok(Arc::new(m));
             }
-            flag.store(true, Ordering::Relaxed);
+            if let (true, Some(cache)) = (asked, &cache) {
+                cache.count_fetch();
+            }
             let (manifest, restriction) =
                 first_answer(&fetcher, Refusal::no_content(&id), |_, conn| async move {
                     fetch_manifest_as(&conn, &id, None)
@@ -98,14 +98,7 @@ async fn resolve_manifest(
             }
             Ok(Arc::new(manifest))
         })
-        .await;
-    if let (true, Some(cache)) = (asked, &counter) {
-        match fetched_here.load(Ordering::Relaxed) {
-            true => cache.count_miss(),
-            false => cache.count_coalesced(),
-        }
-    }
-    answer
+        .await
 }
 
 /// Chunk `index` of `id` (whose manifest the caller resolved): from the store, the cache, or
@@ -148,13 +141,11 @@ pub async fn chunk_of(
             .await;
     }
     let cache = state.holdings.cache().cloned();
-    if let Some(bytes) = cache.as_ref().and_then(|c| c.get_or_count_later(&entry.id)) {
+    if let Some(bytes) = cache.as_ref().and_then(|c| c.get(&entry.id)) {
         return Ok(Bytes::from(bytes));
     }
-    // A miss is counted as a miss by the one caller that fetches, as coalesced by the others.
-    let fetched_here = Arc::new(AtomicBool::new(false));
-    let (fetcher, flag, counter) = (state.clone(), fetched_here.clone(), cache.clone());
-    let answer = state
+    let fetcher = state.clone();
+    state
         .pull
         .chunks
         .get_or_fetch(entry.id, move || async move {
@@ -162,9 +153,8 @@ pub async fn chunk_of(
             if let Some(bytes) = cache.as_ref().and_then(|c| c.peek(&entry.id)) {
                 return Ok(Bytes::from(bytes));
             }
-            flag.store(true, Ordering::Relaxed);
             if let Some(cache) = &cache {
-                cache.count_miss();
+                cache.count_fetch();
             }
             let none = Refusal::not_found(format!("no upstream has chunk {index} of {id}"));
             let manifest = &manifest;
@@ -189,13 +179,7 @@ pub async fn chunk_of(
             }
             Ok(bytes)
         })
-        .await;
-    if !fetched_here.load(Ordering::Relaxed) {
-        if let Some(cache) = &counter {
-            cache.count_coalesced();
-        }
-    }
-    answer
+        .await
 }
 
 /// What `name` points at: an origin answers from its store; an edge or relay from its copy

@@ -40,7 +40,7 @@ use error::io_error;
 pub use error::StoreError;
 pub use recover::{check, CheckReport, Unrecoverable};
 pub use reports::{GcReport, PutOptions, PutReport, ReadReport, StoreStats};
-pub use scrub::{BlobHealth, Verified, MAX_VERIFIED};
+pub use scrub::{health_of, BlobHealth, Verified, MAX_VERIFIED};
 
 /// A file that exists while a put runs: found at open, it means a put was killed, and its
 /// orphan blobs are collected.

@@ -186,7 +186,7 @@ pub fn check(root: &Path, repair: bool) -> Result<CheckReport, StoreError> {
             });
         }
     }
-    let indexed: Vec<ContentId> = store.content_ids()?;
+    let indexed: std::collections::HashSet<ContentId> = store.content_ids()?.into_iter().collect();
     let on_disk: std::collections::HashSet<ContentId> = files.iter().map(|(id, _)| *id).collect();
     report.index_mismatches = indexed.iter().filter(|id| !on_disk.contains(id)).count()
         + on_disk.iter().filter(|id| !indexed.contains(id)).count();

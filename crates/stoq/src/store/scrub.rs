@@ -12,6 +12,8 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::io;
+use std::path::Path;
 use std::sync::Mutex;
 
 use super::error::io_error;
@@ -68,6 +70,18 @@ pub enum BlobHealth {
     Missing,
 }
 
+/// Reads the file at `path` and says whether it holds the bytes of `id` (a missing file is
+/// `Missing`; other read failures are errors). The one check the store's and the edge cache's
+/// scrubs share.
+pub fn health_of(path: &Path, id: &ChunkId) -> io::Result<BlobHealth> {
+    match fs::read(path) {
+        Ok(bytes) if id.matches(&bytes) => Ok(BlobHealth::Intact(bytes.len() as u64)),
+        Ok(_) => Ok(BlobHealth::Corrupt),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BlobHealth::Missing),
+        Err(e) => Err(e),
+    }
+}
+
 impl Store {
     /// The ids of every blob the index refers to, for a scrub to walk one at a time.
     pub fn blob_ids(&self) -> Result<Vec<ChunkId>, StoreError> {
@@ -78,12 +92,7 @@ impl Store {
     /// hashes it and refuses it; an intact one is trusted.
     pub fn scrub_blob(&self, id: &ChunkId) -> Result<BlobHealth, StoreError> {
         let path = self.blob_path(id);
-        let health = match fs::read(&path) {
-            Ok(bytes) if id.matches(&bytes) => BlobHealth::Intact(bytes.len() as u64),
-            Ok(_) => BlobHealth::Corrupt,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BlobHealth::Missing,
-            Err(e) => return Err(io_error("cannot read", &path)(e)),
-        };
+        let health = health_of(&path, id).map_err(io_error("cannot read", &path))?;
         match health {
             BlobHealth::Intact(_) => self.verified.insert(*id),
             _ => {
