@@ -7,14 +7,13 @@
 //! touching the origin; an edge is killed mid-transfer and the download finishes from another;
 //! a purge reaches every node; a route is found over a 1,000-node topology.
 
-use std::io::Write;
 use std::net::SocketAddr;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use stoq::chunking::ContentId;
+use stoq::chunking::{ContentId, Manifest};
 use stoq::client::{self, FetchOptions, FetchReport, Located};
 use stoq::protocol::{Location, PutSettings};
 use stoq::routing::{synthetic, CostWeights, Objective};
@@ -47,31 +46,6 @@ const CITIES: [(&str, &str, &str); 3] = [
     ("New York", "us-east", "40.71,-74.01"),
     ("Singapore", "ap-southeast", "1.35,103.82"),
 ];
-
-/// A writer that signals once `after` bytes went through it, then waits (up to 10 s) until
-/// `done` says the signal was acted on, so the download cannot finish before that happens.
-struct Tripwire {
-    out: Vec<u8>,
-    after: usize,
-    tripped: Option<tokio::sync::oneshot::Sender<()>>,
-    done: std::sync::mpsc::Receiver<()>,
-}
-
-impl Write for Tripwire {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        if self.out.len() >= self.after {
-            if let Some(trip) = self.tripped.take() {
-                let _ = trip.send(());
-                let _ = self.done.recv_timeout(std::time::Duration::from_secs(10));
-            }
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn name_of(nodes: &[(&str, &Node)], addr: &str) -> String {
     nodes
@@ -238,31 +212,31 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             }
         })
     };
-    // The nearest edge dies as soon as the first chunk is written: a client asks far ahead,
-    // so on [::1] later would find every chunk already delivered.
-    let mut out = Tripwire {
-        out: Vec::with_capacity(big.len()),
-        after: 1,
-        tripped: Some(tripped),
-        done,
-    };
+    // The nearest edge dies once the client holds the manifest and before it asks for chunks:
+    // killed any later, on [::1], it may already have sent every chunk it was asked for.
+    let mut out = Vec::with_capacity(big.len());
     let started = Instant::now();
     let options = FetchOptions {
         active: 2,
         read_token: None,
     };
-    let report = sydney.fetch(&big_id, &mut out, &options, |_| Ok(0)).await?;
+    let kill_now = |_: &Manifest| {
+        let _ = tripped.send(());
+        let _ = done.recv_timeout(Duration::from_secs(10));
+        Ok(0)
+    };
+    let report = sydney.fetch(&big_id, &mut out, &options, kill_now).await?;
     let took = started.elapsed();
     killer.await?;
-    ensure!(out.out == big, "Sydney got different bytes");
+    ensure!(out == big, "Sydney got different bytes");
     let served: Vec<String> = report
         .sources
         .iter()
         .filter(|(_, b)| *b > 0)
-        .map(|(a, b)| format!("{} {} MiB", name_of(&names, a), b >> 20))
+        .map(|(a, b)| format!("{} {:.1} MiB", name_of(&names, a), *b as f64 / 1048576.0))
         .collect();
     println!(
-        "6. client in Sydney fetching {} MiB from the two nearest edges; {} was killed as the first chunk arrived: finished in {:.0} ms ({:.0} MB/s) from {}; dropped: {}",
+        "6. client in Sydney fetching {} MiB from the two nearest edges; {} was killed as the client began asking for chunks: finished in {:.0} ms ({:.0} MB/s) from {}; dropped: {}",
         big.len() >> 20,
         name_of(&names, &SocketAddr::V6(victim.local_addr()).to_string()),
         took.as_secs_f64() * 1e3,
