@@ -30,6 +30,9 @@ pub enum ErrorCode {
     /// The node is at its limit of requests in progress: nothing failed; ask again after a
     /// pause (the reason says how long), or ask another node.
     Busy,
+    /// The peer stalled within an exchange: a request that did not arrive whole, or an answer
+    /// it did not take, within the receiver's deadline. The stream is reset; nothing is lost.
+    Timeout,
     /// A code this version does not know; kept so it can be reported.
     Other(u16),
 }
@@ -50,6 +53,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 0x14,
             ErrorCode::Unauthorized => 0x15,
             ErrorCode::Busy => 0x16,
+            ErrorCode::Timeout => 0x17,
             ErrorCode::Other(n) => n,
         }
     }
@@ -69,6 +73,7 @@ impl ErrorCode {
             0x14 => ErrorCode::NotFound,
             0x15 => ErrorCode::Unauthorized,
             0x16 => ErrorCode::Busy,
+            0x17 => ErrorCode::Timeout,
             other => ErrorCode::Other(other),
         }
     }
@@ -95,10 +100,24 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::NotFound => "not found",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Busy => "busy",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Other(_) => "unknown error code",
         };
         write!(f, "{name} (0x{:02x})", self.to_u16())
     }
+}
+
+/// The reason text of a BUSY answer: it names the pause the client should take, so clients
+/// of any language can read it back ([`retry_after`]).
+pub fn busy_reason(after: std::time::Duration, why: &str) -> String {
+    format!("busy: retry after {} ms ({why})", after.as_millis())
+}
+
+/// The pause a BUSY reason asks for, if it names one.
+pub fn retry_after(reason: &str) -> Option<std::time::Duration> {
+    let rest = reason.strip_prefix("busy: retry after ")?;
+    let (ms, _) = rest.split_once(" ms")?;
+    ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
 #[cfg(test)]

@@ -12,6 +12,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stoq_protocol::{DEFAULT_MAX_FRAME_SIZE, MAX_FRAME_SIZE_CEILING, MIN_MAX_FRAME_SIZE};
 
+/// Connections a node accepts at once unless configured otherwise: enough for a busy edge on
+/// one machine, few enough that what strangers can hold stays bounded (see `max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+
+/// The largest request budget a configuration may give (the semaphore's range, with room).
+const MAX_REQUEST_BUFFER_TOTAL: u64 = 1 << 40;
+
 use crate::{addr::ensure_ipv6, NodeId, TransportError};
 
 /// The congestion controller quinn runs for every connection of an endpoint.
@@ -78,10 +85,31 @@ pub struct TransportConfig {
     /// socket of its own on an ephemeral port.
     pub endpoints: u32,
     /// Most connections accepted at once. The next peer is refused with code
-    /// `CONNECTION_LIMIT` and existing connections are untouched. `None` = unlimited.
+    /// `CONNECTION_LIMIT` and existing connections are untouched. `None` (from code
+    /// only) = unlimited. The memory strangers can hold is at most `max_connections × accepted_receive_window` in
+    /// QUIC buffers plus `request_buffer_total`.
     pub max_connections: Option<u32>,
     /// Longest frame this node accepts, in bytes (256 KiB to 16 MiB).
     pub max_frame_size: u32,
+    /// Longest REQUEST frame a peer may send, in bytes (1 KiB up to `max_frame_size`).
+    /// Requests are small (the largest, a membership message, is under 1.5 KB); bodies travel
+    /// as DATA frames after the request.
+    pub max_request_size: u32,
+    /// Bytes one connection may hold in requests still arriving; a request past it is
+    /// answered BUSY at once (at least `max_request_size`).
+    pub request_buffer_per_connection: u32,
+    /// The same for all connections together (at least `request_buffer_per_connection`).
+    pub request_buffer_total: u64,
+    /// Longest wait on a peer within one exchange, in ms: for its request to arrive whole,
+    /// then for each further piece of a body it sends and for it to take each piece of an
+    /// answer. Past it the stream is reset with TIMEOUT and what it held is freed. A slow
+    /// peer is fine; one that stops is not.
+    pub stall_timeout_ms: u64,
+    /// Flow-control window of a connection a peer opened to this node, in bytes: what a
+    /// stranger can park in the node's QUIC buffers. The node widens it to
+    /// `connection_receive_window` for a peer it has authorised to upload (the admin token, a
+    /// member storing shards). Downloads are unaffected: they use the client's window.
+    pub accepted_receive_window: u64,
     /// A connection with no traffic for this long is closed (QUIC max_idle_timeout).
     pub idle_timeout_ms: u64,
     /// Send a keep-alive this often so idle connections survive NATs and the idle timeout.
@@ -125,8 +153,13 @@ impl Default for TransportConfig {
         TransportConfig {
             listen: "[::1]:4433".parse().expect("valid literal"),
             endpoints: 0,
-            max_connections: None,
+            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_request_size: 64 * 1024,
+            request_buffer_per_connection: 256 * 1024,
+            request_buffer_total: 64 * 1024 * 1024,
+            stall_timeout_ms: 10_000,
+            accepted_receive_window: 1024 * 1024,
             idle_timeout_ms: 30_000,
             keep_alive_interval_ms: Some(10_000),
             congestion: CongestionController::Cubic,
@@ -198,7 +231,45 @@ impl TransportConfig {
                 ));
             }
         }
+        if !(1024..=self.max_frame_size).contains(&self.max_request_size) {
+            return Err(TransportError::config(
+                field("max_request_size"),
+                format!(
+                    "must be between 1024 and max_frame_size ({})",
+                    self.max_frame_size
+                ),
+            ));
+        }
+        if self.request_buffer_per_connection < self.max_request_size {
+            return Err(TransportError::config(
+                field("request_buffer_per_connection"),
+                "must be at least max_request_size, or no request of that size could arrive",
+            ));
+        }
+        if self.request_buffer_total < u64::from(self.request_buffer_per_connection)
+            || self.request_buffer_total > MAX_REQUEST_BUFFER_TOTAL
+        {
+            return Err(TransportError::config(
+                field("request_buffer_total"),
+                format!(
+                    "must be between request_buffer_per_connection and {MAX_REQUEST_BUFFER_TOTAL}"
+                ),
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.stall_timeout_ms) {
+            return Err(TransportError::config(
+                field("stall_timeout_ms"),
+                "must be between 100 ms and one day",
+            ));
+        }
+        if self.accepted_receive_window > self.connection_receive_window {
+            return Err(TransportError::config(
+                field("accepted_receive_window"),
+                "must not exceed connection_receive_window (it is widened to that)",
+            ));
+        }
         for (name, v) in [
+            ("accepted_receive_window", self.accepted_receive_window),
             ("stream_receive_window", self.stream_receive_window),
             ("connection_receive_window", self.connection_receive_window),
             ("send_window", self.send_window),
@@ -274,9 +345,24 @@ impl TransportConfig {
         Duration::from_millis(self.idle_timeout_ms)
     }
 
+    /// The stall deadline as a duration.
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.stall_timeout_ms)
+    }
+
     /// The graceful-shutdown deadline as a duration.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// The quinn transport parameters for connections peers open to this node: as
+    /// [`Self::quinn_transport`], with the narrower `accepted_receive_window`.
+    pub(crate) fn quinn_transport_accepted(&self) -> quinn::TransportConfig {
+        let mut t = self.quinn_transport();
+        t.receive_window(
+            quinn::VarInt::from_u64(self.accepted_receive_window).unwrap_or(quinn::VarInt::MAX),
+        );
+        t
     }
 
     /// The quinn transport parameters this config stands for. Assumes `validate` passed.

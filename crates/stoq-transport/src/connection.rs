@@ -120,6 +120,14 @@ impl StoqConnection {
         self.inner.rtt()
     }
 
+    /// Sets how many bytes the peer may send ahead of what this side has read, on the whole
+    /// connection. A serving node starts peers at `accepted_receive_window` and widens it
+    /// for one it has authorised to upload.
+    pub fn set_receive_window(&self, bytes: u64) {
+        self.inner
+            .set_receive_window(quinn::VarInt::from_u64(bytes).unwrap_or(quinn::VarInt::MAX));
+    }
+
     /// Opens a bidirectional stream for a request/response exchange.
     pub async fn open_bi(&self) -> Result<(FramedSend, FramedRecv), TransportError> {
         let (send, recv) = self.inner.open_bi().await.map_err(connection_error)?;

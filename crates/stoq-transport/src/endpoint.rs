@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rustls::RootCertStore;
 use stoq_protocol::{ErrorCode, ALPN};
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
@@ -14,28 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use crate::serving::{serve_connection, IncomingRequest, Intake};
 use crate::trust::{self, PeerExpectation};
 use crate::{
-    addr::ensure_ipv6, socket::bind_udp, FramedRecv, FramedSend, NodeId, NodeIdentity,
-    StoqConnection, TransportConfig, TransportError,
+    addr::ensure_ipv6, socket::bind_udp, NodeId, NodeIdentity, StoqConnection, TransportConfig,
+    TransportError,
 };
 
 /// Connections that finished their handshake and wait for [`StoqEndpoint::accept`].
 const ACCEPT_QUEUE: usize = 1024;
-
-/// One request arriving on a bidirectional stream, as handed to a [`StoqEndpoint::serve`]
-/// handler: the REQUEST payload is already read and checked.
-#[derive(Debug)]
-pub struct IncomingRequest {
-    /// The connection it came on (peer id, address, stats).
-    pub conn: StoqConnection,
-    /// The REQUEST frame's payload.
-    pub payload: Bytes,
-    /// The rest of the stream: a body, if the request has one.
-    pub body: FramedRecv,
-    /// Where the response goes. Finish it, or it is reset when dropped.
-    pub reply: FramedSend,
-}
 
 /// What a graceful shutdown achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +43,12 @@ pub struct EndpointCounters {
     pub failed_handshakes: u64,
     /// Accepted connections open now.
     pub open: u64,
+    /// Request streams reset because the peer stalled: a request that did not arrive whole
+    /// within `stall_timeout_ms`, or a body or answer that made no progress for that long.
+    pub stalled_streams: u64,
+    /// Requests answered BUSY because the request buffers (per connection or per node) were
+    /// full.
+    pub busy_requests: u64,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +73,7 @@ struct Shared {
     counters: Counters,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    intake: Arc<Intake>,
 }
 
 /// A STOQ node's endpoint. Cheap to clone; all clones share one socket.
@@ -126,7 +119,7 @@ impl StoqEndpoint {
             let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(crypto))
                 .map_err(|e| TransportError::Certificate(e.to_string()))?;
             let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-            server.transport_config(transport.clone());
+            server.transport_config(Arc::new(config.quinn_transport_accepted()));
             Some(server)
         } else {
             None
@@ -170,6 +163,7 @@ impl StoqEndpoint {
             }
         };
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+        let intake = Arc::new(Intake::new(&config));
         let shared = Arc::new(Shared {
             endpoint,
             listeners,
@@ -181,6 +175,7 @@ impl StoqEndpoint {
             counters: Counters::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            intake,
         });
         let limiter = shared
             .config
@@ -227,6 +222,8 @@ impl StoqEndpoint {
             refused_limit: c.refused_limit.load(Ordering::Relaxed),
             failed_handshakes: c.failed_handshakes.load(Ordering::Relaxed),
             open: c.open.load(Ordering::Relaxed),
+            stalled_streams: self.shared.intake.stalled(),
+            busy_requests: self.shared.intake.over_budget(),
         }
     }
 
@@ -293,11 +290,11 @@ impl StoqEndpoint {
             while let Some(conn) = endpoint.accept().await {
                 let tasks = endpoint.shared.tasks.clone();
                 let shutdown = endpoint.shared.shutdown.clone();
-                let handler = handler.clone();
+                let (handler, intake) = (handler.clone(), endpoint.shared.intake.clone());
                 endpoint
                     .shared
                     .tasks
-                    .spawn(serve_connection(conn, tasks, shutdown, handler));
+                    .spawn(serve_connection(conn, tasks, shutdown, intake, handler));
             }
         })
     }
@@ -434,85 +431,4 @@ async fn handshake(
     if tx.send(conn.clone()).await.is_err() {
         conn.close(ErrorCode::ShuttingDown, "node shutting down");
     }
-}
-
-async fn serve_connection<H, Fut>(
-    conn: StoqConnection,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-    handler: Arc<H>,
-) where
-    H: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), TransportError>> + Send + 'static,
-{
-    loop {
-        let stream = tokio::select! {
-            stream = conn.accept_bi() => stream,
-            uni = conn.accept_uni() => match uni {
-                // Requests come on bidirectional streams only: a one-way stream is stopped at
-                // once, so it holds no window and no buffer here.
-                Ok(mut refused) => {
-                    refused.stop(ErrorCode::BadRequest);
-                    continue;
-                }
-                Err(_) => break,
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let (reply, body) = match stream {
-            Ok(Some(pair)) => pair,
-            Ok(None) => break,
-            Err(e) => {
-                debug!(peer = %conn.remote_addr(), error = %e, "connection ended");
-                break;
-            }
-        };
-        let handler = handler.clone();
-        let conn = conn.clone();
-        let reply = reply.track_delivery(tasks.clone());
-        tasks.spawn(async move {
-            let peer = conn.remote_addr();
-            if let Err(e) = run_exchange(conn, reply, body, handler).await {
-                debug!(%peer, error = %e, "request failed");
-            }
-        });
-    }
-}
-
-async fn run_exchange<H, Fut>(
-    conn: StoqConnection,
-    mut reply: FramedSend,
-    mut body: FramedRecv,
-    handler: Arc<H>,
-) -> Result<(), TransportError>
-where
-    H: Fn(IncomingRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), TransportError>> + Send + 'static,
-{
-    let payload = match body.recv_request().await {
-        Ok(payload) => payload,
-        Err(TransportError::Protocol(e)) => {
-            reply.send_error(e.code(), &e.to_string()).await?;
-            return Err(TransportError::Protocol(e));
-        }
-        // The stream ended before a whole REQUEST frame began (an empty stream).
-        Err(e @ TransportError::UnexpectedEnd(_)) => {
-            body.stop(ErrorCode::ProtocolViolation);
-            reply
-                .send_error(
-                    ErrorCode::ProtocolViolation,
-                    "the stream ended before a REQUEST frame",
-                )
-                .await?;
-            return Err(e);
-        }
-        Err(e) => return Err(e),
-    };
-    handler(IncomingRequest {
-        conn,
-        payload,
-        body,
-        reply,
-    })
-    .await
 }

@@ -5,6 +5,8 @@
 //! piece as QUIC delivers them, so a body of any size streams through in bounded memory and
 //! without an extra copy.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use stoq_protocol::{
     ErrorCode, ErrorFrame, Frame, FrameHeader, FrameKind, ProtocolError, DATA_FRAME_TARGET,
@@ -29,6 +31,9 @@ pub struct FramedSend {
     /// waits until the peer has acknowledged everything, so a graceful shutdown does not close
     /// the connection under a response still in flight.
     delivery: Option<TaskTracker>,
+    /// Longest wait for the peer to take more of what is written (answers on a serving
+    /// endpoint); past it the stream is reset with TIMEOUT. `None` waits as long as QUIC does.
+    stall: Option<Duration>,
 }
 
 impl FramedSend {
@@ -37,7 +42,14 @@ impl FramedSend {
             stream: Some(stream),
             done: false,
             delivery: None,
+            stall: None,
         }
+    }
+
+    /// Resets the stream with TIMEOUT whenever the peer takes nothing for `stall`.
+    pub(crate) fn with_stall_deadline(mut self, stall: Duration) -> Self {
+        self.stall = Some(stall);
+        self
     }
 
     /// Makes graceful shutdown (which waits for `tracker`) wait for this stream's delivery.
@@ -63,21 +75,40 @@ impl FramedSend {
             max: stoq_protocol::MAX_FRAME_SIZE_CEILING,
         })?;
         let header = FrameHeader { kind, length };
-        let mut chunks = [Bytes::copy_from_slice(&header.encode()), payload];
-        self.stream()
-            .write_all_chunks(&mut chunks)
+        self.write_all(&mut [Bytes::copy_from_slice(&header.encode()), payload])
             .await
-            .map_err(write_error)
+    }
+
+    /// Writes every byte of `chunks`; with a stall deadline, each step that makes no progress
+    /// for that long resets the stream (a slow peer is fine, a peer that takes nothing is not).
+    async fn write_all(&mut self, mut chunks: &mut [Bytes]) -> Result<(), TransportError> {
+        while !chunks.is_empty() {
+            let stall = self.stall;
+            let step = self.stream().write_chunks(chunks);
+            let written = match stall {
+                None => step.await,
+                Some(stall) => match tokio::time::timeout(stall, step).await {
+                    Ok(written) => written,
+                    Err(_) => {
+                        self.reset(ErrorCode::Timeout);
+                        return Err(TransportError::Timeout(format!(
+                            "the peer took nothing for {} ms",
+                            stall.as_millis()
+                        )));
+                    }
+                },
+            }
+            .map_err(write_error)?;
+            chunks = &mut chunks[written.chunks..];
+        }
+        Ok(())
     }
 
     /// Writes raw bytes, bypassing framing. Only for conformance tests that must put
     /// malformed frames on the wire.
     #[doc(hidden)]
     pub async fn send_raw(&mut self, bytes: Bytes) -> Result<(), TransportError> {
-        self.stream()
-            .write_all_chunks(&mut [bytes])
-            .await
-            .map_err(write_error)
+        self.write_all(&mut [bytes]).await
     }
 
     /// Opens an exchange: a REQUEST frame with the application's request.
@@ -193,9 +224,11 @@ impl Drop for FramedSend {
         if let (Some(tracker), Ok(runtime)) =
             (self.delivery.take(), tokio::runtime::Handle::try_current())
         {
+            // A peer that never acknowledges is not waited for past the stall deadline.
+            let stall = self.stall.unwrap_or(Duration::MAX);
             tracker.spawn_on(
                 async move {
-                    let _ = stream.stopped().await;
+                    let _ = tokio::time::timeout(stall, stream.stopped()).await;
                 },
                 &runtime,
             );
@@ -234,6 +267,9 @@ pub struct FramedRecv {
     buffered: Bytes,
     /// Payload bytes of the current DATA frame still to come.
     data_remaining: usize,
+    /// Longest wait for the peer's next bytes (requests on a serving endpoint); past it the
+    /// stream is stopped with TIMEOUT. `None` waits as long as QUIC does.
+    stall: Option<Duration>,
 }
 
 impl FramedRecv {
@@ -243,7 +279,14 @@ impl FramedRecv {
             max_frame_size,
             buffered: Bytes::new(),
             data_remaining: 0,
+            stall: None,
         }
+    }
+
+    /// Stops the stream with TIMEOUT whenever the peer sends nothing for `stall`.
+    pub(crate) fn with_stall_deadline(mut self, stall: Duration) -> Self {
+        self.stall = Some(stall);
+        self
     }
 
     /// Up to `max` bytes: buffered ones first, else one chunk from QUIC; `None` at stream end.
@@ -252,19 +295,25 @@ impl FramedRecv {
             let n = max.min(self.buffered.len());
             return Ok(Some(self.buffered.split_to(n)));
         }
-        match self
-            .stream
-            .read_chunk(max, true)
-            .await
-            .map_err(read_error)?
-        {
-            Some(chunk) => Ok(Some(chunk.bytes)),
-            None => Ok(None),
-        }
+        let read = self.stream.read_chunk(max, true);
+        let chunk = match self.stall {
+            None => read.await,
+            Some(stall) => match tokio::time::timeout(stall, read).await {
+                Ok(chunk) => chunk,
+                Err(_) => {
+                    self.stop(ErrorCode::Timeout);
+                    return Err(TransportError::Timeout(format!(
+                        "the peer sent nothing for {} ms",
+                        stall.as_millis()
+                    )));
+                }
+            },
+        };
+        Ok(chunk.map_err(read_error)?.map(|chunk| chunk.bytes))
     }
 
     /// Stops the peer's sending with the error's code and returns the error.
-    fn fail(&mut self, e: ProtocolError) -> TransportError {
+    pub(crate) fn fail(&mut self, e: ProtocolError) -> TransportError {
         let _ = self
             .stream
             .stop(quinn::VarInt::from_u32(e.code().to_u16().into()));
@@ -306,7 +355,7 @@ impl FramedRecv {
     }
 
     /// Reads exactly `len` payload bytes (at most the maximum frame size, already checked).
-    async fn recv_payload(&mut self, len: usize) -> Result<Bytes, TransportError> {
+    pub(crate) async fn recv_payload(&mut self, len: usize) -> Result<Bytes, TransportError> {
         if len == 0 {
             return Ok(Bytes::new());
         }

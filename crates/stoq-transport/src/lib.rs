@@ -34,19 +34,23 @@ mod error;
 mod framed;
 mod identity;
 mod pool;
+mod serving;
 mod socket;
 mod trust;
 
 pub use addr::{ensure_ipv6, parse_ipv6};
-pub use config::{CongestionController, PoolConfig, TlsConfig, TransportConfig};
+pub use config::{
+    CongestionController, PoolConfig, TlsConfig, TransportConfig, DEFAULT_MAX_CONNECTIONS,
+};
 pub use connection::{ConnectionStats, StoqConnection};
-pub use endpoint::{EndpointCounters, IncomingRequest, ShutdownReport, StoqEndpoint};
+pub use endpoint::{EndpointCounters, ShutdownReport, StoqEndpoint};
 pub use error::TransportError;
 pub use framed::{FramedRecv, FramedSend};
 pub use identity::{
     node_id_of_certificate, NodeId, NodeIdParseError, NodeIdentity, CERT_FILE, KEY_FILE,
 };
 pub use pool::ConnectionPool;
+pub use serving::IncomingRequest;
 pub use trust::{load_ca_bundle, roots_from, PeerExpectation, PINNED_SERVER_NAME};
 
 /// quinn, whose error types appear inside [`TransportError`].

@@ -548,10 +548,16 @@ async fn the_pool_reuses_connections_and_respects_its_bounds() {
 }
 
 #[tokio::test]
-async fn unlimited_by_default() {
+async fn a_limit_applies_by_default_and_none_means_unlimited() {
     bounded(async {
-        assert_eq!(TransportConfig::default().max_connections, None);
-        let server = echo_server(local_config());
+        assert_eq!(
+            TransportConfig::default().max_connections,
+            Some(stoq_transport::DEFAULT_MAX_CONNECTIONS)
+        );
+        let server = echo_server(TransportConfig {
+            max_connections: None,
+            ..local_config()
+        });
         let client = client();
         let mut conns = Vec::new();
         for _ in 0..40 {

@@ -117,6 +117,10 @@ pub struct Snapshot {
     pub connections_accepted: u64,
     /// Connections refused by the limit.
     pub connections_refused: u64,
+    /// Request streams reset because the peer stalled.
+    pub stalled_streams: u64,
+    /// Requests answered BUSY because the request buffers were full.
+    pub request_buffers_full: u64,
     /// Live peers.
     pub peers: u64,
     /// Membership changes since start.
@@ -197,6 +201,16 @@ impl NodeMetrics {
             "connections_refused_total",
             "Connections refused by the connection limit.",
             snap.connections_refused,
+        );
+        counter(
+            "stalled_streams_total",
+            "Request streams reset because the peer sent or took nothing within transport.stall_timeout_ms.",
+            snap.stalled_streams,
+        );
+        counter(
+            "request_buffers_full_total",
+            "Requests answered BUSY because the request buffers (per connection or per node) were full.",
+            snap.request_buffers_full,
         );
         counter(
             "route_changes_total",

@@ -178,6 +178,8 @@ impl NodeState {
             connections_open: counters.open,
             connections_accepted: counters.accepted,
             connections_refused: counters.refused_limit,
+            stalled_streams: counters.stalled_streams,
+            request_buffers_full: counters.busy_requests,
             peers: self.membership.peers().len() as u64,
             membership_changes: self.membership.changes(),
             load: self.load.load(),

@@ -284,4 +284,10 @@ pub struct ConnectionCounts {
     pub failed_handshakes: u64,
     /// Accepted connections open now.
     pub open: u64,
+    /// Request streams reset because the peer stalled (`transport.stall_timeout_ms`).
+    #[serde(default)]
+    pub stalled_streams: u64,
+    /// Requests answered BUSY because the request buffers were full.
+    #[serde(default)]
+    pub request_buffers_full: u64,
 }

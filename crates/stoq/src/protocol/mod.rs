@@ -50,7 +50,7 @@ pub use answers::{
 };
 pub use request::{read_digest, Location, PutSettings, Request};
 pub use shards::{Holder, Placement};
-pub use stoq_protocol::ErrorCode;
+pub use stoq_protocol::{busy_reason, retry_after, ErrorCode};
 
 pub use crate::edge::names::NameRecord;
 
@@ -151,18 +151,6 @@ impl Op {
             Op::Echo | Op::Sink | Op::Discard | Op::Put | Op::StoreShards
         )
     }
-}
-
-/// The reason text of a BUSY error: `busy: retry after N ms (why)`.
-pub fn busy_reason(after: std::time::Duration, why: &str) -> String {
-    format!("busy: retry after {} ms ({why})", after.as_millis())
-}
-
-/// The pause a BUSY reason asks for, if it names one.
-pub fn retry_after(reason: &str) -> Option<std::time::Duration> {
-    let rest = reason.strip_prefix("busy: retry after ")?;
-    let (ms, _) = rest.split_once(" ms")?;
-    ms.parse().ok().map(std::time::Duration::from_millis)
 }
 
 /// Why a request payload could not be decoded: the ERROR frame the answerer sends.

@@ -146,6 +146,8 @@ pub fn status(state: &NodeState) -> StatusAnswer {
             refused_limit: counters.refused_limit,
             failed_handshakes: counters.failed_handshakes,
             open: counters.open,
+            stalled_streams: counters.stalled_streams,
+            request_buffers_full: counters.busy_requests,
         },
         requests: REQUEST_KINDS
             .iter()

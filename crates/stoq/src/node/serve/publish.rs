@@ -21,6 +21,13 @@ use crate::store::PutOptions;
 /// How long a forwarded purge may take per peer.
 const PURGE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An authorised uploader gets the full receive window: a stranger's connection keeps the
+/// narrow one (`transport.accepted_receive_window`), which bounds what it can park here.
+fn allow_upload(state: &NodeState, req: &IncomingRequest) {
+    req.conn
+        .set_receive_window(state.endpoint.config().connection_receive_window);
+}
+
 /// PUT: the body is written to a temporary file in the data dir (so a full disk fails
 /// cleanly), then stored; an erasure-coded content is then spread across origins.
 pub async fn put(
@@ -30,6 +37,7 @@ pub async fn put(
     settings: PutSettings,
 ) -> Answered<Answer> {
     authorise(state, token)?;
+    allow_upload(state, req);
     let Holdings::Origin(store) = &state.holdings else {
         return Err(Refusal::bad_request(format!(
             "this node is an {}; publish to an origin",
@@ -171,6 +179,7 @@ pub async fn store_shards(
     id: ContentId,
 ) -> Answered<Answer> {
     authorise(state, token)?;
+    allow_upload(state, req);
     let Holdings::Origin(store) = &state.holdings else {
         return Err(Refusal::bad_request("only origins hold shards"));
     };
