@@ -366,13 +366,15 @@ impl StoqConfig {
         Ok(())
     }
 
-    /// For an edge or origin serving many clients: no connection cap, BBR (steadier on long
-    /// lossy paths to clients), more concurrent streams per client, keep-alives so idle
-    /// clients stay connected, and a large pool for upstream peers.
+    /// For an edge or origin serving many clients: 100,000 connections (with a narrower
+    /// window for strangers, so what they can hold stays near 25 GiB at worst), BBR (steadier
+    /// on long lossy paths to clients), more concurrent streams per client, keep-alives so
+    /// idle clients stay connected, and a large pool for upstream peers.
     pub fn cdn_optimized() -> Self {
         StoqConfig {
             transport: TransportConfig {
-                max_connections: None,
+                max_connections: Some(100_000),
+                accepted_receive_window: 256 * 1024,
                 congestion: CongestionController::Bbr,
                 idle_timeout_ms: 60_000,
                 keep_alive_interval_ms: Some(15_000),

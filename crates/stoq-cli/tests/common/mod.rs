@@ -1,0 +1,90 @@
+//! Shared helpers for the `stoq` binary's tests: the binary, and `stoq serve` children.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary, with its known-nodes file kept out of the user's home.
+pub fn stoq() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoq"));
+    let known = std::env::temp_dir().join(format!("stoq-known-nodes-{}", std::process::id()));
+    cmd.env("STOQ_KNOWN_NODES", known);
+    cmd
+}
+
+pub fn run(args: &[&str]) -> Output {
+    stoq().args(args).output().expect("stoq runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A `stoq serve` child and the address and node id from its first line.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub node_id: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &std::path::Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
+        let mut child = stoq()
+            .args(["serve", "--listen", "[::1]:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "stoq listening on ADDR node NODE-ID"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&words[..3], ["stoq", "listening", "on"], "{line}");
+        assert_eq!(words[4], "node", "{line}");
+        Server {
+            child,
+            addr: words[3].to_owned(),
+            node_id: words[5].to_owned(),
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a graceful exit.
+    pub fn stop(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut err)
+                    .unwrap();
+                return (status.code().unwrap_or(-1), err);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stoq serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
