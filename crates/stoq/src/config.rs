@@ -12,6 +12,19 @@ use stoq_transport::{CongestionController, PoolConfig, TransportConfig, Transpor
 
 use crate::routing::{CostWeights, GeoPoint};
 
+/// Who may join a node's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinPolicy {
+    /// Only nodes that prove they hold the network's token (see `node::token`); membership
+    /// messages from any other node are dropped.
+    #[default]
+    Closed,
+    /// Any node that can reach a member may join. Node-to-node operations still carry
+    /// proofs only the network's nodes can check, never the token.
+    Open,
+}
+
 /// What a node does in the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +160,8 @@ pub struct NodeConfig {
     /// trusts (ms); 0 turns the scrub off. Blobs are hashed when stored or first read after a
     /// start, and trusted until the scrub comes round.
     pub scrub_interval_ms: u64,
+    /// Who may join the membership: `closed` (nodes holding the network's token) or `open`.
+    pub membership: JoinPolicy,
 }
 
 impl Default for NodeConfig {
@@ -165,6 +180,7 @@ impl Default for NodeConfig {
             max_concurrent_reads: 256,
             read_queue_ms: 200,
             scrub_interval_ms: 24 * 3600 * 1000,
+            membership: JoinPolicy::Closed,
         }
     }
 }

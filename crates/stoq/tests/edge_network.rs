@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use stoq::chunking::ContentId;
 use stoq::client::{self, fetch};
-use stoq::protocol::{Location, PutSettings};
+use stoq::protocol::{Location, Op, PutSettings, Request};
 use stoq::transport::{
     NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint, TransportConfig, TransportError,
 };
@@ -54,18 +54,32 @@ async fn start_tuned(
     seeds: &[&Node],
     tune: impl FnOnce(&mut StoqConfig),
 ) -> Node {
+    start_holding(TOKEN, dir, role, seeds, |config| {
+        config.node.region = region.into();
+        config.node.geo = geo.map(str::to_owned);
+        tune(config);
+    })
+    .await
+}
+
+/// A node on [::1] holding admin token `token` (a stranger's own, or the network's).
+async fn start_holding(
+    token: &str,
+    dir: &Path,
+    role: Role,
+    seeds: &[&Node],
+    tune: impl FnOnce(&mut StoqConfig),
+) -> Node {
     let mut config = StoqConfig::default();
     config.transport.listen = "[::1]:0".parse().unwrap();
     config.node.data_dir = dir.to_path_buf();
     config.node.role = role;
-    config.node.region = region.into();
-    config.node.geo = geo.map(str::to_owned);
     config.node.probe_interval_ms = 200;
     config.node.suspect_after_ms = 600;
     config.edge.cache_bytes = 256 << 20;
     tune(&mut config);
     let mut options = NodeOptions::new(config);
-    options.token = Some(AdminToken::from_text(TOKEN).unwrap());
+    options.token = Some(AdminToken::from_text(token).unwrap());
     options.seeds = seeds
         .iter()
         .map(|n| (n.node_id(), n.local_addr()))
@@ -755,6 +769,122 @@ async fn a_measured_rtt_to_a_client_area_overrides_geography_across_the_network(
                 .id,
             fra.node_id()
         );
+    })
+    .await;
+}
+
+const STRANGER_TOKEN: &str = "a-stranger-with-a-token-of-its-own";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_membership_drops_a_node_without_the_networks_token() {
+    bounded(async {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start(dirs[0].path(), Role::Origin, "eu", None, &[]).await;
+        let stranger = start_holding(
+            STRANGER_TOKEN,
+            dirs[1].path(),
+            Role::Edge,
+            &[&origin],
+            |_| {},
+        )
+        .await;
+        let member = start(dirs[2].path(), Role::Edge, "eu", None, &[&origin]).await;
+        assert!(
+            peers_become(&[&origin, &member], 1).await,
+            "the member never joined"
+        );
+        // The stranger's membership messages are refused (counted), and it is never a peer.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while origin.metrics().unauthorized.load(Ordering::Relaxed) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the stranger's gossip was never refused"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let peers: Vec<_> = origin
+            .membership()
+            .peers()
+            .iter()
+            .map(|p| p.member.node_id())
+            .collect();
+        assert_eq!(peers, vec![member.node_id()]);
+        assert!(!origin
+            .membership()
+            .peers()
+            .iter()
+            .any(|p| p.member.node_id() == stranger.node_id()));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_open_membership_forwarded_operations_carry_proofs_a_stranger_cannot_reuse() {
+    bounded(async {
+        let open = |c: &mut StoqConfig| c.node.membership = stoq::config::JoinPolicy::Open;
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let a = start_holding(TOKEN, dirs[0].path(), Role::Origin, &[], open).await;
+        let b = start_holding(TOKEN, dirs[1].path(), Role::Origin, &[&a], open).await;
+        let c = start_holding(TOKEN, dirs[2].path(), Role::Origin, &[&a], open).await;
+        let stranger = start_holding(STRANGER_TOKEN, dirs[3].path(), Role::Edge, &[&a], open).await;
+        converge(&[&a, &b, &c, &stranger]).await;
+
+        // An erasure-coded publish places shards on B and C with proofs, not the token.
+        let client = client_endpoint();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), noise(1 << 20, 5)).unwrap();
+        let settings = PutSettings {
+            erasure: Some("2+1".parse().unwrap()),
+            ..PutSettings::default()
+        };
+        let report = client::publish(&dial(&client, &a).await, TOKEN, file.path(), settings)
+            .await
+            .unwrap();
+        let placement = report.placement.as_ref().unwrap();
+        assert!(placement.holders.iter().all(|h| h.ok), "{report:?}");
+        let id: ContentId = report.id;
+
+        // The purge reaches B and C with proofs they check; the stranger gets one it cannot.
+        let answer = client::purge(&dial(&client, &a).await, TOKEN, &id)
+            .await
+            .unwrap();
+        assert!(answer.reached.contains(&b.node_id()), "{answer:?}");
+        assert!(answer.reached.contains(&c.node_id()), "{answer:?}");
+        let refused = answer.failed.iter().find(|f| f.id == stranger.node_id());
+        assert!(
+            refused.is_some_and(|f| f.reason.contains("wrong admin token")),
+            "{answer:?}"
+        );
+
+        // What the stranger received is a proof made for it: replayed at B, it is refused.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let network = AdminToken::from_text(TOKEN).unwrap();
+        let theirs = network.vouch(Op::Purge, &id, &stranger.node_id(), now);
+        let replay = Request::Purge {
+            token: Request::admin_token(&theirs),
+            id,
+            forward: false,
+        };
+        let err = dial(&client, &b)
+            .await
+            .request(replay.encode())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("wrong admin token"), "{err}");
+        // The same proof made for B is accepted there: it is the binding that refused it.
+        let mine = Request::Purge {
+            token: Request::admin_token(&network.vouch(Op::Purge, &id, &b.node_id(), now)),
+            id,
+            forward: false,
+        };
+        dial(&client, &b)
+            .await
+            .request(mine.encode())
+            .await
+            .unwrap();
     })
     .await;
 }

@@ -8,16 +8,41 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use stoq_transport::StoqConnection;
+use stoq_transport::{NodeId, StoqConnection};
 
 use super::error::{Answered, Refusal};
 use super::state::NodeState;
+use super::token::unix_now_s;
 use crate::chunking::ContentId;
-use crate::protocol::read_digest;
+use crate::protocol::{read_digest, Op, Request};
 
 /// Lets a change through if it carries the admin token; counts and refuses it otherwise.
 pub fn authorise(state: &NodeState, token: &Bytes) -> Answered<()> {
-    if state.access.token.verify(token) {
+    allow_if(state, state.access.token.verify(token))
+}
+
+/// Lets `op` on `id` through if it carries the admin token (a client) or a proof another node
+/// of the network made for exactly this node, operation and content (see [`vouch`]).
+pub fn authorise_forwarded(
+    state: &NodeState,
+    token: &Bytes,
+    op: Op,
+    id: &ContentId,
+) -> Answered<()> {
+    let me = state.endpoint.node_id();
+    allow_if(
+        state,
+        state.access.token.accepts(token, op, id, &me, unix_now_s()),
+    )
+}
+
+/// What this node sends node `to` in place of the token to have it do `op` on `id`.
+pub fn vouch(state: &NodeState, op: Op, id: &ContentId, to: &NodeId) -> Bytes {
+    Request::admin_token(&state.access.token.vouch(op, id, to, unix_now_s()))
+}
+
+fn allow_if(state: &NodeState, allowed: bool) -> Answered<()> {
+    if allowed {
         return Ok(());
     }
     state.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);

@@ -99,18 +99,27 @@ impl Dialer {
     }
 }
 
-/// Carries membership messages as GOSSIP requests over the node's links.
-pub struct GossipOverQuic(pub Arc<Dialer>);
+/// Carries membership messages as GOSSIP requests over the node's links, each with this
+/// node's membership proof.
+pub struct GossipOverQuic {
+    /// The node's links.
+    pub dialer: Arc<Dialer>,
+    /// This node's proof that it holds the network's token.
+    pub proof: [u8; 32],
+}
 
 impl GossipSender for GossipOverQuic {
     fn send(&self, to: &Member, data: Bytes) {
-        let dialer = self.0.clone();
+        let (dialer, proof) = (self.dialer.clone(), self.proof);
         let to = to.clone();
         tokio::spawn(async move {
             let Ok(conn) = dialer.connect_to(&to).await else {
                 return;
             };
-            let request = Request::Gossip { message: data };
+            let request = Request::Gossip {
+                proof,
+                message: data,
+            };
             let _ = tokio::time::timeout(DIAL_TIMEOUT, conn.request(request.encode())).await;
         });
     }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use stoq_transport::{IncomingRequest, NodeId, TransportError};
 use tokio::task::JoinSet;
 
-use super::access::restriction_of;
+use super::access::{restriction_of, vouch};
 use super::error::{Answered, Refusal};
 use super::membership::Member;
 use super::state::NodeState;
@@ -24,7 +24,9 @@ use crate::chunking::placement::{plan, PlacementError, PlacementNode, Redundancy
 use crate::chunking::{ChunkId, ContentId, ErasurePolicy, Manifest};
 use crate::config::Role;
 use crate::protocol::shards::{encode_shard, ShardDecoder, ShardsHead};
-use crate::protocol::{Distribution, Holder, HolderOutcome, Placement, Request, StoreShardsAnswer};
+use crate::protocol::{
+    Distribution, Holder, HolderOutcome, Op, Placement, Request, StoreShardsAnswer,
+};
 
 /// Bytes of shards a holder buffers before writing them.
 const MAX_SHARD_BATCH_BYTES: usize = 32 << 20;
@@ -181,7 +183,7 @@ async fn send_shards(
         .map_err(|e| e.to_string())?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let request = Request::StoreShards {
-        token: Request::admin_token(state.access.token().as_str()),
+        token: vouch(state, Op::StoreShards, id, &holder.id),
         id: *id,
     };
     let sent = async {

@@ -162,8 +162,11 @@ impl Node {
             probe_period: Duration::from_millis(config.node.probe_interval_ms),
             suspect_after: Duration::from_millis(config.node.suspect_after_ms),
         };
-        let membership =
-            Membership::start(me.clone(), timing, Arc::new(GossipOverQuic(dialer.clone())));
+        let gossip = GossipOverQuic {
+            dialer: dialer.clone(),
+            proof: token.membership_proof(&endpoint.node_id()),
+        };
+        let membership = Membership::start(me.clone(), timing, Arc::new(gossip));
         let prefixes = if options.prefixes.is_empty() {
             config.edge.prefix_table()
         } else {
@@ -178,6 +181,7 @@ impl Node {
             membership,
             metrics: Arc::default(),
             access: Access::new(token),
+            join_policy: config.node.membership,
             upstreams: Upstreams::new(config.routing.weights, options.router),
             pull: Default::default(),
             load: LoadMeter::default(),

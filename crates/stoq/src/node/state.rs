@@ -150,6 +150,8 @@ pub struct NodeState {
     pub metrics: Arc<NodeMetrics>,
     /// The admin token and read restrictions.
     pub access: Access,
+    /// Who may join the membership (`node.membership`).
+    pub join_policy: crate::config::JoinPolicy,
     /// Which peers it pulls from.
     pub upstreams: Upstreams,
     /// Fetches on behalf of clients, coalesced, and name copies.

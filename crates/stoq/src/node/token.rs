@@ -2,13 +2,26 @@
 //!
 //! A node with no token configured writes a fresh random one (256 bits, hex) to
 //! `DATA_DIR/admin.token` with mode 0600 at first start. Nodes of one network share a token
-//! (copy the file) so that a purge forwarded from node to node is accepted everywhere.
+//! (copy the file): it is also the network's credential. It never leaves the node that holds
+//! it: clients present it to one node over TLS, and nodes prove they hold it with keyed BLAKE3
+//! MACs that name who they are for ([`AdminToken::vouch`], [`AdminToken::membership_proof`]),
+//! so a node that receives one learns nothing it can use anywhere else or later.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
 use rand::TryRngCore;
+use stoq_transport::NodeId;
+
+use crate::chunking::ContentId;
+use crate::protocol::Op;
+
+/// How far a node-to-node proof's time may be from the receiver's clock, either way.
+pub const PROOF_WINDOW_S: u64 = 120;
+
+/// What a node-to-node proof starts with, where a client's token would stand.
+const PROOF_PREFIX: &str = "proof1:";
 
 /// The file a node keeps its admin token in, inside its data directory.
 pub const TOKEN_FILE: &str = "admin.token";
@@ -113,15 +126,151 @@ impl AdminToken {
         blake3::hash(presented) == self.digest
     }
 
-    /// The token's text, for sending it.
+    /// The token's text, for a client sending it to the node it talks to.
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// What a node sends, in place of the token, to ask node `receiver` to do `op` on `id`
+    /// (a forwarded purge, a shard placement): `proof1:SECONDS:MAC`, where MAC is a BLAKE3
+    /// MAC, keyed from the token, over the operation, the content id, the receiver's node id
+    /// and the time. Only a node holding the same token can check it; it is good for that
+    /// receiver, that operation and that content, for [`PROOF_WINDOW_S`].
+    pub fn vouch(&self, op: Op, id: &ContentId, receiver: &NodeId, now_s: u64) -> String {
+        let mac = self.operation_mac(op, id, receiver, now_s);
+        format!(
+            "{PROOF_PREFIX}{now_s}:{}",
+            stoq_transport::protocol::encode_hex32(mac.as_bytes())
+        )
+    }
+
+    /// Whether `presented` lets `op` on `id` through at node `me`: the token itself (from a
+    /// client), or a proof made for exactly this (from another node of the network).
+    pub fn accepts(
+        &self,
+        presented: &[u8],
+        op: Op,
+        id: &ContentId,
+        me: &NodeId,
+        now_s: u64,
+    ) -> bool {
+        self.verify(presented) || self.checks_vouch(presented, op, id, me, now_s)
+    }
+
+    fn checks_vouch(
+        &self,
+        presented: &[u8],
+        op: Op,
+        id: &ContentId,
+        me: &NodeId,
+        now_s: u64,
+    ) -> bool {
+        let Some(rest) = std::str::from_utf8(presented)
+            .ok()
+            .and_then(|t| t.strip_prefix(PROOF_PREFIX))
+        else {
+            return false;
+        };
+        let Some((at, mac)) = rest.split_once(':') else {
+            return false;
+        };
+        let (Ok(at), Some(mac)) = (
+            at.parse::<u64>(),
+            stoq_transport::protocol::decode_hex32(mac),
+        ) else {
+            return false;
+        };
+        // blake3::Hash compares in constant time.
+        now_s.abs_diff(at) <= PROOF_WINDOW_S
+            && self.operation_mac(op, id, me, at) == blake3::Hash::from_bytes(mac)
+    }
+
+    fn operation_mac(&self, op: Op, id: &ContentId, receiver: &NodeId, at_s: u64) -> blake3::Hash {
+        let key = blake3::derive_key("stoq 2026 node-to-node operation v1", self.text.as_bytes());
+        let mut mac = blake3::Hasher::new_keyed(&key);
+        mac.update(&[op.code()]);
+        mac.update(&id.0);
+        mac.update(receiver.as_bytes());
+        mac.update(&at_s.to_be_bytes());
+        mac.finalize()
+    }
+
+    /// What node `node` shows with each membership message to prove it holds the network's
+    /// token: a BLAKE3 MAC of its node id, keyed from the token. TLS proves the node id, so
+    /// one node's proof is of no use to another.
+    pub fn membership_proof(&self, node: &NodeId) -> [u8; 32] {
+        let key = blake3::derive_key("stoq 2026 membership v1", self.text.as_bytes());
+        *blake3::keyed_hash(&key, node.as_bytes()).as_bytes()
+    }
+
+    /// Whether `proof` is `node`'s membership proof for this token (constant time).
+    pub fn checks_membership(&self, proof: &[u8; 32], node: &NodeId) -> bool {
+        blake3::Hash::from_bytes(self.membership_proof(node)) == blake3::Hash::from_bytes(*proof)
+    }
+}
+
+/// Seconds since the Unix epoch, the clock proofs are made and checked against.
+pub fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn a_proof_works_once_for_whom_what_and_when_it_was_made_and_never_shows_the_token() {
+        let token = AdminToken::from_text("network-token-0123456789abcdef").unwrap();
+        let other = AdminToken::from_text("another-network-token-987654321").unwrap();
+        let (id, also) = (
+            crate::chunking::Hash32([7; 32]),
+            crate::chunking::Hash32([8; 32]),
+        );
+        let proof = token.vouch(Op::Purge, &id, &node(1), 1_000_000);
+        assert!(!proof.contains(token.as_str()));
+        assert!(token.accepts(proof.as_bytes(), Op::Purge, &id, &node(1), 1_000_000));
+        assert!(token.accepts(
+            proof.as_bytes(),
+            Op::Purge,
+            &id,
+            &node(1),
+            1_000_000 + PROOF_WINDOW_S
+        ));
+        // Not at another node, for another operation or content, later, or with another token.
+        assert!(!token.accepts(proof.as_bytes(), Op::Purge, &id, &node(2), 1_000_000));
+        assert!(!token.accepts(proof.as_bytes(), Op::StoreShards, &id, &node(1), 1_000_000));
+        assert!(!token.accepts(proof.as_bytes(), Op::Purge, &also, &node(1), 1_000_000));
+        assert!(!token.accepts(
+            proof.as_bytes(),
+            Op::Purge,
+            &id,
+            &node(1),
+            1_000_000 + PROOF_WINDOW_S + 1
+        ));
+        assert!(!other.accepts(proof.as_bytes(), Op::Purge, &id, &node(1), 1_000_000));
+        // A tampered time or MAC fails; the token itself still passes.
+        let tampered = proof.replace(":1000000:", ":1000001:");
+        assert!(!token.accepts(tampered.as_bytes(), Op::Purge, &id, &node(1), 1_000_000));
+        assert!(!token.accepts(b"proof1:garbage", Op::Purge, &id, &node(1), 1_000_000));
+        assert!(token.accepts(token.as_str().as_bytes(), Op::Purge, &id, &node(9), 0));
+    }
+
+    #[test]
+    fn a_membership_proof_is_bound_to_its_node_and_its_token() {
+        let token = AdminToken::from_text("network-token-0123456789abcdef").unwrap();
+        let other = AdminToken::from_text("another-network-token-987654321").unwrap();
+        let proof = token.membership_proof(&node(1));
+        assert!(token.checks_membership(&proof, &node(1)));
+        assert!(!token.checks_membership(&proof, &node(2)));
+        assert!(!other.checks_membership(&proof, &node(1)));
+        assert_ne!(&proof[..], token.as_str().as_bytes());
+    }
 
     #[test]
     fn a_fresh_token_is_private_stable_and_verifies() {

@@ -20,12 +20,12 @@
 //! | 0x10 | [`Request::GetManifest`] | id, [read token] | none | body: manifest; RESPONSE: restriction digest or empty |
 //! | 0x11 | [`Request::GetChunk`] | id, u32 index, [read token] | none | body: the chunk; empty RESPONSE |
 //! | 0x12 | [`Request::GetShard`] | shard id | none | body: the shard; empty RESPONSE |
-//! | 0x13 | [`Request::StoreShards`] | admin token, id | required ([`shards`]) | [`StoreShardsAnswer`] |
+//! | 0x13 | [`Request::StoreShards`] | admin token or node proof, id | required ([`shards`]) | [`StoreShardsAnswer`] |
 //! | 0x14 | [`Request::Holders`] | id | none | [`Placement`] |
 //! | 0x15 | [`Request::GetChunks`] | id, u32 first, u32 count, [read token] | none | body: the chunks back to back; empty RESPONSE |
-//! | 0x20 | [`Request::Gossip`] | a SWIM message | none | empty RESPONSE |
+//! | 0x20 | [`Request::Gossip`] | membership proof (32 bytes), a SWIM message | none | empty RESPONSE |
 //! | 0x21 | [`Request::Put`] | admin token, [`PutSettings`] | required (the file) | [`PutAnswer`] |
-//! | 0x22 | [`Request::Purge`] | admin token, id, forward flag | none | [`PurgeAnswer`] |
+//! | 0x22 | [`Request::Purge`] | admin token or node proof, id, forward flag | none | [`PurgeAnswer`] |
 //! | 0x23 | [`Request::Locate`] | a [`Location`] as text | none | [`LocateAnswer`] |
 //! | 0x24 | [`Request::Status`] | none | none | [`StatusAnswer`] |
 //! | 0x25 | [`Request::Prefetch`] | admin token, id | none | [`PrefetchAnswer`] |

@@ -121,6 +121,9 @@ pub enum Request {
     },
     /// A SWIM message (node to node).
     Gossip {
+        /// The sender's membership proof: a MAC of its node id keyed from the network's token
+        /// (a network with closed membership drops messages whose proof does not check).
+        proof: [u8; 32],
         /// The message, as foca encodes it.
         message: Bytes,
     },
@@ -250,7 +253,10 @@ impl Request {
                 put_token(&mut out, token);
                 out.extend_from_slice(&id.0);
             }
-            Request::Gossip { message } => out.extend_from_slice(message),
+            Request::Gossip { proof, message } => {
+                out.extend_from_slice(proof);
+                out.extend_from_slice(message);
+            }
             Request::Put { token, settings } => {
                 put_token(&mut out, token);
                 let (k, m) = settings.erasure.map_or((0, 0), |e| (e.k, e.m));
@@ -359,7 +365,16 @@ impl Request {
             Op::Holders => Ok(Request::Holders {
                 id: exact_id(&args, "a content id (32 bytes) is required")?,
             }),
-            Op::Gossip => Ok(Request::Gossip { message: args }),
+            Op::Gossip => {
+                let proof = args
+                    .get(..32)
+                    .and_then(|p| <[u8; 32]>::try_from(p).ok())
+                    .ok_or_else(|| DecodeError::bad("a 32-byte membership proof is required"))?;
+                Ok(Request::Gossip {
+                    proof,
+                    message: args.slice(32..),
+                })
+            }
             Op::StoreShards => {
                 let (token, rest) = split_admin_token(&args)?;
                 Ok(Request::StoreShards {

@@ -239,9 +239,16 @@ fn any_request() -> impl Strategy<Value = Request> {
         id.clone().prop_map(|id| Request::Holders { id }),
         (any_token(), id.clone()).prop_map(|(token, id)| Request::StoreShards { token, id }),
         (any_token(), id.clone()).prop_map(|(token, id)| Request::Prefetch { token, id }),
-        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|m| Request::Gossip {
-            message: Bytes::from(m)
-        }),
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(p, m)| {
+                Request::Gossip {
+                    proof: p,
+                    message: Bytes::from(m),
+                }
+            }),
         (
             any_token(),
             1u8..=8,

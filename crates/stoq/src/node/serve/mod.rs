@@ -115,7 +115,7 @@ pub async fn handle(state: Arc<NodeState>, mut req: IncomingRequest) -> Result<(
         Request::StoreShards { token, id } => {
             publish::store_shards(&state, &mut req, &token, id).await
         }
-        Request::Gossip { message } => network::gossip(&state, &req, message),
+        Request::Gossip { proof, message } => network::gossip(&state, &req, &proof, message),
         Request::Locate { location } => network::locate(&state, &req, &location),
         Request::Status => Answer::json(&network::status(&state)),
         Request::NameSet {

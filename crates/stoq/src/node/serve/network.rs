@@ -17,17 +17,32 @@ use super::super::state::NodeState;
 use super::super::upstream::matrix;
 use super::Answer;
 use crate::chunking::ContentId;
+use crate::config::JoinPolicy;
 use crate::protocol::{
     ConnectionCounts, Location, NameSetAnswer, PeerStatus, RouteStatus, StatusAnswer, StoreStatus,
 };
 use crate::routing::Objective;
 
 /// GOSSIP: a membership message, accepted only from a node that proved its id.
-pub fn gossip(state: &NodeState, req: &IncomingRequest, message: Bytes) -> Answered<Answer> {
+pub fn gossip(
+    state: &NodeState,
+    req: &IncomingRequest,
+    proof: &[u8; 32],
+    message: Bytes,
+) -> Answered<Answer> {
     let from = req
         .conn
         .peer_node_id()
         .ok_or_else(|| Refusal::unauthorized("membership needs a node certificate"))?;
+    if state.join_policy == JoinPolicy::Closed
+        && !state.access.token().checks_membership(proof, &from)
+    {
+        state.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%from, "membership message from a node without the network's token dropped");
+        return Err(Refusal::unauthorized(
+            "this network's membership is closed: join with its admin token (node.membership)",
+        ));
+    }
     state
         .membership
         .receive(message, from)

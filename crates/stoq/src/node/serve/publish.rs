@@ -9,13 +9,13 @@ use stoq_transport::IncomingRequest;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
-use super::super::access::authorise;
+use super::super::access::{authorise, authorise_forwarded, vouch};
 use super::super::erasure::{distribute, store_shards as hold_shards};
 use super::super::error::{Answered, Refusal};
 use super::super::state::{Holdings, NodeState};
 use super::Answer;
 use crate::chunking::ContentId;
-use crate::protocol::{PurgeAnswer, PurgeFailure, PutAnswer, PutSettings, Request};
+use crate::protocol::{Op, PurgeAnswer, PurgeFailure, PutAnswer, PutSettings, Request};
 use crate::store::PutOptions;
 
 /// How long a forwarded purge may take per peer.
@@ -113,7 +113,12 @@ pub async fn purge(
     id: ContentId,
     forward: bool,
 ) -> Answered<Answer> {
-    authorise(state, token)?;
+    // A purge another node forwarded carries its proof (made for this node and this id);
+    // only a client's, with the token itself, may be forwarded on.
+    match forward {
+        true => authorise(state, token)?,
+        false => authorise_forwarded(state, token, Op::Purge, &id)?,
+    }
     state.pull.forget(&id);
     let removed_here = match &state.holdings {
         Holdings::Edge(cache) => cache.purge(&id) as u64,
@@ -143,7 +148,7 @@ pub async fn purge(
             let state = state.clone();
             sends.spawn(async move {
                 let request = Request::Purge {
-                    token: Request::admin_token(state.access.token().as_str()),
+                    token: vouch(&state, Op::Purge, &id, &peer.member.node_id()),
                     id,
                     forward: false,
                 };
@@ -178,7 +183,7 @@ pub async fn store_shards(
     token: &Bytes,
     id: ContentId,
 ) -> Answered<Answer> {
-    authorise(state, token)?;
+    authorise_forwarded(state, token, Op::StoreShards, &id)?;
     allow_upload(state, req);
     let Holdings::Origin(store) = &state.holdings else {
         return Err(Refusal::bad_request("only origins hold shards"));
