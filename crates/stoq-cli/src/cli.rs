@@ -17,6 +17,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as `text` or `json` (one object per line); for `serve`, overrides the
+    /// config's `node.log_format`. The level comes from `STOQ_LOG` (default `warn`).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
 }
 
 /// The subcommands.

@@ -9,6 +9,7 @@ mod content;
 mod demo;
 mod known;
 mod local;
+mod logging;
 mod output;
 mod remote;
 mod route;
@@ -28,15 +29,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STOQ_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal; a log file or pipe gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::start(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,11 +78,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("stoq: {e:#}");
+            logging::failure(&format!("{e:#}"));
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("stoq: {e:#}");
+            logging::failure(&format!("{e:#}"));
             ExitCode::from(1)
         }
     }

@@ -10,6 +10,7 @@ use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint};
 
 use crate::cli::{self, PingArgs, ServeArgs};
 use crate::known;
+use crate::logging::notice;
 
 /// Runs a node until Ctrl-C or SIGTERM, then shuts it down gracefully.
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -44,27 +45,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     std::io::stdout().flush()?;
     if let Some(path) = new_token {
-        eprintln!(
-            "stoq: created the admin token file {} (mode 0600); give it to the nodes that join and to clients that publish",
+        notice(&format!(
+            "created the admin token file {} (mode 0600); give it to the nodes that join and to clients that publish",
             path.display()
-        );
+        ));
     }
     if let Err(e) = known::record(node.local_addr(), node.node_id()) {
-        eprintln!("stoq: warning: {e:#}");
+        notice(&format!("warning: {e:#}"));
     }
     stop.wait().await;
-    eprintln!(
-        "stoq: shutting down (waiting up to {} ms for in-flight requests)",
+    notice(&format!(
+        "shutting down (waiting up to {} ms for in-flight requests)",
         grace.as_millis()
-    );
+    ));
     let report = node.shutdown(grace).await;
     if report.drained {
-        eprintln!("stoq: stopped cleanly");
+        notice("stopped cleanly");
     } else {
-        eprintln!(
-            "stoq: stopped; {} request(s) were still running at the deadline",
+        notice(&format!(
+            "stopped; {} request(s) were still running at the deadline",
             report.abandoned
-        );
+        ));
     }
     Ok(())
 }

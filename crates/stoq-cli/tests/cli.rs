@@ -1213,3 +1213,74 @@ fn a_dead_first_node_is_skipped_and_the_next_one_serves() {
     );
     let _ = server.stop();
 }
+
+/// Every line of `text` is a JSON log event; returns their messages.
+fn json_messages(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| {
+            let event: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(event["level"].is_string(), "{line}");
+            assert!(event["timestamp"].is_string(), "{line}");
+            event["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn logs_are_json_lines_when_the_flag_or_the_config_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("net.token");
+    let token = token.to_str().unwrap();
+    let by_flag = Server::start_with(
+        &dir.path().join("a"),
+        &["--log-format", "json", "--token-file", token],
+    );
+    let (code, err) = by_flag.stop();
+    assert_eq!(code, 0, "{err}");
+    let messages = json_messages(&err);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("created the admin token file")),
+        "{err}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("stopped cleanly")),
+        "{err}"
+    );
+
+    let config = dir.path().join("stoq.toml");
+    std::fs::write(&config, "[node]\nlog_format = \"json\"\n").unwrap();
+    let by_config = Server::start_with(
+        &dir.path().join("b"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let (code, err) = by_config.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        json_messages(&err)
+            .iter()
+            .any(|m| m.contains("shutting down")),
+        "{err}"
+    );
+
+    // A failure is a JSON event too, with the usual exit status.
+    let missing = dir.path().join("no-such-store");
+    let out = run(&[
+        "status",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let messages = json_messages(&stderr(&out));
+    assert_eq!(messages.len(), 1, "{}", stderr(&out));
+    // Text stays text.
+    let out = run(&["status", "--data-dir", missing.to_str().unwrap()]);
+    assert!(stderr(&out).starts_with("stoq: "), "{}", stderr(&out));
+}

@@ -12,6 +12,17 @@ use stoq_transport::{CongestionController, PoolConfig, TransportConfig, Transpor
 
 use crate::routing::{CostWeights, GeoPoint};
 
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`), for log shippers.
+    Json,
+}
+
 /// Who may join a node's membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -162,6 +173,8 @@ pub struct NodeConfig {
     pub scrub_interval_ms: u64,
     /// Who may join the membership: `closed` (nodes holding the network's token) or `open`.
     pub membership: JoinPolicy,
+    /// How `stoq serve` writes its log: `text` or `json` (`--log-format` overrides it).
+    pub log_format: LogFormat,
 }
 
 impl Default for NodeConfig {
@@ -181,6 +194,7 @@ impl Default for NodeConfig {
             read_queue_ms: 200,
             scrub_interval_ms: 24 * 3600 * 1000,
             membership: JoinPolicy::Closed,
+            log_format: LogFormat::Text,
         }
     }
 }
