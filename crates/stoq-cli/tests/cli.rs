@@ -1284,3 +1284,104 @@ fn logs_are_json_lines_when_the_flag_or_the_config_asks() {
     let out = run(&["status", "--data-dir", missing.to_str().unwrap()]);
     assert!(stderr(&out).starts_with("stoq: "), "{}", stderr(&out));
 }
+
+/// The shell commands of the README's "A network" section, continuation lines joined and
+/// comments dropped.
+fn readme_network_commands() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = &readme[readme
+        .find("## A network")
+        .expect("the README has a network section")..];
+    let block = &section[section.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    block
+        .replace("\\\n", " ")
+        .lines()
+        .map(|l| l.split(" # ").next().unwrap().trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A port nothing listens on now (UDP and TCP), for commands that name fixed ports.
+fn free_port() -> u16 {
+    let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    udp.local_addr().unwrap().port()
+}
+
+#[test]
+fn the_readme_network_commands_work_from_a_clean_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_stoq"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let known = dir.path().join("known-nodes");
+    let ports = [
+        ("4433", free_port()),
+        ("4434", free_port()),
+        ("9090", free_port()),
+    ];
+    let site: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+        .collect();
+    std::fs::write(dir.path().join("site.tar"), &site).unwrap();
+    let sh = |line: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", line])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("STOQ_KNOWN_NODES", &known);
+        cmd
+    };
+    let mut servers = Vec::new();
+    let mut id = String::new();
+    for command in readme_network_commands() {
+        let mut line = command.clone();
+        for (from, to) in ports {
+            line = line.replace(&format!(":{from}'"), &format!(":{to}'"));
+        }
+        line = line.replace(" ID ", &format!(" {id} "));
+        if line.starts_with("stoq serve") {
+            let mut child = sh(&format!("exec {line}"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut first = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut first)
+                .unwrap();
+            assert!(first.starts_with("stoq listening on"), "{command}: {first}");
+            servers.push(ServerProcess(child));
+            continue;
+        }
+        let out = sh(&line).output().unwrap();
+        assert!(out.status.success(), "{command}\n{}", stderr(&out));
+        if line.starts_with("stoq put") {
+            let text = String::from_utf8(out.stdout).unwrap();
+            id = text
+                .split(|c: char| !c.is_ascii_hexdigit())
+                .find(|w| w.len() == 64)
+                .unwrap_or_else(|| panic!("no content id in: {text}"))
+                .to_owned();
+        }
+    }
+    assert_eq!(servers.len(), 2, "the README starts an origin and an edge");
+    assert!(!id.is_empty(), "the README publishes something");
+    assert!(std::fs::read(dir.path().join("site.tar")).unwrap() == site);
+}
+
+/// A child process killed when dropped.
+struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

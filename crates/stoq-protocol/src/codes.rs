@@ -33,6 +33,10 @@ pub enum ErrorCode {
     /// The peer stalled within an exchange: a request that did not arrive whole, or an answer
     /// it did not take, within the receiver's deadline. The stream is reset; nothing is lost.
     Timeout,
+    /// The node cannot reach the content's source now (it is cut off from every origin, or
+    /// they failed): nothing is known to be missing; ask again after the pause the reason
+    /// names, or ask another node. Never used for content that is not in the network.
+    Unavailable,
     /// A code this version does not know; kept so it can be reported.
     Other(u16),
 }
@@ -54,6 +58,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 0x15,
             ErrorCode::Busy => 0x16,
             ErrorCode::Timeout => 0x17,
+            ErrorCode::Unavailable => 0x18,
             ErrorCode::Other(n) => n,
         }
     }
@@ -74,6 +79,7 @@ impl ErrorCode {
             0x15 => ErrorCode::Unauthorized,
             0x16 => ErrorCode::Busy,
             0x17 => ErrorCode::Timeout,
+            0x18 => ErrorCode::Unavailable,
             other => ErrorCode::Other(other),
         }
     }
@@ -101,6 +107,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Busy => "busy",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Other(_) => "unknown error code",
         };
         write!(f, "{name} (0x{:02x})", self.to_u16())
@@ -113,9 +120,16 @@ pub fn busy_reason(after: std::time::Duration, why: &str) -> String {
     format!("busy: retry after {} ms ({why})", after.as_millis())
 }
 
-/// The pause a BUSY reason asks for, if it names one.
+/// The reason text of an UNAVAILABLE answer, naming the pause like [`busy_reason`].
+pub fn unavailable_reason(after: std::time::Duration, why: &str) -> String {
+    format!("unavailable: retry after {} ms ({why})", after.as_millis())
+}
+
+/// The pause a BUSY or UNAVAILABLE reason asks for, if it names one.
 pub fn retry_after(reason: &str) -> Option<std::time::Duration> {
-    let rest = reason.strip_prefix("busy: retry after ")?;
+    let rest = reason
+        .strip_prefix("busy: retry after ")
+        .or_else(|| reason.strip_prefix("unavailable: retry after "))?;
     let (ms, _) = rest.split_once(" ms")?;
     ms.parse().ok().map(std::time::Duration::from_millis)
 }

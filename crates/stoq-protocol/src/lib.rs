@@ -10,7 +10,7 @@ mod frame;
 mod hex;
 mod node_id;
 
-pub use codes::{busy_reason, retry_after, ErrorCode};
+pub use codes::{busy_reason, retry_after, unavailable_reason, ErrorCode};
 pub use frame::{
     decode_frame, ErrorFrame, Frame, FrameHeader, FrameKind, ProtocolError, DATA_FRAME_TARGET,
     DEFAULT_MAX_FRAME_SIZE, HEADER_LEN, MAX_ERROR_REASON_LEN, MAX_FRAME_SIZE_CEILING,

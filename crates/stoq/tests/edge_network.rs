@@ -888,3 +888,46 @@ async fn with_open_membership_forwarded_operations_carry_proofs_a_stranger_canno
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_edge_rejoins_at_once_and_answers_unavailable_never_not_found_meanwhile() {
+    bounded(async {
+        let (o, e) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let origin = start(o.path(), Role::Origin, "eu", None, &[]).await;
+        let edge = start(e.path(), Role::Edge, "eu", None, &[&origin]).await;
+        converge(&[&origin, &edge]).await;
+        let client = client_endpoint();
+        let data = noise(256 << 10, 9);
+        let id = publish(&client, &origin, &data).await;
+
+        // Killed (no goodbye) and started again at once on the same data dir: the origin
+        // still holds the old incarnation.
+        edge.kill().await;
+        let edge = start(e.path(), Role::Edge, "eu", None, &[&origin]).await;
+        let restarted = Instant::now();
+        let conn = dial(&client, &edge).await;
+        match client::fetch_manifest(&conn, &id).await {
+            Ok(manifest) => assert_eq!(manifest.size, data.len() as u64),
+            Err(e) => {
+                let text = e.to_string();
+                assert!(text.contains("unavailable"), "{text}");
+                assert!(
+                    stoq::protocol::retry_after(&text[text.find("unavailable:").unwrap()..])
+                        .is_some(),
+                    "{text}"
+                );
+            }
+        }
+        // A download pauses on UNAVAILABLE and completes once the edge has rejoined.
+        let mut out = Vec::new();
+        fetch(&[conn], &id, &mut out).await.unwrap();
+        assert_eq!(out, data);
+        let took = restarted.elapsed();
+        assert!(
+            took < Duration::from_secs(6),
+            "the restarted edge took {took:?} to serve"
+        );
+        assert!(peers_become(&[&origin, &edge], 1).await);
+    })
+    .await;
+}

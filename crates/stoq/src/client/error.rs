@@ -59,14 +59,15 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// The pause a source asked for when it answered BUSY (it is loaded, not failing); `None`
-    /// for every other failure.
+    /// The pause a source asked for when it answered BUSY (it is loaded) or UNAVAILABLE (it
+    /// cannot reach the content's source for now): not failing, ask again later. `None` for
+    /// every other failure.
     pub fn busy_pause(&self) -> Option<Duration> {
         match self {
             FetchError::Transport {
                 error:
                     TransportError::Remote {
-                        code: ErrorCode::Busy,
+                        code: ErrorCode::Busy | ErrorCode::Unavailable,
                         reason,
                     },
                 ..

@@ -67,6 +67,15 @@ impl Refusal {
         Self::new(ErrorCode::Busy, crate::protocol::busy_reason(after, why))
     }
 
+    /// UNAVAILABLE: the source of the content cannot be reached now; the reason says when to
+    /// ask again ([`crate::protocol::unavailable_reason`]).
+    pub fn unavailable(why: &str, after: std::time::Duration) -> Self {
+        Self::new(
+            ErrorCode::Unavailable,
+            crate::protocol::unavailable_reason(after, why),
+        )
+    }
+
     /// INTERNAL.
     pub fn internal(reason: impl ToString) -> Self {
         Self::new(ErrorCode::Internal, reason.to_string())

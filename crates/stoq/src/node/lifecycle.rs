@@ -143,7 +143,7 @@ impl Node {
         let me = Member {
             id: *endpoint.node_id().as_bytes(),
             addr: addr_v6(endpoint.local_addr()?)?,
-            bump: 0,
+            bump: super::membership::next_incarnation(&data_dir),
             role: config.node.role,
             region: config.node.region.clone(),
             geo_e6: config

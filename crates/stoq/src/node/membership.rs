@@ -24,6 +24,25 @@ use super::view::Reports;
 pub use super::view::{Member, Peer, Report, View, MAX_MEMBERS, MAX_REPORTED_RTTS};
 pub use crate::config::Role;
 
+/// The file in the data dir that keeps the node's last membership incarnation.
+pub const INCARNATION_FILE: &str = "membership.incarnation";
+
+/// This start's incarnation (the member identity's `bump`): one more than the last start's,
+/// kept in `data_dir`. Members that still hold the node's previous incarnation (alive,
+/// suspected or down) take the new one as its successor at once (it wins the conflict on
+/// the node id), so a restarted node rejoins within a probe or two instead of being ignored.
+pub fn next_incarnation(data_dir: &std::path::Path) -> u16 {
+    let path = data_dir.join(INCARNATION_FILE);
+    let last = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok());
+    let next = last.map_or(0, |n| n.saturating_add(1));
+    if let Err(e) = std::fs::write(&path, next.to_string()) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record the membership incarnation");
+    }
+    next
+}
+
 /// Timing of failure detection.
 #[derive(Debug, Clone, Copy)]
 pub struct MembershipTiming {

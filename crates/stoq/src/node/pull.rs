@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::erasure::rebuild_chunk;
 use super::error::{Answered, Refusal};
 use super::state::{Holdings, NodeState};
-use super::upstream::{first_answer, upstream_refusal};
+use super::upstream::{first_answer, transport_refusal, upstream_refusal};
 use crate::chunking::{ContentId, Manifest};
 use crate::client::{fetch_chunk, fetch_manifest_as, resolve_name};
 use crate::edge::names::{Freshness, NameRecord};
@@ -76,13 +76,12 @@ async fn resolve_manifest(
             if let (true, Some(cache)) = (asked, &cache) {
                 cache.count_fetch();
             }
-            let (manifest, restriction) =
-                first_answer(&fetcher, Refusal::no_content(&id), |_, conn| async move {
-                    fetch_manifest_as(&conn, &id, None)
-                        .await
-                        .map_err(upstream_refusal)
-                })
-                .await?;
+            let (manifest, restriction) = first_answer(&fetcher, |_, conn| async move {
+                fetch_manifest_as(&conn, &id, None)
+                    .await
+                    .map_err(upstream_refusal)
+            })
+            .await?;
             // The restriction is recorded before the manifest is cached, so a restricted
             // content is never served openly, even after a restart.
             if let Some(d) = restriction {
@@ -156,10 +155,9 @@ pub async fn chunk_of(
             if let Some(cache) = &cache {
                 cache.count_fetch();
             }
-            let none = Refusal::not_found(format!("no upstream has chunk {index} of {id}"));
             let manifest = &manifest;
             let upstreams = &fetcher.upstreams;
-            let bytes = first_answer(&fetcher, none, |up, conn| async move {
+            let bytes = first_answer(&fetcher, |up, conn| async move {
                 let started = Instant::now();
                 let bytes = fetch_chunk(&conn, &id, manifest, index)
                     .await
@@ -223,12 +221,11 @@ async fn refresh_name(state: &Arc<NodeState>, name: String) -> Answered<NameReco
         .pull
         .name_fetches
         .get_or_fetch(name.clone(), move || async move {
-            let none = Refusal::not_found(format!("name {name:?} is not set"));
             let name_ref = &name;
-            let record = first_answer(&fetcher, none, |_, conn| async move {
+            let record = first_answer(&fetcher, |_, conn| async move {
                 resolve_name(&conn, name_ref)
                     .await
-                    .map_err(|e| Refusal::not_found(e.to_string()))
+                    .map_err(|e| transport_refusal(&e))
             })
             .await?;
             fetcher

@@ -17,7 +17,11 @@ pub const REPORT_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// Runs until aborted.
 pub async fn report_loop(state: Arc<NodeState>, seeds: Vec<(NodeId, SocketAddrV6)>) {
-    let mut seq = 0u64;
+    // Sequence numbers start from the clock, so a restarted node's reports are newer than
+    // the ones members still hold from before the restart.
+    let mut seq = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut ticker = tokio::time::interval(REPORT_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -12,14 +12,15 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use stoq_transport::{NodeId, StoqConnection};
+use stoq_transport::{NodeId, StoqConnection, TransportError};
 
 use super::error::{Answered, Refusal};
 use super::membership::Member;
 use super::report::REPORT_INTERVAL;
 use super::state::NodeState;
-use crate::client::FetchError;
+use crate::client::{FetchError, DEFAULT_BUSY_PAUSE};
 use crate::config::Role;
+use crate::protocol::{retry_after, ErrorCode};
 use crate::routing::{GeoPoint, LinkSpec, NodeSpec, Objective, Router, RoutingMatrix};
 
 /// The routing matrix as this node sees the network now: itself and its live peers, with the
@@ -166,31 +167,74 @@ fn rank(state: &NodeState) -> Vec<Member> {
     list
 }
 
+/// How long a client should wait before asking again a node that cannot reach any upstream:
+/// about two probe intervals, the time a restarted or reconnected node takes to rejoin.
+pub const UNAVAILABLE_PAUSE: std::time::Duration = std::time::Duration::from_millis(2000);
+
 /// Asks the upstreams in order until one answers: `ask` gets each reachable upstream and its
-/// connection; the first `Ok` wins. If none does, the last refusal (or `none`) is the answer.
-pub async fn first_answer<T, F, Fut>(state: &NodeState, none: Refusal, mut ask: F) -> Answered<T>
+/// connection; the first `Ok` wins. A definite refusal (NOT_FOUND) is passed on only when
+/// every upstream was reached and gave one; while some could not be reached (or there are
+/// none yet, as after a restart), the answer is UNAVAILABLE, never NOT_FOUND.
+pub async fn first_answer<T, F, Fut>(state: &NodeState, mut ask: F) -> Answered<T>
 where
     F: FnMut(Member, StoqConnection) -> Fut,
     Fut: Future<Output = Answered<T>>,
 {
-    let mut last = none;
-    for up in upstreams(state) {
+    let list = upstreams(state);
+    let mut unreached = list.is_empty();
+    let mut last = None;
+    for up in list {
         let Ok(conn) = state.dialer.connect_to(&up).await else {
+            unreached = true;
             continue;
         };
         match ask(up, conn).await {
             Ok(value) => return Ok(value),
-            Err(refusal) => last = refusal,
+            Err(refusal) => {
+                unreached |= refusal.code == ErrorCode::Unavailable;
+                last = Some(refusal);
+            }
         }
     }
-    Err(last)
+    match last {
+        Some(refusal) if !unreached || refusal.code == ErrorCode::Busy => Err(refusal),
+        _ => Err(Refusal::unavailable(
+            "no upstream that may hold it can be reached from this node now",
+            UNAVAILABLE_PAUSE,
+        )),
+    }
 }
 
-/// How a failed upstream fetch is passed on: an upstream that was BUSY makes this node BUSY
-/// too (its client should pause, not give up); anything else is NOT_FOUND here.
+/// How a failed upstream fetch is passed on: what the upstream answered definitely
+/// (NOT_FOUND, UNAUTHORIZED) as it was; BUSY and UNAVAILABLE with their pause; anything else
+/// (the upstream cut off, stalled, or sent bad data) as UNAVAILABLE: the content may well
+/// exist.
 pub fn upstream_refusal(e: FetchError) -> Refusal {
-    match e.busy_pause() {
-        Some(after) => Refusal::busy("the upstream is busy", after),
-        None => Refusal::not_found(e.to_string()),
+    match e {
+        FetchError::Transport { error, .. } => transport_refusal(&error),
+        other => Refusal::unavailable(&format!("the upstream failed: {other}"), UNAVAILABLE_PAUSE),
+    }
+}
+
+/// [`upstream_refusal`] for a failed request/response exchange with an upstream.
+pub fn transport_refusal(e: &TransportError) -> Refusal {
+    let pause = |reason: &str, default| retry_after(reason).unwrap_or(default);
+    match e {
+        TransportError::Remote {
+            code: code @ (ErrorCode::NotFound | ErrorCode::Unauthorized),
+            reason,
+        } => Refusal::new(*code, reason.clone()),
+        TransportError::Remote {
+            code: ErrorCode::Busy,
+            reason,
+        } => Refusal::busy("the upstream is busy", pause(reason, DEFAULT_BUSY_PAUSE)),
+        TransportError::Remote {
+            code: ErrorCode::Unavailable,
+            reason,
+        } => Refusal::unavailable(
+            "the upstream cannot reach the content's source",
+            pause(reason, UNAVAILABLE_PAUSE),
+        ),
+        other => Refusal::unavailable(&format!("the upstream failed: {other}"), UNAVAILABLE_PAUSE),
     }
 }

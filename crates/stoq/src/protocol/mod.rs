@@ -50,7 +50,7 @@ pub use answers::{
 };
 pub use request::{read_digest, Location, PutSettings, Request};
 pub use shards::{Holder, Placement};
-pub use stoq_protocol::{busy_reason, retry_after, ErrorCode};
+pub use stoq_protocol::{busy_reason, retry_after, unavailable_reason, ErrorCode};
 
 pub use crate::edge::names::NameRecord;
 
