@@ -175,6 +175,15 @@ pub struct NodeConfig {
     pub membership: JoinPolicy,
     /// How `stoq serve` writes its log: `text` or `json` (`--log-format` overrides it).
     pub log_format: LogFormat,
+    /// Requests per second one client address (/64) may make; past it, BUSY "slow down".
+    /// 0 = no limit. Members and requests carrying the admin token are not limited.
+    pub client_requests_per_s: u32,
+    /// Bytes per second one client address (/64) may be sent; 0 = no limit.
+    pub client_bytes_per_s: u64,
+    /// Requests per second on one connection; 0 = no limit.
+    pub connection_requests_per_s: u32,
+    /// Bytes per second sent on one connection; 0 = no limit.
+    pub connection_bytes_per_s: u64,
 }
 
 impl Default for NodeConfig {
@@ -195,6 +204,10 @@ impl Default for NodeConfig {
             scrub_interval_ms: 24 * 3600 * 1000,
             membership: JoinPolicy::Closed,
             log_format: LogFormat::Text,
+            client_requests_per_s: 0,
+            client_bytes_per_s: 0,
+            connection_requests_per_s: 0,
+            connection_bytes_per_s: 0,
         }
     }
 }

@@ -931,3 +931,68 @@ async fn a_restarted_edge_rejoins_at_once_and_answers_unavailable_never_not_foun
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rates_is_told_to_slow_down_and_the_admin_and_members_are_not() {
+    bounded(async {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let origin = start_tuned(dirs[0].path(), Role::Origin, "eu", None, &[], |c| {
+            c.node.client_requests_per_s = 20;
+            c.node.connection_bytes_per_s = 2 << 20;
+        })
+        .await;
+        let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[&origin]).await;
+        converge(&[&origin, &edge]).await;
+        let client = client_endpoint();
+        let conn = dial(&client, &origin).await;
+
+        // Requests: past 20 at once, "slow down" with the pause to take.
+        let mut slowed = None;
+        for _ in 0..40 {
+            if let Err(e) = client::ping(&conn).await {
+                slowed = Some(e.to_string());
+                break;
+            }
+        }
+        let slowed = slowed.expect("40 pings at once were all answered");
+        assert!(
+            slowed.contains("slow down: over 20 requests/s from your address"),
+            "{slowed}"
+        );
+        assert!(stoq::protocol::retry_after(&slowed[slowed.find("busy:").unwrap()..]).is_some());
+        // The admin is not limited: its token goes through while the client is slowed.
+        for _ in 0..5 {
+            client::purge(&conn, TOKEN, &ContentId::of(b"nothing"))
+                .await
+                .unwrap();
+        }
+
+        // Bytes: an 8 MiB download on one connection at 2 MiB/s is paced by BUSY pauses
+        // (the answers it got in one go are charged as debt) and arrives whole; the edge (a
+        // member) pulling the same content is not limited.
+        let data = noise(8 << 20, 21);
+        let id = publish(&client, &origin, &data).await;
+        let busy_before = origin.metrics().busy.load(Ordering::Relaxed);
+        let mut out = Vec::new();
+        fetch(&[dial(&client, &origin).await], &id, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, data);
+        assert!(
+            origin.metrics().busy.load(Ordering::Relaxed) > busy_before,
+            "the download was never paced"
+        );
+        let busy_before = origin.metrics().busy.load(Ordering::Relaxed);
+        let mut out = Vec::new();
+        fetch(&[dial(&client, &edge).await], &id, &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(
+            origin.metrics().busy.load(Ordering::Relaxed),
+            busy_before,
+            "a member was slowed"
+        );
+    })
+    .await;
+}

@@ -182,6 +182,7 @@ impl Node {
             metrics: Arc::default(),
             access: Access::new(token),
             join_policy: config.node.membership,
+            qos: super::qos::Qos::new(super::qos::QosLimits::of(&config.node)),
             upstreams: Upstreams::new(config.routing.weights, options.router),
             pull: Default::default(),
             load: LoadMeter::default(),

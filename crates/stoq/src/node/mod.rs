@@ -24,6 +24,7 @@ mod locator;
 mod membership;
 mod metrics;
 mod pull;
+mod qos;
 mod report;
 mod scrub;
 mod serve;

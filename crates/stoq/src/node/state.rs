@@ -150,6 +150,8 @@ pub struct NodeState {
     pub metrics: Arc<NodeMetrics>,
     /// The admin token and read restrictions.
     pub access: Access,
+    /// Per-client request and byte rates.
+    pub qos: super::qos::Qos,
     /// Who may join the membership (`node.membership`).
     pub join_policy: crate::config::JoinPolicy,
     /// Which peers it pulls from.
@@ -188,6 +190,19 @@ impl NodeState {
             slots_in_use: self.admission.in_use() as u64,
             slots: self.admission.limit() as u64,
         }
+    }
+
+    /// Counts `bytes` of content sent to `conn`'s peer: metrics, load, and its byte rates.
+    pub fn served(&self, conn: &stoq_transport::StoqConnection, bytes: u64) {
+        self.metrics
+            .bytes_out
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.load.served(bytes);
+        self.qos.spent(
+            super::qos::Client::of(conn),
+            bytes,
+            std::time::Instant::now(),
+        );
     }
 
     /// Whether `peer` is a live member (members fetch for their clients, who they checked).

@@ -194,6 +194,18 @@ impl Request {
         token.map(token_bytes)
     }
 
+    /// The admin token (or a node's proof) the request carries, for operations that take one.
+    pub fn credential(&self) -> Option<&Bytes> {
+        match self {
+            Request::Put { token, .. }
+            | Request::Purge { token, .. }
+            | Request::StoreShards { token, .. }
+            | Request::Prefetch { token, .. }
+            | Request::NameSet { token, .. } => Some(token),
+            _ => None,
+        }
+    }
+
     /// The operation.
     pub fn op(&self) -> Op {
         match self {

@@ -21,6 +21,7 @@ use serde::Serialize;
 use stoq_transport::{IncomingRequest, StoqEndpoint, TransportError};
 
 use super::error::{Answered, Refusal};
+use super::qos::Client;
 use super::state::NodeState;
 use crate::protocol::{ErrorCode, Op, Request};
 
@@ -73,10 +74,21 @@ pub async fn handle(state: Arc<NodeState>, mut req: IncomingRequest) -> Result<(
     };
     let op = request.op();
     state.metrics.request(kind_of(op));
+    let member = req.conn.peer_node_id().is_some_and(|p| state.is_member(&p));
+    // Clients are held to their rates; members and the admin (its token) are not.
+    let admin = request
+        .credential()
+        .is_some_and(|t| state.access.token().verify(t));
+    if !member && !admin {
+        if let Err(slow) = state.qos.admit(Client::of(&req.conn), Instant::now()) {
+            state.metrics.busy.fetch_add(1, Ordering::Relaxed);
+            let reason = crate::protocol::busy_reason(slow.after, &slow.why);
+            return req.reply.send_error(ErrorCode::Busy, &reason).await;
+        }
+    }
     // Content requests take a slot first (held until answered), or are answered BUSY.
     let _slot = match op {
         Op::GetManifest | Op::GetChunk | Op::GetChunks | Op::GetShard => {
-            let member = req.conn.peer_node_id().is_some_and(|p| state.is_member(&p));
             let share = (!member).then(|| req.conn.stable_id());
             match state.admission.enter(share).await {
                 Ok(slot) => Some(slot),
@@ -165,8 +177,7 @@ async fn send(
             req.reply.send_data(body).await?;
             req.reply.send_end().await?;
             req.reply.send_response(response).await?;
-            state.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
-            state.load.served(len);
+            state.served(&req.conn, len);
             req.reply.finish()
         }
         Ok(Answer::Response(payload)) => {

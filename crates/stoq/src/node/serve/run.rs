@@ -6,7 +6,6 @@
 //! the body with an ERROR after the whole chunks before it, which the asker keeps.
 
 use std::ops::Range;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -58,20 +57,15 @@ pub async fn run(
                 req.reply.send_data(bytes).await?;
             }
             Err(refusal) => {
-                count_sent(state, sent);
+                state.served(&req.conn, sent);
                 return req.reply.send_error(refusal.code, &refusal.reason).await;
             }
         }
     }
     req.reply.send_end().await?;
     req.reply.send_response(Bytes::new()).await?;
-    count_sent(state, sent);
+    state.served(&req.conn, sent);
     req.reply.finish()
-}
-
-fn count_sent(state: &NodeState, bytes: u64) {
-    state.metrics.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-    state.load.served(bytes);
 }
 
 /// The run's chunks in order, read ahead of the sender. An origin holding the content whole
