@@ -25,6 +25,13 @@ fn endpoint() -> Result<StoqEndpoint> {
     )?)
 }
 
+/// Closes every connection of `client` before the command exits, so nodes see them end now
+/// rather than at their idle timeout (a node stopping gracefully waits for its replies to be
+/// acknowledged); waits at most half a second for the close to leave.
+pub async fn hang_up(client: &StoqEndpoint) {
+    client.shutdown(std::time::Duration::from_millis(500)).await;
+}
+
 async fn connect(client: &StoqEndpoint, id: NodeId, addr: SocketAddrV6) -> Result<StoqConnection> {
     client::dial(client, id, addr)
         .await
@@ -99,6 +106,7 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
             elapsed.as_secs_f64() * 1e3
         );
     }
+    hang_up(&client).await;
     Ok(())
 }
 
@@ -291,6 +299,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
             eprintln!("  dropped {addr}");
         }
     }
+    hang_up(&client).await;
     Ok(())
 }
 
@@ -342,6 +351,7 @@ pub async fn status(node: &str, json: bool) -> Result<()> {
             store["objects"], store["logical_bytes"], store["stored_bytes"]
         );
     }
+    hang_up(&client).await;
     Ok(())
 }
 
@@ -385,6 +395,7 @@ pub async fn admin(args: AdminArgs, purge: bool) -> Result<()> {
             answer["chunks"], answer["bytes"]
         );
     }
+    hang_up(&client).await;
     Ok(())
 }
 
@@ -410,6 +421,7 @@ pub async fn name(command: NameCommand) -> Result<()> {
                     args.name, record.version, args.ttl, args.swr
                 );
             }
+            hang_up(&client).await;
         }
         NameCommand::Get(args) => {
             stoq::edge::names::check_name(&args.name).map_err(usage)?;
@@ -431,6 +443,7 @@ pub async fn name(command: NameCommand) -> Result<()> {
             } else {
                 println!("{}", record.id);
             }
+            hang_up(&client).await;
         }
     }
     Ok(())

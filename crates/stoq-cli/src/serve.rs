@@ -123,9 +123,7 @@ pub async fn ping(args: PingArgs) -> Result<()> {
             rtt.as_secs_f64() * 1e3
         );
     }
-    // Close before exiting, so the node sees the connection end now and not at its idle
-    // timeout (a node stopping gracefully waits until its replies are acknowledged).
     conn.close(stoq::protocol::ErrorCode::NoError, "done");
-    client.shutdown(std::time::Duration::from_millis(500)).await;
+    crate::remote::hang_up(&client).await;
     Ok(())
 }

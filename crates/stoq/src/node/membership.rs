@@ -408,6 +408,59 @@ mod tests {
     }
 
     #[test]
+    fn a_report_is_taken_only_from_the_node_it_is_about() {
+        let view = Arc::new(RwLock::new(View::default()));
+        let mut handler = Reports {
+            me: [0; 32],
+            view: view.clone(),
+        };
+        view.write().unwrap().up(&member(1));
+        let about_1 = |seq, load| {
+            postcard::to_allocvec(&Report {
+                from: [1; 32],
+                seq,
+                load,
+                rtts: vec![],
+                areas: vec![],
+                throughput: vec![],
+            })
+            .unwrap()
+        };
+        let load = || view.read().unwrap().peers[&NodeId::from_bytes([1; 32])].load;
+        // Member 2 relays (or forges) a report about member 1: ignored, not spread.
+        assert_eq!(
+            handler
+                .receive_item(&about_1(5, 0.9), Some(&member(2)))
+                .unwrap(),
+            None
+        );
+        assert_eq!(load(), 0.0);
+        // Member 1's own report applies, and is not relayed either.
+        assert_eq!(
+            handler
+                .receive_item(&about_1(6, 0.4), Some(&member(1)))
+                .unwrap(),
+            None
+        );
+        assert_eq!(load(), 0.4);
+        // Our own report is spread when added locally (no sender), not when it comes back.
+        let mine = postcard::to_allocvec(&Report {
+            from: [0; 32],
+            seq: 1,
+            load: 0.1,
+            rtts: vec![],
+            areas: vec![],
+            throughput: vec![],
+        })
+        .unwrap();
+        assert!(handler.receive_item(&mine, None).unwrap().is_some());
+        assert!(handler
+            .receive_item(&mine, Some(&member(1)))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
     fn malformed_reports_are_errors() {
         let mut handler = Reports {
             me: [0; 32],

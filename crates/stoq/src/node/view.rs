@@ -224,10 +224,13 @@ impl BroadcastHandler<Member> for Reports {
     type Key = ReportKey;
     type Error = BadReport;
 
+    /// A report is taken only from the node it is about: `sender` is the member whose
+    /// message carried it, whose id the node checked against the TLS handshake, so no member
+    /// can speak for another. Reports are therefore not relayed: each node spreads its own.
     fn receive_item(
         &mut self,
         data: &[u8],
-        _sender: Option<&Member>,
+        sender: Option<&Member>,
     ) -> Result<Option<ReportKey>, BadReport> {
         let report: Report = postcard::from_bytes(data).map_err(|e| BadReport(e.to_string()))?;
         if report.rtts.len() > MAX_REPORTED_RTTS
@@ -245,10 +248,12 @@ impl BroadcastHandler<Member> for Reports {
             seq: report.seq,
         };
         if report.from == self.me {
-            // Our own report, added locally: spread it.
-            return Ok(Some(key));
+            // Our own report: spread it when added locally, ignore it when it comes back.
+            return Ok(sender.is_none().then_some(key));
         }
-        let newer = self.view.write().expect("view lock").report(&report);
-        Ok(newer.then_some(key))
+        if sender.is_some_and(|s| s.id == report.from) {
+            self.view.write().expect("view lock").report(&report);
+        }
+        Ok(None)
     }
 }
