@@ -1385,3 +1385,18 @@ impl Drop for ServerProcess {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn gc_help_describes_gc_and_its_own_options() {
+    let out = run(&["gc", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("Remove blob files no content refers to"),
+        "{help}"
+    );
+    assert!(
+        !help.contains("--node"),
+        "gc works on a local store only: {help}"
+    );
+}

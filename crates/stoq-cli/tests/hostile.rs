@@ -204,3 +204,44 @@ fn a_stranger_cannot_grow_a_node_past_its_budget_and_memory_comes_back() {
     let (code, err) = server.stop();
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn sigterm_with_requests_in_flight_exits_within_the_drain_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[transport]\nshutdown_grace_ms = 1000\n").unwrap();
+    let server = Server::start_with(
+        &dir.path().join("n"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let node: NodeId = server.node_id.parse().unwrap();
+    let (client, held) = runtime.block_on(async {
+        let client = StoqEndpoint::client(
+            TransportConfig {
+                listen: "[::1]:0".parse().unwrap(),
+                ..TransportConfig::default()
+            },
+            NodeIdentity::generate().unwrap(),
+        )
+        .unwrap();
+        let conn = client
+            .connect(addr, &PeerExpectation::Node(node))
+            .await
+            .unwrap();
+        // Requests that never finish arriving: in flight until the node gives up on them.
+        let held = attack(&conn).await;
+        (client, (conn, held))
+    });
+    let started = Instant::now();
+    let (code, err) = server.stop();
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        took < Duration::from_millis(1000 + 1500),
+        "the node took {took:?} to exit with a 1000 ms drain deadline"
+    );
+    assert!(err.contains("still running at the deadline"), "{err}");
+    drop((held, client));
+}
