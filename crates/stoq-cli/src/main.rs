@@ -4,6 +4,7 @@
 //! other failure.
 
 mod bench;
+mod bench_args;
 mod cli;
 mod content;
 mod demo;
@@ -11,6 +12,7 @@ mod known;
 mod local;
 mod logging;
 mod output;
+mod preset;
 mod remote;
 mod route;
 mod serve;
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
                 BenchName::Transport(t) => bench::transport::run(t).await,
                 BenchName::Route(r) => bench::route::run(r),
                 BenchName::Chunking(c) => bench::chunking::run(c),
+                BenchName::Dedup(d) => bench::dedup::run(d),
                 BenchName::Erasure(e) => bench::erasure::run(e),
                 BenchName::Connections(c) => bench::connections::run(c).await,
                 BenchName::Retrieval(r) => bench::retrieval::run(r).await,

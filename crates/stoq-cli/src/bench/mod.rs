@@ -3,6 +3,7 @@
 
 pub mod chunking;
 pub mod connections;
+pub mod dedup;
 pub mod delivery;
 pub mod erasure;
 pub mod retrieval;

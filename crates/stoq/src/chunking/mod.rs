@@ -2,17 +2,21 @@
 //! should live. Pure: no files, no sockets (the `store` module keeps chunks on disk).
 //!
 //! - [`FastCdcEngine`]: FastCDC 2020 boundaries with content profiles ([`sniff`]), BLAKE3 ids;
+//! - [`chunk_content`]: a tar cut at its members ([`archive`]), anything else by the engine;
 //! - [`Manifest`]: the ordered chunks of a piece of content; its hash is the content id;
 //! - [`erasure`]: k data + m parity shards per chunk (reed-solomon-simd);
 //! - [`placement::plan`]: rendezvous-hash placement across nodes and regions.
 
+pub mod archive;
 mod engine;
 pub mod erasure;
 mod manifest;
 pub mod placement;
 mod profile;
 
-pub use engine::{sniff_head, Chunk, ChunkEngine, ChunkSpan, FastCdcEngine, SNIFF_LEN};
+pub use engine::{
+    chunk_content, sniff_head, Chunk, ChunkEngine, ChunkSpan, FastCdcEngine, SNIFF_LEN,
+};
 pub use manifest::{
     ChunkEntry, ChunkId, ContentId, ErasurePolicy, Hash32, Manifest, ManifestError, ShardSet,
 };

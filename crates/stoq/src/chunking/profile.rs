@@ -16,6 +16,9 @@ pub enum ContentKind {
     Binary,
     /// Images, audio, video, archives and other already-compressed formats.
     Media,
+    /// A tar archive: cut at its members, each member's data with the profile it calls for
+    /// (see `chunking::archive`); what does not parse is cut as binary.
+    Tar,
 }
 
 impl ContentKind {
@@ -25,6 +28,7 @@ impl ContentKind {
             ContentKind::Binary => 0,
             ContentKind::Text => 1,
             ContentKind::Media => 2,
+            ContentKind::Tar => 3,
         }
     }
 
@@ -34,6 +38,7 @@ impl ContentKind {
             0 => Some(ContentKind::Binary),
             1 => Some(ContentKind::Text),
             2 => Some(ContentKind::Media),
+            3 => Some(ContentKind::Tar),
             _ => None,
         }
     }
@@ -42,7 +47,9 @@ impl ContentKind {
     pub fn profile(self) -> ChunkProfile {
         match self {
             ContentKind::Text => ChunkProfile::new(4 * KIB, 16 * KIB, 64 * KIB),
-            ContentKind::Binary => ChunkProfile::new(16 * KIB, 64 * KIB, 256 * KIB),
+            ContentKind::Binary | ContentKind::Tar => {
+                ChunkProfile::new(16 * KIB, 64 * KIB, 256 * KIB)
+            }
             ContentKind::Media => ChunkProfile::new(256 * KIB, MIB, 4 * MIB),
         }
     }
@@ -124,8 +131,32 @@ const MEDIA_MAGIC: &[&[u8]] = &[
     b"7z\xBC\xAF",       // 7-Zip
 ];
 
+/// A tar block: headers are one, members are padded to whole ones.
+pub const TAR_BLOCK: usize = 512;
+
+/// Whether a 512-byte block is a tar header whose stored checksum equals the sum of its
+/// bytes (the checksum field counted as spaces).
+pub fn checksum_ok(block: &[u8]) -> bool {
+    if block.len() != TAR_BLOCK {
+        return false;
+    }
+    let sum: u32 = block[..148]
+        .iter()
+        .chain(&block[156..])
+        .map(|&b| u32::from(b))
+        .sum::<u32>()
+        + 8 * u32::from(b' ');
+    tar::Header::from_byte_slice(block)
+        .cksum()
+        .is_ok_and(|stored| stored == sum)
+}
+
 /// Guesses the kind from the first bytes of the content (a few KiB is plenty).
 pub fn sniff(head: &[u8]) -> ContentKind {
+    // A tar: the ustar magic (POSIX `ustar\0` or GNU `ustar  `) and a checksum that adds up.
+    if head.len() >= TAR_BLOCK && &head[257..262] == b"ustar" && checksum_ok(&head[..TAR_BLOCK]) {
+        return ContentKind::Tar;
+    }
     if MEDIA_MAGIC.iter().any(|m| head.starts_with(m))
         || (head.len() >= 12 && &head[4..8] == b"ftyp")
     {
@@ -170,7 +201,12 @@ mod tests {
 
     #[test]
     fn every_profile_is_valid_and_ordered_by_size() {
-        for kind in [ContentKind::Text, ContentKind::Binary, ContentKind::Media] {
+        for kind in [
+            ContentKind::Text,
+            ContentKind::Binary,
+            ContentKind::Media,
+            ContentKind::Tar,
+        ] {
             kind.profile().validate().unwrap();
             assert_eq!(ContentKind::from_code(kind.code()), Some(kind));
         }

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use super::error::io_error;
 use super::{PutOptions, PutReport, Store, StoreError, BLOBS, PUT_MARKER};
-use crate::chunking::{erasure, sniff_head, ChunkEntry, ChunkId, Hash32, Manifest, ShardSet};
+use crate::chunking::{
+    chunk_content, erasure, sniff_head, ChunkEntry, ChunkId, Hash32, Manifest, ShardSet,
+};
 
 impl Store {
     /// Chunks and stores what `reader` yields. Memory stays bounded by the largest chunk,
@@ -54,7 +56,6 @@ impl Store {
             sniff_head(reader).map_err(io_error("cannot read", Path::new("input")))?;
         let (sniffed, _) = self.engine.profile_for(&head);
         let kind = options.kind.unwrap_or(sniffed);
-        let profile = kind.profile();
         // A snapshot of the index answers "do we have this blob?" per chunk, without loading
         // the whole index into memory.
         let snapshot = self.db.begin_read()?;
@@ -78,56 +79,54 @@ impl Store {
             Ok(true)
         };
         let this = &*self;
-        let result = this
-            .engine
-            .chunk_stream(&mut reader, profile, &mut |chunk| {
-                let outcome = (|| {
-                    let shards = match options.erasure {
-                        None => {
-                            if store_blob(this, chunk.id, chunk.data, written)? {
-                                new_chunks += 1;
-                                new_bytes += chunk.data.len() as u64;
-                            }
-                            None
+        let result = chunk_content(&*this.engine, &mut reader, kind, &mut |chunk| {
+            let outcome = (|| {
+                let shards = match options.erasure {
+                    None => {
+                        if store_blob(this, chunk.id, chunk.data, written)? {
+                            new_chunks += 1;
+                            new_bytes += chunk.data.len() as u64;
                         }
-                        Some(policy) => {
-                            let data = erasure::data_shards(chunk.data, policy.k);
-                            let parity = erasure::parity(&data, policy)?;
-                            let shards: Vec<&[u8]> = data
-                                .iter()
-                                .map(|d| d.as_ref())
-                                .chain(parity.iter().map(Vec::as_slice))
-                                .collect();
-                            let mut ids = Vec::with_capacity(shards.len());
-                            let mut any_new = false;
-                            for shard in &shards {
-                                let id = Hash32::of(shard);
-                                if store_blob(this, id, shard, written)? {
-                                    any_new = true;
-                                    new_bytes += shard.len() as u64;
-                                }
-                                ids.push(id);
+                        None
+                    }
+                    Some(policy) => {
+                        let data = erasure::data_shards(chunk.data, policy.k);
+                        let parity = erasure::parity(&data, policy)?;
+                        let shards: Vec<&[u8]> = data
+                            .iter()
+                            .map(|d| d.as_ref())
+                            .chain(parity.iter().map(Vec::as_slice))
+                            .collect();
+                        let mut ids = Vec::with_capacity(shards.len());
+                        let mut any_new = false;
+                        for shard in &shards {
+                            let id = Hash32::of(shard);
+                            if store_blob(this, id, shard, written)? {
+                                any_new = true;
+                                new_bytes += shard.len() as u64;
                             }
-                            new_chunks += usize::from(any_new);
-                            Some(ShardSet {
-                                shard_len: shards[0].len() as u32,
-                                ids,
-                            })
+                            ids.push(id);
                         }
-                    };
-                    chunks.push(ChunkEntry {
-                        id: chunk.id,
-                        offset: chunk.offset,
-                        length: chunk.data.len() as u32,
-                        shards,
-                    });
-                    Ok(())
-                })();
-                outcome.map_err(|e: StoreError| {
-                    failure = Some(e);
-                    io::Error::other("store write failed")
-                })
-            });
+                        new_chunks += usize::from(any_new);
+                        Some(ShardSet {
+                            shard_len: shards[0].len() as u32,
+                            ids,
+                        })
+                    }
+                };
+                chunks.push(ChunkEntry {
+                    id: chunk.id,
+                    offset: chunk.offset,
+                    length: chunk.data.len() as u32,
+                    shards,
+                });
+                Ok(())
+            })();
+            outcome.map_err(|e: StoreError| {
+                failure = Some(e);
+                io::Error::other("store write failed")
+            })
+        });
         if let Some(e) = failure {
             return Err(e);
         }

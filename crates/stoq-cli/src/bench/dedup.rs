@@ -1,0 +1,150 @@
+//! `stoq bench dedup --old A --new B`: what storing version B costs after version A, with
+//! STOQ's chunking (a tar cut at its members), with plain content-defined chunking of the whole
+//! stream, and with fixed 256 KiB chunks; against the floor, the bytes of B's tar members that
+//! are new or changed (paths compared without their first component, which carries the
+//! version).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use stoq::chunking::{chunk_content, sniff, ChunkEngine, ContentKind, FastCdcEngine, Hash32};
+
+use super::machine;
+use crate::bench_args::DedupBenchArgs;
+
+/// Fixed chunks of the baseline.
+const FIXED: usize = 256 * 1024;
+
+/// Runs the benchmark and prints the figures.
+pub fn run(args: DedupBenchArgs) -> Result<()> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let (old, new) = (read(&args.old)?, read(&args.new)?);
+    let kind = sniff(&new[..new.len().min(8192)]);
+    let stoq = new_bytes(&old, &new, |data| aware_chunks(data));
+    let cdc = new_bytes(&old, &new, |data| {
+        let profile = match sniff(&data[..data.len().min(8192)]) {
+            ContentKind::Tar => ContentKind::Binary.profile(),
+            other => other.profile(),
+        };
+        FastCdcEngine
+            .chunk_slice(data, profile)
+            .into_iter()
+            .map(|s| (s.id, s.length as u64))
+            .collect()
+    });
+    let fixed = new_bytes(&old, &new, |data| {
+        data.chunks(FIXED)
+            .map(|c| (Hash32::of(c), c.len() as u64))
+            .collect()
+    });
+    let floor = (kind == ContentKind::Tar)
+        .then(|| changed_members(&old, &new))
+        .transpose()?;
+    let share = |bytes: u64| bytes as f64 / new.len().max(1) as f64;
+    let report = serde_json::json!({
+        "name": "dedup",
+        "old": args.old.display().to_string(),
+        "new": args.new.display().to_string(),
+        "new_size": new.len(),
+        "kind": kind,
+        "stored_bytes": { "stoq": stoq, "cdc": cdc, "fixed_256k": fixed },
+        "stored_share": { "stoq": share(stoq), "cdc": share(cdc), "fixed_256k": share(fixed) },
+        "floor": floor.map(|(changed, members)| serde_json::json!({
+            "changed_member_bytes": changed,
+            "members": members,
+            "target_bytes": 2 * (changed + 512 * members),
+        })),
+        "baseline": "cdc",
+        "ratio": { "cdc": stoq as f64 / cdc.max(1) as f64, "fixed_256k": stoq as f64 / fixed.max(1) as f64 },
+        "machine": machine(),
+    });
+    if args.json {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "storing {} ({} bytes, {kind:?}) after {}:",
+        args.new.display(),
+        new.len(),
+        args.old.display()
+    );
+    for (name, bytes) in [
+        ("stoq (tar members)", stoq),
+        ("content-defined, whole stream", cdc),
+        ("fixed 256 KiB", fixed),
+    ] {
+        println!(
+            "  {name:31} {bytes:>12} new bytes ({:5.1}%)",
+            share(bytes) * 100.0
+        );
+    }
+    if let Some((changed, members)) = floor {
+        println!(
+            "  floor: {changed} bytes of new or changed members ({:.1}%), {members} members; target <= {}",
+            share(changed) * 100.0,
+            2 * (changed + 512 * members)
+        );
+    }
+    Ok(())
+}
+
+/// STOQ's chunks of `data` (what `stoq put` stores), as (id, length).
+fn aware_chunks(data: &[u8]) -> Vec<(Hash32, u64)> {
+    let kind = sniff(&data[..data.len().min(8192)]);
+    let mut out = Vec::new();
+    let _ = chunk_content(&FastCdcEngine, &mut &data[..], kind, &mut |c| {
+        out.push((c.id, c.data.len() as u64));
+        Ok(())
+    });
+    out
+}
+
+/// Bytes of `new`'s chunks (cut by `chunks`) that neither `old` nor an earlier chunk of `new`
+/// already holds: what a store holding `old` adds for `new`.
+fn new_bytes(old: &[u8], new: &[u8], chunks: impl Fn(&[u8]) -> Vec<(Hash32, u64)>) -> u64 {
+    let mut seen: HashSet<Hash32> = chunks(old).into_iter().map(|(id, _)| id).collect();
+    chunks(new)
+        .into_iter()
+        .filter(|(id, _)| seen.insert(*id))
+        .map(|(_, len)| len)
+        .sum()
+}
+
+/// The bytes of `new`'s members whose data differs from the member at the same path in `old`
+/// (or that `old` lacks), and how many members `new` has.
+fn changed_members(old: &[u8], new: &[u8]) -> Result<(u64, u64)> {
+    let members = |data: &[u8]| -> Result<HashMap<String, Hash32>> {
+        let mut out = HashMap::new();
+        let mut archive = tar::Archive::new(data);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let relative = path
+                .split_once('/')
+                .map_or(path.clone(), |(_, r)| r.to_owned());
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+            out.insert(relative, Hash32::of(&bytes));
+        }
+        Ok(out)
+    };
+    let before = members(old)?;
+    let mut changed = 0u64;
+    let mut count = 0u64;
+    let mut archive = tar::Archive::new(new);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        count += 1;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let relative = path
+            .split_once('/')
+            .map_or(path.clone(), |(_, r)| r.to_owned());
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+        if before.get(&relative) != Some(&Hash32::of(&bytes)) {
+            changed += bytes.len() as u64;
+        }
+    }
+    Ok((changed, count))
+}

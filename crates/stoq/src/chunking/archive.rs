@@ -1,0 +1,251 @@
+//! Archive-aware chunking: a tar stream is cut at its member boundaries.
+//!
+//! A tar interleaves 512-byte headers (paths with the version in them, fresh mtimes) with the
+//! members' data. Cut blindly, nearly every content-defined chunk spans a header, so a new
+//! release shares almost nothing with the last. Here each header block is a chunk of its own
+//! and each member's data (with its padding to 512 bytes) is cut on its own, with the profile
+//! its first bytes call for: a header that changes drags no file data with it, and a file
+//! that did not change gives the same chunks in every archive that carries it. Extension
+//! records (pax, GNU long names) are members like any other, so they are small chunks too.
+//!
+//! The chunks tile the stream exactly, so reassembly is concatenation as for any content. If
+//! the stream stops looking like a tar (a bad checksum, a truncated member, the end-of-archive
+//! blocks), the rest is cut by plain content-defined chunking: nothing is lost, only dedup.
+//! The same bytes always give the same chunks.
+
+use std::io::{self, Read};
+
+use super::engine::{sniff_head, Chunk, ChunkEngine};
+use super::manifest::Hash32;
+use super::profile::{checksum_ok, sniff, ContentKind, TAR_BLOCK as BLOCK};
+
+/// Cuts a tar stream member by member (see the module docs), handing chunks to `sink` in
+/// order with their offsets in the whole stream; `fallback` is the profile for whatever does
+/// not parse as tar. Holds one member's chunk at a time, like [`ChunkEngine::chunk_stream`].
+/// Returns the bytes read.
+pub fn chunk_tar(
+    engine: &dyn ChunkEngine,
+    reader: &mut dyn Read,
+    fallback: ContentKind,
+    sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut offset = 0u64;
+    loop {
+        let mut block = [0u8; BLOCK];
+        let got = read_full(reader, &mut block)?;
+        let header_ok = got == BLOCK && block.iter().any(|&b| b != 0) && checksum_ok(&block);
+        let size = tar::Header::from_byte_slice(&block).entry_size().ok();
+        let Some(size) = size.filter(|_| header_ok) else {
+            // Not a header (or the end-of-archive blocks): the rest, these bytes first, is
+            // cut as plain content.
+            let mut rest = io::Cursor::new(&block[..got]).chain(reader);
+            return Ok(offset + plain(engine, &mut rest, fallback, offset, sink)?);
+        };
+        sink(Chunk {
+            id: Hash32::of(&block),
+            offset,
+            data: &block,
+        })?;
+        offset += BLOCK as u64;
+        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        if padded == 0 {
+            continue;
+        }
+        let mut member = reader.take(padded);
+        let (head, mut member) = sniff_head(&mut member)?;
+        let kind = sniff(&head);
+        let start = offset;
+        let read = engine.chunk_stream(&mut member, kind.profile(), &mut |c| {
+            sink(Chunk {
+                offset: start + c.offset,
+                ..c
+            })
+        })?;
+        offset += read;
+        if read < padded {
+            // The stream ended inside a member: what there was is chunked, nothing more.
+            return Ok(offset);
+        }
+    }
+}
+
+/// Content-defined chunks of the rest of the stream, offsets counted from `base`.
+fn plain(
+    engine: &dyn ChunkEngine,
+    reader: &mut dyn Read,
+    kind: ContentKind,
+    base: u64,
+    sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    engine.chunk_stream(reader, kind.profile(), &mut |c| {
+        sink(Chunk {
+            offset: base + c.offset,
+            ..c
+        })
+    })
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunking::engine::FastCdcEngine;
+    use proptest::prelude::*;
+
+    /// A tar built with the `tar` crate: `(path, bytes)` members, GNU long names for long
+    /// paths, plus a directory and a hard link.
+    fn tar_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_size(0);
+        dir.set_mode(0o755);
+        builder
+            .append_data(&mut dir, "pkg-1.0/", io::empty())
+            .unwrap();
+        for (path, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(1_700_000_000);
+            builder.append_data(&mut header, path, &data[..]).unwrap();
+        }
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Link);
+        link.set_size(0);
+        builder
+            .append_link(&mut link, "pkg-1.0/hard", members[0].0)
+            .unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn chunks_of(data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let total = chunk_tar(
+            &FastCdcEngine,
+            &mut &data[..],
+            ContentKind::Binary,
+            &mut |c| {
+                assert!(c.id.matches(c.data));
+                out.push((c.offset, c.data.to_vec()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(total, data.len() as u64);
+        out
+    }
+
+    /// The chunks tile `data` exactly, in order.
+    fn reassembles(data: &[u8]) -> bool {
+        let mut next = 0u64;
+        let mut back = Vec::with_capacity(data.len());
+        for (offset, bytes) in chunks_of(data) {
+            if offset != next {
+                return false;
+            }
+            next += bytes.len() as u64;
+            back.extend_from_slice(&bytes);
+        }
+        back == data
+    }
+
+    fn release(version: &str, changed: &[u8]) -> Vec<u8> {
+        let long = format!(
+            "pkg-{version}/{}/deep/module.py",
+            "a-very-long-directory-name".repeat(5)
+        );
+        tar_of(&[
+            (&format!("pkg-{version}/README"), b"read me\n".to_vec()),
+            (&format!("pkg-{version}/big.bin"), noise(300_000, 7)),
+            (&long, noise(50_000, 8)),
+            (&format!("pkg-{version}/empty"), Vec::new()),
+            (&format!("pkg-{version}/changed.txt"), changed.to_vec()),
+        ])
+    }
+
+    #[test]
+    fn a_tar_is_recognised_and_cut_at_its_members() {
+        let data = release("1.0", b"version 1\n");
+        assert_eq!(sniff(&data), ContentKind::Tar);
+        assert_ne!(sniff(&noise(4096, 1)), ContentKind::Tar);
+        assert!(reassembles(&data));
+        // Every header block is a chunk of its own, at a member boundary.
+        let chunks = chunks_of(&data);
+        let headers = chunks
+            .iter()
+            .filter(|(_, b)| b.len() == BLOCK && checksum_ok(b))
+            .count();
+        assert!(headers >= 8, "{headers} header chunks");
+    }
+
+    #[test]
+    fn a_new_release_shares_every_unchanged_member() {
+        let one = release("1.0", b"version 1\n");
+        let two = release("1.1", b"version 2, with more words\n");
+        let before: std::collections::HashSet<Vec<u8>> =
+            chunks_of(&one).into_iter().map(|(_, b)| b).collect();
+        let new_bytes: usize = chunks_of(&two)
+            .into_iter()
+            .filter(|(_, b)| !before.contains(b))
+            .map(|(_, b)| b.len())
+            .sum();
+        // New: the headers (renamed paths) and the changed file, nothing of the big members.
+        assert!(
+            new_bytes < 16 * 1024,
+            "{new_bytes} new bytes of {}",
+            two.len()
+        );
+    }
+
+    #[test]
+    fn truncated_and_corrupt_archives_round_trip_through_the_fallback() {
+        let data = release("1.0", b"x\n");
+        for cut in [100, 512, 700, 20_000, data.len() - 1] {
+            assert!(reassembles(&data[..cut]), "cut at {cut}");
+        }
+        let mut corrupt = data.clone();
+        corrupt[512 + 148] ^= 0x55; // a checksum digit of the second header
+        assert!(reassembles(&corrupt));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_bytes_reassemble_exactly(mut data in proptest::collection::vec(any::<u8>(), 0..6000), header_at in 0usize..4) {
+            // Half the time, make the bytes start with (or contain) a plausible tar header.
+            if header_at < 2 {
+                let tar = tar_of(&[("f", data.clone())]);
+                let at = (header_at * 512).min(data.len());
+                data.splice(at..at, tar[..512].iter().copied());
+            }
+            prop_assert!(reassembles(&data));
+        }
+    }
+}
