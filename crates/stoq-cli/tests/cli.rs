@@ -1400,3 +1400,86 @@ fn gc_help_describes_gc_and_its_own_options() {
         "gc works on a local store only: {help}"
     );
 }
+
+/// A release tarball on disk: a large member streamed from `big`, small members, one of
+/// which says `version`, all under `pkg-VERSION/`.
+fn release_tar(path: &std::path::Path, big: &std::path::Path, version: &str) {
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    builder
+        .append_path_with_name(big, format!("pkg-{version}/data/big.bin"))
+        .unwrap();
+    for i in 0..40 {
+        let text = format!("module {i}\n{}\n", "fn f() {}\n".repeat(200 + i));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(
+                &mut header,
+                format!("pkg-{version}/src/m{i}.rs"),
+                text.as_bytes(),
+            )
+            .unwrap();
+    }
+    let note = format!("this is version {version}\n");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(note.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(
+            &mut header,
+            format!("pkg-{version}/VERSION"),
+            note.as_bytes(),
+        )
+        .unwrap();
+    builder.finish().unwrap();
+}
+
+#[test]
+fn a_new_release_tarball_stores_only_its_changes_and_streams_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    write_noise(&big, 128 << 20, 11);
+    let (one, two) = (
+        dir.path().join("pkg-1.0.tar"),
+        dir.path().join("pkg-1.1.tar"),
+    );
+    release_tar(&one, &big, "1.0");
+    release_tar(&two, &big, "1.1");
+    let data = dir.path().join("d");
+    let put = |file: &std::path::Path| {
+        json_of(&run(&[
+            "put",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ]))
+    };
+    let first = put(&one);
+    assert_eq!(first["kind"], "tar", "{first}");
+    let rss = first["peak_rss_bytes"].as_u64().unwrap();
+    assert!(
+        rss < 64 << 20,
+        "peak RSS {} MiB for a 128 MiB member",
+        rss >> 20
+    );
+    // Version 1.1 renames every path and changes one file: only headers and that file are new.
+    let second = put(&two);
+    let new_bytes = second["new_bytes"].as_u64().unwrap();
+    assert!(new_bytes < 256 << 10, "{new_bytes} new bytes: {second}");
+    let out = dir.path().join("back.tar");
+    let got = run(&[
+        "get",
+        second["id"].as_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(&two).unwrap(),
+        "the tar came back changed"
+    );
+}
