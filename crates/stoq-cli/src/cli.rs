@@ -205,6 +205,10 @@ pub struct GetArgs {
     /// The read token for restricted content (a file holding it).
     #[arg(long, requires = "nodes")]
     pub read_token_file: Option<PathBuf>,
+    /// An earlier version on this machine (a file, or a directory of them; repeat the flag):
+    /// chunks it shares with the content are copied from it, verified, instead of fetched.
+    #[arg(long, requires = "nodes")]
+    pub reuse: Vec<PathBuf>,
 }
 
 /// `stoq status`.

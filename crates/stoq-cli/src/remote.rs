@@ -198,9 +198,20 @@ pub async fn get(args: GetArgs) -> Result<()> {
         }
         (None, None) => unreachable!("an id or a name"),
     };
+    let reuse = match args.reuse.clone() {
+        paths if paths.is_empty() => None,
+        paths => Some(std::sync::Arc::new(
+            tokio::task::spawn_blocking(move || {
+                client::ReuseIndex::build(&paths, &stoq::chunking::FastCdcEngine)
+            })
+            .await?
+            .map_err(usage)?,
+        )),
+    };
     let options = FetchOptions {
         active: args.parallel,
         read_token: read_token(args.read_token_file.as_deref())?,
+        reuse,
     };
     let started = Instant::now();
     let report = match output::target(args.output.as_deref()) {
@@ -277,6 +288,8 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 }).collect::<Vec<_>>(),
                 "dropped": report.dropped,
                 "resumed_bytes": report.resumed_bytes,
+                "reused_bytes": report.reused_bytes,
+                "fetched_bytes": report.size - report.reused_bytes,
             })
         );
     } else if args.output.is_some() {
@@ -286,10 +299,10 @@ pub async fn get(args: GetArgs) -> Result<()> {
             report.size,
             secs * 1e3,
             report.size as f64 / secs / 1e6,
-            if report.resumed_bytes > 0 {
-                format!(", resumed after {} bytes", report.resumed_bytes)
-            } else {
-                String::new()
+            match (report.resumed_bytes, report.reused_bytes) {
+                (0, 0) => String::new(),
+                (resumed, 0) => format!(", resumed after {resumed} bytes"),
+                (_, reused) => format!(", {reused} of them copied from --reuse"),
             }
         );
         for (addr, bytes) in &report.sources {

@@ -1483,3 +1483,69 @@ fn a_new_release_tarball_stores_only_its_changes_and_streams_in_bounded_memory()
         "the tar came back changed"
     );
 }
+
+#[test]
+fn a_delta_download_fetches_only_the_chunks_the_old_version_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    write_noise(&big, 8 << 20, 12);
+    let (one, two) = (
+        dir.path().join("pkg-1.0.tar"),
+        dir.path().join("pkg-1.1.tar"),
+    );
+    release_tar(&one, &big, "1.0");
+    release_tar(&two, &big, "1.1");
+    let origin = Server::start(&dir.path().join("origin"));
+    let node = format!("{}@{}", origin.node_id, origin.addr);
+    let token = dir.path().join("origin").join("admin.token");
+    let publish = |file: &std::path::Path| {
+        let out = run(&[
+            "put",
+            file.to_str().unwrap(),
+            "--node",
+            &node,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_of(&out)["id"].as_str().unwrap().to_owned()
+    };
+    publish(&one);
+    let id = publish(&two);
+    let bytes_out = || {
+        json_of(&run(&["status", "--node", &node, "--json"]))["bytes_out"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = bytes_out();
+    let got = dir.path().join("got.tar");
+    let out = run(&[
+        "get",
+        &id,
+        "--node",
+        &node,
+        "--reuse",
+        one.to_str().unwrap(),
+        "-o",
+        got.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json_of(&out);
+    assert!(std::fs::read(&got).unwrap() == std::fs::read(&two).unwrap());
+    let size = report["size"].as_u64().unwrap();
+    let (reused, fetched) = (
+        report["reused_bytes"].as_u64().unwrap(),
+        report["fetched_bytes"].as_u64().unwrap(),
+    );
+    assert_eq!(reused + fetched, size, "{report}");
+    assert!(fetched < 256 << 10, "fetched {fetched} of {size}: {report}");
+    // Counted at the source: it sent the new chunks and the manifest, not the content.
+    let sent = bytes_out() - before;
+    assert!(
+        sent <= fetched + (256 << 10) && sent < size / 8,
+        "the origin sent {sent} of {size}"
+    );
+    origin.stop();
+}

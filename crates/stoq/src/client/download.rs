@@ -12,6 +12,7 @@ use stoq_transport::StoqConnection;
 
 use super::content::{fetch_manifest_as, fetch_run, RunEvent};
 use super::error::FetchError;
+use super::reuse::ReuseIndex;
 use crate::chunking::{ContentId, Manifest};
 use crate::protocol::MAX_RUN_CHUNKS;
 use crate::routing::Ewma;
@@ -102,6 +103,8 @@ pub struct FetchReport {
     pub dropped: Vec<String>,
     /// Bytes the caller already had (a resumed download), not fetched again.
     pub resumed_bytes: u64,
+    /// Bytes copied from earlier versions on the caller's disk ([`FetchOptions::reuse`]).
+    pub reused_bytes: u64,
 }
 
 /// Fetches `id` from several sources at once and writes it to `out` in order.
@@ -124,6 +127,7 @@ pub async fn fetch<W: Write>(
     let options = FetchOptions {
         active: sources.len(),
         read_token: None,
+        reuse: None,
     };
     fetch_with(sources, id, out, &options, |_| Ok(0)).await
 }
@@ -135,6 +139,9 @@ pub struct FetchOptions {
     pub active: usize,
     /// A read token for restricted content.
     pub read_token: Option<String>,
+    /// Chunks the caller holds in earlier versions on its disk: those are copied from there
+    /// (verified) instead of fetched.
+    pub reuse: Option<Arc<ReuseIndex>>,
 }
 
 /// [`fetch`] with refinements: only the first `options.active` sources are used at once, the
@@ -156,11 +163,49 @@ pub async fn fetch_with<W: Write>(
     let count = manifest.chunks.len() as u32;
     let skip = already_have(&manifest)?.min(count);
     let mut plan = Plan::new(sources, options.active, &manifest, skip);
+    // Chunks held locally are not asked for; they are copied in when the writer reaches them.
+    let mut local: BTreeSet<u32> = match &options.reuse {
+        Some(index) => (skip..count)
+            .filter(|&i| index.contains(&manifest.chunks[i as usize].id))
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    for i in &local {
+        plan.todo.remove(i);
+    }
     // (source, its strikes when asked, what happened; `None` when a run ended)
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Option<RunEvent>)>();
     let mut ready: BTreeMap<u32, Bytes> = BTreeMap::new();
     let mut next_write = skip;
-    while next_write < count {
+    loop {
+        // Write what is ready in order, copying in locally held chunks as the writer reaches
+        // them (one that no longer verifies goes back in line to be fetched).
+        loop {
+            if let Some(bytes) = ready.remove(&next_write) {
+                out.write_all(&bytes)?;
+                plan.report.size += bytes.len() as u64;
+                next_write += 1;
+            } else if local.remove(&next_write) {
+                let reuse = options
+                    .reuse
+                    .as_ref()
+                    .expect("local chunks come from an index");
+                match reuse.read(&manifest.chunks[next_write as usize].id) {
+                    Some(bytes) => {
+                        plan.report.reused_bytes += bytes.len() as u64;
+                        ready.insert(next_write, bytes);
+                    }
+                    None => {
+                        plan.todo.insert(next_write);
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+        if next_write >= count {
+            break;
+        }
         // Hand out work: runs of chunks not too far ahead of the write cursor, to live sources
         // with room that are not paused.
         let now = Instant::now();
@@ -214,11 +259,6 @@ pub async fn fetch_with<W: Write>(
                 plan.stopped(s, asked_at, error, index, rest);
             }
             None => plan.runs[s] -= 1,
-        }
-        while let Some(bytes) = ready.remove(&next_write) {
-            out.write_all(&bytes)?;
-            plan.report.size += bytes.len() as u64;
-            next_write += 1;
         }
     }
     Ok(plan.report)
@@ -294,6 +334,7 @@ impl Plan {
                     .map(|c| (c.remote_addr().to_string(), 0))
                     .collect(),
                 dropped: Vec::new(),
+                reused_bytes: 0,
                 resumed_bytes: manifest.chunks[..skip as usize]
                     .iter()
                     .map(|c| u64::from(c.length))

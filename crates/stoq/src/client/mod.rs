@@ -5,6 +5,7 @@
 mod content;
 mod download;
 mod error;
+mod reuse;
 
 pub use content::{
     fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_run, ReadDigest, RunEvent,
@@ -15,6 +16,7 @@ pub use download::{
     MAX_STRIKES, MAX_WINDOW_PER_SOURCE, RUN_BYTES, STALL_FLOOR, WINDOW_PER_SOURCE,
 };
 pub use error::{FetchError, DEFAULT_BUSY_PAUSE};
+pub use reuse::ReuseIndex;
 
 use std::future::Future;
 use std::io::Write;
