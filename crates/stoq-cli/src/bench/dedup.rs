@@ -21,7 +21,7 @@ pub fn run(args: DedupBenchArgs) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
     let (old, new) = (read(&args.old)?, read(&args.new)?);
     let kind = sniff(&new[..new.len().min(8192)]);
-    let stoq = new_bytes(&old, &new, |data| aware_chunks(data));
+    let stoq = new_bytes(&old, &new, aware_chunks);
     let cdc = new_bytes(&old, &new, |data| {
         let profile = match sniff(&data[..data.len().min(8192)]) {
             ContentKind::Tar => ContentKind::Binary.profile(),
