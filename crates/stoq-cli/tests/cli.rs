@@ -1549,3 +1549,35 @@ fn a_delta_download_fetches_only_the_chunks_the_old_version_lacks() {
     );
     origin.stop();
 }
+
+#[test]
+fn bench_dedup_compares_tar_aware_chunking_with_its_baselines_and_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    write_noise(&big, 2 << 20, 13);
+    let (one, two) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+    release_tar(&one, &big, "1.0");
+    release_tar(&two, &big, "1.1");
+    let out = run(&[
+        "bench",
+        "dedup",
+        "--old",
+        one.to_str().unwrap(),
+        "--new",
+        two.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json_of(&out);
+    assert_eq!(report["kind"], "tar");
+    let stored = &report["stored_bytes"];
+    let (stoq, cdc) = (
+        stored["stoq"].as_u64().unwrap(),
+        stored["cdc"].as_u64().unwrap(),
+    );
+    assert!(stoq * 4 < cdc, "{report}");
+    let target = report["floor"]["target_bytes"].as_u64().unwrap();
+    assert!(stoq <= target, "{report}");
+    let ratio = report["ratio"]["cdc"].as_f64().unwrap();
+    assert!((ratio - stoq as f64 / cdc as f64).abs() < 1e-9);
+}
