@@ -20,15 +20,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::{FramedRecv, FramedSend, StoqConnection, TransportConfig, TransportError};
+use crate::config::TransportConfig;
+use crate::connection::StoqConnection;
+use crate::error::TransportError;
+use crate::framed::{FramedRecv, FramedSend};
 
 /// The pause a BUSY answer for full request buffers asks for: requests are small and arrive in
 /// milliseconds, so room comes back quickly unless a peer is holding it, which the stall
 /// deadline ends.
 const BUSY_PAUSE: Duration = Duration::from_millis(100);
 
-/// One request arriving on a bidirectional stream, as handed to a
-/// [`crate::StoqEndpoint::serve`] handler: the REQUEST payload is already read and checked.
+/// One request arriving on a bidirectional stream, as handed to the handler an endpoint
+/// serves with: the REQUEST payload is already read and checked.
 #[derive(Debug)]
 pub struct IncomingRequest {
     /// The connection it came on (peer id, address, stats).

@@ -19,6 +19,20 @@ use super::engine::{sniff_head, Chunk, ChunkEngine};
 use super::manifest::Hash32;
 use super::profile::{checksum_ok, sniff, ContentKind, TAR_BLOCK as BLOCK};
 
+/// Cuts content of `kind` from `reader` with `engine`: a tar member by member (see
+/// this module), anything else as one stream with the kind's profile.
+pub fn chunk_content(
+    engine: &dyn ChunkEngine,
+    reader: &mut dyn Read,
+    kind: ContentKind,
+    sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    match kind {
+        ContentKind::Tar => chunk_tar(engine, reader, ContentKind::Binary, sink),
+        other => engine.chunk_stream(reader, other.profile(), sink),
+    }
+}
+
 /// Cuts a tar stream member by member (see the module docs), handing chunks to `sink` in
 /// order with their offsets in the whole stream; `fallback` is the profile for whatever does
 /// not parse as tar. Holds one member's chunk at a time, like [`ChunkEngine::chunk_stream`].

@@ -148,20 +148,6 @@ impl ChunkEngine for FastCdcEngine {
     }
 }
 
-/// Cuts content of `kind` from `reader` with `engine`: a tar member by member (see
-/// [`super::archive`]), anything else as one stream with the kind's profile.
-pub fn chunk_content(
-    engine: &dyn ChunkEngine,
-    reader: &mut dyn Read,
-    kind: ContentKind,
-    sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
-) -> io::Result<u64> {
-    match kind {
-        ContentKind::Tar => super::archive::chunk_tar(engine, reader, ContentKind::Binary, sink),
-        other => engine.chunk_stream(reader, other.profile(), sink),
-    }
-}
-
 /// A stream whose first bytes were already read for sniffing, replayed in front of the rest.
 pub type Replayed<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
 
