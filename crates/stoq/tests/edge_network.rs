@@ -939,7 +939,7 @@ async fn a_client_over_its_rates_is_told_to_slow_down_and_the_admin_and_members_
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
         let origin = start_tuned(dirs[0].path(), Role::Origin, "eu", None, &[], |c| {
             c.node.client_requests_per_s = 20;
-            c.node.connection_bytes_per_s = 2 << 20;
+            c.node.connection_bytes_per_s = 512 * 1024;
         })
         .await;
         let edge = start(dirs[1].path(), Role::Edge, "eu", None, &[&origin]).await;
@@ -968,21 +968,38 @@ async fn a_client_over_its_rates_is_told_to_slow_down_and_the_admin_and_members_
                 .unwrap();
         }
 
-        // Bytes: an 8 MiB download on one connection at 2 MiB/s is paced by BUSY pauses
-        // (the answers it got in one go are charged as debt) and arrives whole; the edge (a
-        // member) pulling the same content is not limited.
-        let data = noise(8 << 20, 21);
+        // Bytes: one chunk at a time on one connection limited to 512 KiB/s, each answer is
+        // charged once sent; past the second's worth the client is told to slow down.
+        let data = noise(2 << 20, 21);
         let id = publish(&client, &origin, &data).await;
-        let busy_before = origin.metrics().busy.load(Ordering::Relaxed);
+        let paced = dial(&client, &origin).await;
+        let manifest = client::fetch_manifest(&paced, &id).await.unwrap();
+        let mut fetched = 0usize;
+        let mut slowed = None;
+        for index in 0..manifest.chunks.len() as u32 {
+            match client::fetch_chunk(&paced, &id, &manifest, index).await {
+                Ok(bytes) => fetched += bytes.len(),
+                Err(e) => {
+                    slowed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let slowed = slowed.expect("2 MiB at once on a 512 KiB/s connection was never slowed");
+        assert!(
+            slowed.contains("slow down: over 524288 bytes/s on this connection"),
+            "{slowed}"
+        );
+        assert!(
+            fetched < 3 << 19,
+            "{fetched} bytes went out before the slow-down"
+        );
+        // A whole download on a fresh connection is paced by those pauses and arrives whole.
         let mut out = Vec::new();
         fetch(&[dial(&client, &origin).await], &id, &mut out)
             .await
             .unwrap();
         assert_eq!(out, data);
-        assert!(
-            origin.metrics().busy.load(Ordering::Relaxed) > busy_before,
-            "the download was never paced"
-        );
         let busy_before = origin.metrics().busy.load(Ordering::Relaxed);
         let mut out = Vec::new();
         fetch(&[dial(&client, &edge).await], &id, &mut out)

@@ -114,37 +114,33 @@ fn new_bytes(old: &[u8], new: &[u8], chunks: impl Fn(&[u8]) -> Vec<(Hash32, u64)
 /// The bytes of `new`'s members whose data differs from the member at the same path in `old`
 /// (or that `old` lacks), and how many members `new` has.
 fn changed_members(old: &[u8], new: &[u8]) -> Result<(u64, u64)> {
-    let members = |data: &[u8]| -> Result<HashMap<String, Hash32>> {
-        let mut out = HashMap::new();
-        let mut archive = tar::Archive::new(data);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let path = entry.path()?.to_string_lossy().into_owned();
-            let relative = path
-                .split_once('/')
-                .map_or(path.clone(), |(_, r)| r.to_owned());
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
-            out.insert(relative, Hash32::of(&bytes));
-        }
-        Ok(out)
-    };
-    let before = members(old)?;
-    let mut changed = 0u64;
-    let mut count = 0u64;
-    let mut archive = tar::Archive::new(new);
+    let before: HashMap<String, Hash32> = members(old)?
+        .into_iter()
+        .map(|(path, hash, _)| (path, hash))
+        .collect();
+    let after = members(new)?;
+    let changed = after
+        .iter()
+        .filter(|(path, hash, _)| before.get(path) != Some(hash))
+        .map(|(_, _, len)| len)
+        .sum();
+    Ok((changed, after.len() as u64))
+}
+
+/// A tar's members: path without its first component (which carries the version), BLAKE3 of
+/// the data, and its length.
+fn members(data: &[u8]) -> Result<Vec<(String, Hash32, u64)>> {
+    let mut out = Vec::new();
+    let mut archive = tar::Archive::new(data);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        count += 1;
         let path = entry.path()?.to_string_lossy().into_owned();
         let relative = path
             .split_once('/')
             .map_or(path.clone(), |(_, r)| r.to_owned());
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut bytes)?;
-        if before.get(&relative) != Some(&Hash32::of(&bytes)) {
-            changed += bytes.len() as u64;
-        }
+        out.push((relative, Hash32::of(&bytes), bytes.len() as u64));
     }
-    Ok((changed, count))
+    Ok(out)
 }
