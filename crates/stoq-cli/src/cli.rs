@@ -209,6 +209,10 @@ pub struct GetArgs {
     /// chunks it shares with the content are copied from it, verified, instead of fetched.
     #[arg(long, requires = "nodes")]
     pub reuse: Vec<PathBuf>,
+    /// Neither consult nor fill this machine's chunk cache (`$STOQ_CACHE_DIR`, else
+    /// `~/.cache/stoq/chunks`; `$STOQ_CACHE_BYTES` bytes, 1 GiB by default).
+    #[arg(long, requires = "nodes")]
+    pub no_cache: bool,
 }
 
 /// `stoq status`.

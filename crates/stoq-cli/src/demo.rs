@@ -74,7 +74,7 @@ async fn client_fetch(
     let options = FetchOptions {
         active: parallel,
         read_token: None,
-        reuse: None,
+        local: Vec::new(),
     };
     let report = located.fetch(id, &mut out, &options, |_| Ok(0)).await?;
     Ok((located, out, report, started.elapsed()))
@@ -220,7 +220,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let options = FetchOptions {
         active: 2,
         read_token: None,
-        reuse: None,
+        local: Vec::new(),
     };
     let kill_now = |_: &Manifest| {
         let _ = tripped.send(());

@@ -3,11 +3,12 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use stoq::chunking::{ContentId, ErasurePolicy, Manifest};
-use stoq::client::{self, FetchOptions, Located};
+use stoq::client::{self, ChunkCache, FetchOptions, LocalChunks, Located, DEFAULT_CACHE_BYTES};
 use stoq::node::TOKEN_FILE;
 use stoq::protocol::{read_digest, Location, PutSettings};
 use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
@@ -198,20 +199,27 @@ pub async fn get(args: GetArgs) -> Result<()> {
         }
         (None, None) => unreachable!("an id or a name"),
     };
-    let reuse = match args.reuse.clone() {
-        paths if paths.is_empty() => None,
-        paths => Some(std::sync::Arc::new(
-            tokio::task::spawn_blocking(move || {
-                client::ReuseIndex::build(&paths, &stoq::chunking::FastCdcEngine)
-            })
-            .await?
-            .map_err(usage)?,
-        )),
+    let cache = match args.no_cache {
+        true => None,
+        false => chunk_cache(),
     };
+    let mut local: Vec<Arc<dyn LocalChunks>> = Vec::new();
+    if !args.reuse.is_empty() {
+        let paths = args.reuse.clone();
+        let index = tokio::task::spawn_blocking(move || {
+            client::ReuseIndex::build(&paths, &stoq::chunking::FastCdcEngine)
+        })
+        .await?
+        .map_err(usage)?;
+        local.push(Arc::new(index));
+    }
+    if let Some(cache) = &cache {
+        local.push(cache.clone());
+    }
     let options = FetchOptions {
         active: args.parallel,
         read_token: read_token(args.read_token_file.as_deref())?,
-        reuse,
+        local,
     };
     let started = Instant::now();
     let report = match output::target(args.output.as_deref()) {
@@ -302,7 +310,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
             match (report.resumed_bytes, report.reused_bytes) {
                 (0, 0) => String::new(),
                 (resumed, 0) => format!(", resumed after {resumed} bytes"),
-                (_, reused) => format!(", {reused} of them copied from --reuse"),
+                (_, reused) => format!(", {reused} of them copied from this machine"),
             }
         );
         for (addr, bytes) in &report.sources {
@@ -312,8 +320,30 @@ pub async fn get(args: GetArgs) -> Result<()> {
             eprintln!("  dropped {addr}");
         }
     }
+    if let Some(cache) = cache {
+        if let Err(e) = cache.trim() {
+            tracing::warn!(error = %e, "cannot trim the chunk cache");
+        }
+    }
     hang_up(&client).await;
     Ok(())
+}
+
+/// The user's chunk cache ([`ChunkCache::default_dir`], `$STOQ_CACHE_BYTES` bytes, 1 GiB by
+/// default); `None` (and a warning) if it cannot be opened: a get works without it.
+fn chunk_cache() -> Option<Arc<ChunkCache>> {
+    let dir = ChunkCache::default_dir()?;
+    let budget = std::env::var("STOQ_CACHE_BYTES")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(DEFAULT_CACHE_BYTES);
+    match ChunkCache::open(&dir, budget) {
+        Ok(cache) => Some(Arc::new(cache)),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no chunk cache");
+            None
+        }
+    }
 }
 
 /// `stoq status --node ADDR`.

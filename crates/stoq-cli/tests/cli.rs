@@ -1335,7 +1335,8 @@ fn the_readme_network_commands_work_from_a_clean_directory() {
         cmd.args(["-c", line])
             .current_dir(dir.path())
             .env("PATH", &path)
-            .env("STOQ_KNOWN_NODES", &known);
+            .env("STOQ_KNOWN_NODES", &known)
+            .env("STOQ_CACHE_DIR", dir.path().join("cache"));
         cmd
     };
     let mut servers = Vec::new();

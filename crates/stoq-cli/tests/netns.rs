@@ -163,7 +163,10 @@ impl Testbed {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.host(i), env!("CARGO_BIN_EXE_stoq")])
             .args(args)
-            .env("STOQ_KNOWN_NODES", known);
+            .env("STOQ_KNOWN_NODES", known)
+            // Every get fetches over the shaped links: no client chunk cache.
+            .env("STOQ_CACHE_BYTES", "0")
+            .env("STOQ_CACHE_DIR", known.with_extension("cache"));
         cmd
     }
 }

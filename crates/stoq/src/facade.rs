@@ -206,7 +206,7 @@ impl Stoq {
         let options = FetchOptions {
             active: located.sources.len(),
             read_token: None,
-            reuse: None,
+            local: Vec::new(),
         };
         Ok(located.fetch(id, out, &options, |_| Ok(0)).await?)
     }

@@ -675,7 +675,7 @@ async fn restricted_content_needs_its_read_token_at_origins_and_edges_even_after
         let with = |token: Option<&str>| FetchOptions {
             active: 1,
             read_token: token.map(str::to_owned),
-            reuse: None,
+            local: Vec::new(),
         };
         let get = |node: &Node, token: Option<&'static str>| {
             let (client, node) = (client.clone(), node.clone());

@@ -50,7 +50,7 @@ async fn download(
     let options = FetchOptions {
         active: sources.len(),
         read_token: None,
-        reuse: None,
+        local: Vec::new(),
     };
     let report = client::fetch_with(sources, id, &mut writer, &options, |_| Ok(0)).await?;
     writer.flush()?;

@@ -11,6 +11,11 @@ pub fn stoq() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoq"));
     let known = std::env::temp_dir().join(format!("stoq-known-nodes-{}", std::process::id()));
     cmd.env("STOQ_KNOWN_NODES", known);
+    // Gets fetch from the network, as each test expects, and write nothing to the user's
+    // cache; the tests of the chunk cache set their own.
+    let cache = std::env::temp_dir().join(format!("stoq-cache-{}", std::process::id()));
+    cmd.env("STOQ_CACHE_DIR", cache)
+        .env("STOQ_CACHE_BYTES", "0");
     cmd
 }
 

@@ -12,7 +12,7 @@ use stoq_transport::StoqConnection;
 
 use super::content::{fetch_manifest_as, fetch_run, RunEvent};
 use super::error::FetchError;
-use super::reuse::ReuseIndex;
+use super::reuse::LocalChunks;
 use crate::chunking::{ContentId, Manifest};
 use crate::protocol::MAX_RUN_CHUNKS;
 use crate::routing::Ewma;
@@ -103,7 +103,7 @@ pub struct FetchReport {
     pub dropped: Vec<String>,
     /// Bytes the caller already had (a resumed download), not fetched again.
     pub resumed_bytes: u64,
-    /// Bytes copied from earlier versions on the caller's disk ([`FetchOptions::reuse`]).
+    /// Bytes copied from the caller's own disk ([`FetchOptions::local`]).
     pub reused_bytes: u64,
 }
 
@@ -127,7 +127,7 @@ pub async fn fetch<W: Write>(
     let options = FetchOptions {
         active: sources.len(),
         read_token: None,
-        reuse: None,
+        local: Vec::new(),
     };
     fetch_with(sources, id, out, &options, |_| Ok(0)).await
 }
@@ -139,9 +139,10 @@ pub struct FetchOptions {
     pub active: usize,
     /// A read token for restricted content.
     pub read_token: Option<String>,
-    /// Chunks the caller holds in earlier versions on its disk: those are copied from there
-    /// (verified) instead of fetched.
-    pub reuse: Option<Arc<ReuseIndex>>,
+    /// Chunks the caller may hold on its own disk (earlier versions, its chunk cache): those
+    /// are copied from there, verified, instead of fetched; every fetched chunk is offered to
+    /// each of them to keep.
+    pub local: Vec<Arc<dyn LocalChunks>>,
 }
 
 /// [`fetch`] with refinements: only the first `options.active` sources are used at once, the
@@ -164,12 +165,12 @@ pub async fn fetch_with<W: Write>(
     let skip = already_have(&manifest)?.min(count);
     let mut plan = Plan::new(sources, options.active, &manifest, skip);
     // Chunks held locally are not asked for; they are copied in when the writer reaches them.
-    let mut local: BTreeSet<u32> = match &options.reuse {
-        Some(index) => (skip..count)
-            .filter(|&i| index.contains(&manifest.chunks[i as usize].id))
-            .collect(),
-        None => BTreeSet::new(),
-    };
+    let mut local: BTreeSet<u32> = (skip..count)
+        .filter(|&i| {
+            let id = &manifest.chunks[i as usize].id;
+            options.local.iter().any(|l| l.contains(id))
+        })
+        .collect();
     for i in &local {
         plan.todo.remove(i);
     }
@@ -186,11 +187,8 @@ pub async fn fetch_with<W: Write>(
                 plan.report.size += bytes.len() as u64;
                 next_write += 1;
             } else if local.remove(&next_write) {
-                let reuse = options
-                    .reuse
-                    .as_ref()
-                    .expect("local chunks come from an index");
-                match reuse.read(&manifest.chunks[next_write as usize].id) {
+                let id = &manifest.chunks[next_write as usize].id;
+                match options.local.iter().find_map(|l| l.read(id)) {
                     Some(bytes) => {
                         plan.report.reused_bytes += bytes.len() as u64;
                         ready.insert(next_write, bytes);
@@ -253,6 +251,9 @@ pub async fn fetch_with<W: Write>(
         match event {
             Some(RunEvent::Chunk { index, took, bytes }) => {
                 plan.delivered(s, bytes.len(), took);
+                for keeper in &options.local {
+                    keeper.keep(&manifest.chunks[index as usize].id, &bytes);
+                }
                 ready.insert(index, bytes);
             }
             Some(RunEvent::Stopped { index, error, rest }) => {

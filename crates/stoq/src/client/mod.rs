@@ -2,11 +2,13 @@
 //! management requests with typed answers, and the one path from "where should I fetch?" to a
 //! verified download ([`Located`]) that the command line, the demo and the facade all take.
 
+mod chunk_cache;
 mod content;
 mod download;
 mod error;
 mod reuse;
 
+pub use chunk_cache::{ChunkCache, DEFAULT_CACHE_BYTES};
 pub use content::{
     fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_run, ReadDigest, RunEvent,
 };
@@ -16,7 +18,7 @@ pub use download::{
     MAX_STRIKES, MAX_WINDOW_PER_SOURCE, RUN_BYTES, STALL_FLOOR, WINDOW_PER_SOURCE,
 };
 pub use error::{FetchError, DEFAULT_BUSY_PAUSE};
-pub use reuse::ReuseIndex;
+pub use reuse::{LocalChunks, ReuseIndex};
 
 use std::future::Future;
 use std::io::Write;

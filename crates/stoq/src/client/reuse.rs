@@ -14,6 +14,17 @@ use bytes::Bytes;
 
 use crate::chunking::{chunk_content, sniff_head, ChunkEngine, ChunkId};
 
+/// Chunks a client may have on its own disk, consulted before fetching and (for a cache)
+/// given every chunk fetched. Whatever is read is checked against its id.
+pub trait LocalChunks: Send + Sync + std::fmt::Debug {
+    /// Whether chunk `id` may be had locally.
+    fn contains(&self, id: &ChunkId) -> bool;
+    /// Chunk `id`, if it is here and hashes to `id`.
+    fn read(&self, id: &ChunkId) -> Option<Bytes>;
+    /// A chunk that was fetched and verified; a cache keeps it, an index of files ignores it.
+    fn keep(&self, _id: &ChunkId, _bytes: &[u8]) {}
+}
+
 /// Where each locally held chunk is: file, offset, length.
 #[derive(Debug, Default)]
 pub struct ReuseIndex {
@@ -51,11 +62,6 @@ impl ReuseIndex {
         Ok(())
     }
 
-    /// Whether the index holds chunk `id`.
-    pub fn contains(&self, id: &ChunkId) -> bool {
-        self.chunks.contains_key(id)
-    }
-
     /// Distinct chunks indexed.
     pub fn len(&self) -> usize {
         self.chunks.len()
@@ -65,9 +71,15 @@ impl ReuseIndex {
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }
+}
+
+impl LocalChunks for ReuseIndex {
+    fn contains(&self, id: &ChunkId) -> bool {
+        self.chunks.contains_key(id)
+    }
 
     /// Chunk `id` read from its local file, if it is there and still hashes to `id`.
-    pub fn read(&self, id: &ChunkId) -> Option<Bytes> {
+    fn read(&self, id: &ChunkId) -> Option<Bytes> {
         let &(file, offset, len) = self.chunks.get(id)?;
         let mut f = File::open(&self.files[file]).ok()?;
         f.seek(SeekFrom::Start(offset)).ok()?;
