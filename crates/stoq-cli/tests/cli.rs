@@ -1581,4 +1581,31 @@ fn bench_dedup_compares_tar_aware_chunking_with_its_baselines_and_the_floor() {
     assert!(stoq <= target, "{report}");
     let ratio = report["ratio"]["cdc"].as_f64().unwrap();
     assert!((ratio - stoq as f64 / cdc as f64).abs() < 1e-9);
+
+    // Two directories: a file kept, one changed, one added; the floor is the files that
+    // differ, and what is stored stays near it.
+    let (a, b) = (dir.path().join("v1"), dir.path().join("v2"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d.join("src")).unwrap();
+        std::fs::copy(&big, d.join("src/big.bin")).unwrap();
+    }
+    std::fs::write(a.join("src/lib.rs"), "fn one() {}\n".repeat(3000)).unwrap();
+    std::fs::write(b.join("src/lib.rs"), "fn two() {}\n".repeat(3000)).unwrap();
+    std::fs::write(b.join("NEW"), "added\n").unwrap();
+    let out = run(&[
+        "bench",
+        "dedup",
+        "--old",
+        a.to_str().unwrap(),
+        "--new",
+        b.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = json_of(&out);
+    let changed = report["floor"]["changed_member_bytes"].as_u64().unwrap();
+    assert_eq!(changed, 3000 * 12 + 6, "{report}");
+    let stored = report["stored_bytes"]["stoq"].as_u64().unwrap();
+    assert!(stored <= 2 * changed, "{report}");
+    assert_eq!(report["new_size"].as_u64().unwrap(), (2 << 20) + changed);
 }

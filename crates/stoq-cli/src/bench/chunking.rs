@@ -133,7 +133,7 @@ fn registry_pair() -> Option<(PathBuf, PathBuf)> {
         .map(|(_, a, b)| (a, b))
 }
 
-fn tree_files(root: &Path) -> Vec<PathBuf> {
+pub(super) fn tree_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -1,8 +1,8 @@
 //! `stoq bench dedup --old A --new B`: what storing version B costs after version A, with
-//! STOQ's chunking (a tar cut at its members), with plain content-defined chunking of the whole
-//! stream, and with fixed 256 KiB chunks; against the floor, the bytes of B's tar members that
-//! are new or changed (paths compared without their first component, which carries the
-//! version).
+//! STOQ's chunking (a tar cut at its members), with plain content-defined chunking of each
+//! whole file, and with fixed 256 KiB chunks; against the floor, the bytes of B's tar members
+//! (or, for two directories, B's files) that are new or changed, paths compared without their
+//! first component, which carries the version. A and B are files, tars or directories.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -18,9 +18,12 @@ const FIXED: usize = 256 * 1024;
 
 /// Runs the benchmark and prints the figures.
 pub fn run(args: DedupBenchArgs) -> Result<()> {
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-    let (old, new) = (read(&args.old)?, read(&args.new)?);
-    let kind = sniff(&new[..new.len().min(8192)]);
+    let (old, new) = (version(&args.old)?, version(&args.new)?);
+    let size: u64 = new.iter().map(|(_, b)| b.len() as u64).sum();
+    let kind = match &new[..] {
+        [(_, one)] => sniff(&one[..one.len().min(8192)]),
+        _ => ContentKind::Binary,
+    };
     let stoq = new_bytes(&old, &new, aware_chunks);
     let cdc = new_bytes(&old, &new, |data| {
         let profile = match sniff(&data[..data.len().min(8192)]) {
@@ -38,15 +41,17 @@ pub fn run(args: DedupBenchArgs) -> Result<()> {
             .map(|c| (Hash32::of(c), c.len() as u64))
             .collect()
     });
-    let floor = (kind == ContentKind::Tar)
-        .then(|| changed_members(&old, &new))
-        .transpose()?;
-    let share = |bytes: u64| bytes as f64 / new.len().max(1) as f64;
+    let floor = match (&old[..], &new[..]) {
+        ([(_, a)], [(_, b)]) if kind == ContentKind::Tar => Some(changed_members(a, b)?),
+        ([_], [_]) => None,
+        _ => Some(changed_files(&old, &new)),
+    };
+    let share = |bytes: u64| bytes as f64 / size.max(1) as f64;
     let report = serde_json::json!({
         "name": "dedup",
         "old": args.old.display().to_string(),
         "new": args.new.display().to_string(),
-        "new_size": new.len(),
+        "new_size": size,
         "kind": kind,
         "stored_bytes": { "stoq": stoq, "cdc": cdc, "fixed_256k": fixed },
         "stored_share": { "stoq": share(stoq), "cdc": share(cdc), "fixed_256k": share(fixed) },
@@ -64,14 +69,14 @@ pub fn run(args: DedupBenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "storing {} ({} bytes, {kind:?}) after {}:",
+        "storing {} ({size} bytes in {} file(s)) after {}:",
         args.new.display(),
         new.len(),
         args.old.display()
     );
     for (name, bytes) in [
-        ("stoq (tar members)", stoq),
-        ("content-defined, whole stream", cdc),
+        ("stoq (a tar cut at its members)", stoq),
+        ("content-defined, whole files", cdc),
         ("fixed 256 KiB", fixed),
     ] {
         println!(
@@ -100,15 +105,56 @@ fn aware_chunks(data: &[u8]) -> Vec<(Hash32, u64)> {
     out
 }
 
-/// Bytes of `new`'s chunks (cut by `chunks`) that neither `old` nor an earlier chunk of `new`
-/// already holds: what a store holding `old` adds for `new`.
-fn new_bytes(old: &[u8], new: &[u8], chunks: impl Fn(&[u8]) -> Vec<(Hash32, u64)>) -> u64 {
-    let mut seen: HashSet<Hash32> = chunks(old).into_iter().map(|(id, _)| id).collect();
-    chunks(new)
+/// A version: one file (named by itself) or every file under a directory (named by its path
+/// inside it), with its bytes.
+type Version = Vec<(String, Vec<u8>)>;
+
+fn version(path: &Path) -> Result<Version> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    if !path.is_dir() {
+        return Ok(vec![(path.display().to_string(), read(path)?)]);
+    }
+    super::chunking::tree_files(path)
         .into_iter()
+        .map(|file| {
+            let name = file
+                .strip_prefix(path)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            Ok((name, read(&file)?))
+        })
+        .collect()
+}
+
+/// Bytes of `new`'s chunks (each file cut by `chunks`) that neither `old` nor an earlier chunk
+/// of `new` already holds: what a store holding `old` adds for `new`.
+fn new_bytes(old: &Version, new: &Version, chunks: impl Fn(&[u8]) -> Vec<(Hash32, u64)>) -> u64 {
+    let mut seen: HashSet<Hash32> = old
+        .iter()
+        .flat_map(|(_, bytes)| chunks(bytes))
+        .map(|(id, _)| id)
+        .collect();
+    new.iter()
+        .flat_map(|(_, bytes)| chunks(bytes))
         .filter(|(id, _)| seen.insert(*id))
         .map(|(_, len)| len)
         .sum()
+}
+
+/// For two directories: the bytes of `new`'s files that differ from the file at the same path
+/// in `old` (or that `old` lacks), and how many files `new` has.
+fn changed_files(old: &Version, new: &Version) -> (u64, u64) {
+    let before: HashMap<&str, Hash32> = old
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), Hash32::of(bytes)))
+        .collect();
+    let changed = new
+        .iter()
+        .filter(|(name, bytes)| before.get(name.as_str()) != Some(&Hash32::of(bytes)))
+        .map(|(_, bytes)| bytes.len() as u64)
+        .sum();
+    (changed, new.len() as u64)
 }
 
 /// The bytes of `new`'s members whose data differs from the member at the same path in `old`
