@@ -163,6 +163,8 @@ pub enum KindArg {
     Media,
     /// A tar archive: a chunk per header, each member's data cut on its own.
     Tar,
+    /// A zip archive: a chunk per local header, each member's data cut on its own.
+    Zip,
 }
 
 impl From<KindArg> for stoq::chunking::ContentKind {
@@ -172,6 +174,7 @@ impl From<KindArg> for stoq::chunking::ContentKind {
             KindArg::Binary => stoq::chunking::ContentKind::Binary,
             KindArg::Media => stoq::chunking::ContentKind::Media,
             KindArg::Tar => stoq::chunking::ContentKind::Tar,
+            KindArg::Zip => stoq::chunking::ContentKind::Zip,
         }
     }
 }

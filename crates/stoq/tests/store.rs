@@ -550,3 +550,54 @@ fn shards_held_for_other_origins_survive_a_rebuilt_index() {
         assert_eq!(holder.blob_if_present(id).unwrap().as_ref(), Some(bytes));
     }
 }
+
+/// A zip release written to `path`: a large stored member, a deflate-free build (stored), and a
+/// file that says the version.
+fn zip_release(path: &std::path::Path, big: &[u8], version: &str) {
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .last_modified_time(zip::DateTime::default());
+    for (name, data) in [
+        (format!("pkg-{version}/data.bin"), big.to_vec()),
+        (
+            format!("pkg-{version}/VERSION"),
+            version.as_bytes().to_vec(),
+        ),
+    ] {
+        writer.start_file(name, options).unwrap();
+        writer.write_all(&data).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+#[test]
+fn a_new_zip_release_stored_from_a_file_shares_its_unchanged_members() {
+    let (dir, mut store) = open();
+    let big = noise(4 << 20, 31);
+    let (one, two) = (dir.path().join("v1.zip"), dir.path().join("v2.zip"));
+    zip_release(&one, &big, "1.0");
+    zip_release(&two, &big, "1.1");
+    let first = store.put_file(&one, PutOptions::default()).unwrap();
+    assert_eq!(first.kind, ContentKind::Zip);
+    let second = store.put_file(&two, PutOptions::default()).unwrap();
+    assert!(
+        second.new_bytes < 64 * 1024,
+        "{} new bytes",
+        second.new_bytes
+    );
+    let mut back = Vec::new();
+    store.get_to(&second.id, &mut back).unwrap();
+    assert!(
+        back == std::fs::read(&two).unwrap(),
+        "the zip came back changed"
+    );
+    // From a stream a zip cannot be read out of order: it is stored whole, as binary chunks.
+    let streamed = store
+        .put_reader(std::fs::File::open(&two).unwrap(), PutOptions::default())
+        .unwrap();
+    assert_eq!(streamed.kind, ContentKind::Zip);
+    let mut back = Vec::new();
+    store.get_to(&streamed.id, &mut back).unwrap();
+    assert!(back == std::fs::read(&two).unwrap());
+}

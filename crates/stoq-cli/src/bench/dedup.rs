@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use stoq::chunking::{chunk_content, sniff, ChunkEngine, ContentKind, FastCdcEngine, Hash32};
+use stoq::chunking::{chunk_file, sniff, ChunkEngine, ContentKind, FastCdcEngine, Hash32};
 
 use super::machine;
 use crate::bench_args::DedupBenchArgs;
@@ -98,10 +98,15 @@ pub fn run(args: DedupBenchArgs) -> Result<()> {
 fn aware_chunks(data: &[u8]) -> Vec<(Hash32, u64)> {
     let kind = sniff(&data[..data.len().min(8192)]);
     let mut out = Vec::new();
-    let _ = chunk_content(&FastCdcEngine, &mut &data[..], kind, &mut |c| {
-        out.push((c.id, c.data.len() as u64));
-        Ok(())
-    });
+    let _ = chunk_file(
+        &FastCdcEngine,
+        &mut std::io::Cursor::new(data),
+        kind,
+        &mut |c| {
+            out.push((c.id, c.data.len() as u64));
+            Ok(())
+        },
+    );
     out
 }
 

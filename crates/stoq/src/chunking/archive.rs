@@ -1,4 +1,4 @@
-//! Archive-aware chunking: a tar stream is cut at its member boundaries.
+//! Archive-aware chunking: a tar stream, or a zip file, is cut at its member boundaries.
 //!
 //! A tar interleaves 512-byte headers (paths with the version in them, fresh mtimes) with the
 //! members' data. Cut blindly, nearly every content-defined chunk spans a header, so a new
@@ -8,12 +8,17 @@
 //! that did not change gives the same chunks in every archive that carries it. Extension
 //! records (pax, GNU long names) are members like any other, so they are small chunks too.
 //!
+//! A zip is cut the same way from its central directory (read with the `zip` crate, so it
+//! needs a file it can seek in): each local header is a chunk, each member's stored or
+//! compressed data is cut on its own, and the central directory is cut as plain binary. From
+//! a plain stream, a zip is cut as binary.
+//!
 //! The chunks tile the stream exactly, so reassembly is concatenation as for any content. If
 //! the stream stops looking like a tar (a bad checksum, a truncated member, the end-of-archive
 //! blocks), the rest is cut by plain content-defined chunking: nothing is lost, only dedup.
 //! The same bytes always give the same chunks.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use super::engine::{sniff_head, Chunk, ChunkEngine};
 use super::manifest::Hash32;
@@ -30,6 +35,123 @@ pub fn chunk_content(
     match kind {
         ContentKind::Tar => chunk_tar(engine, reader, ContentKind::Binary, sink),
         other => engine.chunk_stream(reader, other.profile(), sink),
+    }
+}
+
+/// The longest a zip local header can be: 30 fixed bytes, a name and an extra field of at most
+/// 65,535 bytes each.
+const MAX_LOCAL_HEADER: u64 = 30 + 2 * 65_535;
+
+/// [`chunk_content`] for a file it can seek in: a zip is cut at its members
+/// ([`chunk_zip`]); anything else as from a stream. Reads from the file's start.
+pub fn chunk_file<F: Read + Seek>(
+    engine: &dyn ChunkEngine,
+    file: &mut F,
+    kind: ContentKind,
+    sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(0))?;
+    match kind {
+        ContentKind::Zip => chunk_zip(engine, file, sink),
+        other => chunk_content(
+            engine,
+            &mut io::BufReader::with_capacity(1 << 20, file),
+            other,
+            sink,
+        ),
+    }
+}
+
+/// Cuts a zip at its members: where the central directory says each local header and each
+/// member's data start, in file order; whatever lies between (data descriptors, the central
+/// directory, anything unlisted) is cut as plain binary. A zip whose directory cannot be read
+/// is cut as plain binary throughout.
+pub fn chunk_zip<F: Read + Seek>(
+    engine: &dyn ChunkEngine,
+    file: &mut F,
+    sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut members: Vec<(u64, u64, u64)> = match zip::ZipArchive::new(&mut *file) {
+        Ok(mut archive) => (0..archive.len())
+            .filter_map(|i| {
+                let member = archive.by_index_raw(i).ok()?;
+                Some((
+                    member.header_start(),
+                    member.data_start(),
+                    member.compressed_size(),
+                ))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    members.sort_unstable();
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, file);
+    let mut at = 0u64;
+    for (header, data, size) in members {
+        // Members out of order, overlapping what was cut already, or with a local header
+        // longer than a zip allows: the rest is plain.
+        if header < at || data < header || data - header > MAX_LOCAL_HEADER {
+            break;
+        }
+        for (len, kind) in [
+            (header - at, Some(ContentKind::Binary)),
+            (data - header, None),
+        ] {
+            let read = piece(engine, &mut reader, at, len, kind, sink)?;
+            at += read;
+            if read < len {
+                return Ok(at);
+            }
+        }
+        let (head, mut rest) = sniff_head((&mut reader).take(size))?;
+        let kind = match sniff(&head) {
+            ContentKind::Text => ContentKind::Text,
+            _ => ContentKind::Binary,
+        };
+        let read = plain(engine, &mut rest, kind, at, sink)?;
+        at += read;
+        if read < size {
+            return Ok(at);
+        }
+    }
+    at += piece(
+        engine,
+        &mut reader,
+        at,
+        u64::MAX,
+        Some(ContentKind::Binary),
+        sink,
+    )?;
+    Ok(at)
+}
+
+/// The next `len` bytes of `reader` (fewer at its end), at offset `base`: one chunk when
+/// `kind` is `None` (a zip local header, at most 30 + 2 × 65,535 bytes), else cut with that
+/// kind's profile. Returns the bytes read.
+fn piece(
+    engine: &dyn ChunkEngine,
+    reader: &mut dyn Read,
+    base: u64,
+    len: u64,
+    kind: Option<ContentKind>,
+    sink: &mut dyn FnMut(Chunk<'_>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut part = reader.take(len);
+    match kind {
+        Some(kind) => plain(engine, &mut part, kind, base, sink),
+        None => {
+            let mut bytes = Vec::new();
+            part.read_to_end(&mut bytes)?;
+            if !bytes.is_empty() {
+                sink(Chunk {
+                    id: Hash32::of(&bytes),
+                    offset: base,
+                    data: &bytes,
+                })?;
+            }
+            Ok(bytes.len() as u64)
+        }
     }
 }
 
@@ -246,6 +368,72 @@ mod tests {
         let mut corrupt = data.clone();
         corrupt[512 + 148] ^= 0x55; // a checksum digit of the second header
         assert!(reassembles(&corrupt));
+    }
+
+    /// A zip built with the `zip` crate: stored members (no compression in this build).
+    fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .last_modified_time(zip::DateTime::default());
+        for (path, data) in members {
+            writer.start_file(*path, options).unwrap();
+            io::Write::write_all(&mut writer, data).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    fn zip_chunks(data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let total = chunk_zip(&FastCdcEngine, &mut io::Cursor::new(data), &mut |c| {
+            assert!(c.id.matches(c.data));
+            out.push((c.offset, c.data.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(total, data.len() as u64);
+        let mut next = 0u64;
+        let mut back = Vec::new();
+        for (offset, bytes) in &out {
+            assert_eq!(*offset, next);
+            next += bytes.len() as u64;
+            back.extend_from_slice(bytes);
+        }
+        assert!(back == data, "a zip did not reassemble exactly");
+        out
+    }
+
+    #[test]
+    fn a_zip_is_cut_at_its_members_and_a_new_version_shares_the_unchanged_ones() {
+        let release = |version: &str| {
+            zip_of(&[
+                (&format!("pkg-{version}/big.bin"), noise(300_000, 7)),
+                (&format!("pkg-{version}/empty"), Vec::new()),
+                (
+                    &format!("pkg-{version}/VERSION"),
+                    version.as_bytes().to_vec(),
+                ),
+            ])
+        };
+        let (one, two) = (release("1.0"), release("1.1"));
+        assert_eq!(sniff(&one), ContentKind::Zip);
+        let before: std::collections::HashSet<Vec<u8>> =
+            zip_chunks(&one).into_iter().map(|(_, b)| b).collect();
+        let new_bytes: usize = zip_chunks(&two)
+            .into_iter()
+            .filter(|(_, b)| !before.contains(b))
+            .map(|(_, b)| b.len())
+            .sum();
+        assert!(
+            new_bytes < 8 * 1024,
+            "{new_bytes} new bytes of {}",
+            two.len()
+        );
+        // Truncated (no central directory) or not a zip at all: cut as binary, exactly.
+        for cut in [10, 400, one.len() / 2, one.len() - 5] {
+            zip_chunks(&one[..cut]);
+        }
+        zip_chunks(&noise(100_000, 3));
     }
 
     proptest! {

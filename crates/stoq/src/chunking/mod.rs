@@ -14,8 +14,8 @@ mod manifest;
 pub mod placement;
 mod profile;
 
-pub use archive::chunk_content;
-pub use engine::{sniff_head, Chunk, ChunkEngine, ChunkSpan, FastCdcEngine, SNIFF_LEN};
+pub use archive::{chunk_content, chunk_file};
+pub use engine::{sniff_head, Chunk, ChunkEngine, ChunkSpan, FastCdcEngine, Replayed, SNIFF_LEN};
 pub use manifest::{
     ChunkEntry, ChunkId, ContentId, ErasurePolicy, Hash32, Manifest, ManifestError, ShardSet,
 };

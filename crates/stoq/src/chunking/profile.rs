@@ -19,6 +19,9 @@ pub enum ContentKind {
     /// A tar archive: cut at its members, each member's data with the profile it calls for
     /// (see `chunking::archive`); what does not parse is cut as binary.
     Tar,
+    /// A zip archive (also jar, wheel, docx...): cut at its members when stored from a file,
+    /// as binary from a stream.
+    Zip,
 }
 
 impl ContentKind {
@@ -29,6 +32,7 @@ impl ContentKind {
             ContentKind::Text => 1,
             ContentKind::Media => 2,
             ContentKind::Tar => 3,
+            ContentKind::Zip => 4,
         }
     }
 
@@ -39,6 +43,7 @@ impl ContentKind {
             1 => Some(ContentKind::Text),
             2 => Some(ContentKind::Media),
             3 => Some(ContentKind::Tar),
+            4 => Some(ContentKind::Zip),
             _ => None,
         }
     }
@@ -47,7 +52,7 @@ impl ContentKind {
     pub fn profile(self) -> ChunkProfile {
         match self {
             ContentKind::Text => ChunkProfile::new(4 * KIB, 16 * KIB, 64 * KIB),
-            ContentKind::Binary | ContentKind::Tar => {
+            ContentKind::Binary | ContentKind::Tar | ContentKind::Zip => {
                 ChunkProfile::new(16 * KIB, 64 * KIB, 256 * KIB)
             }
             ContentKind::Media => ChunkProfile::new(256 * KIB, MIB, 4 * MIB),
@@ -123,7 +128,6 @@ const MEDIA_MAGIC: &[&[u8]] = &[
     b"ID3",              // MP3
     b"fLaC",             // FLAC
     b"OggS",             // Ogg
-    b"PK\x03\x04",       // ZIP, JAR, DOCX...
     b"\x1F\x8B",         // gzip
     b"\x28\xB5\x2F\xFD", // zstd
     b"\xFD7zXZ",         // xz
@@ -156,6 +160,9 @@ pub fn sniff(head: &[u8]) -> ContentKind {
     // A tar: the ustar magic (POSIX `ustar\0` or GNU `ustar  `) and a checksum that adds up.
     if head.len() >= TAR_BLOCK && &head[257..262] == b"ustar" && checksum_ok(&head[..TAR_BLOCK]) {
         return ContentKind::Tar;
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        return ContentKind::Zip;
     }
     if MEDIA_MAGIC.iter().any(|m| head.starts_with(m))
         || (head.len() >= 12 && &head[4..8] == b"ftyp")
@@ -206,6 +213,7 @@ mod tests {
             ContentKind::Binary,
             ContentKind::Media,
             ContentKind::Tar,
+            ContentKind::Zip,
         ] {
             kind.profile().validate().unwrap();
             assert_eq!(ContentKind::from_code(kind.code()), Some(kind));

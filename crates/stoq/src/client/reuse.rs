@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::chunking::{chunk_content, sniff_head, ChunkEngine, ChunkId};
+use crate::chunking::{chunk_file, ChunkEngine, ChunkId, SNIFF_LEN};
 
 /// Chunks a client may have on its own disk, consulted before fetching and (for a cache)
 /// given every chunk fetched. Whatever is read is checked against its id.
@@ -47,12 +47,14 @@ impl ReuseIndex {
     }
 
     fn add_file(&mut self, path: &Path, engine: &dyn ChunkEngine) -> io::Result<()> {
-        let reader = io::BufReader::new(File::open(path)?);
-        let (head, mut reader) = sniff_head(reader)?;
+        let mut file = File::open(path)?;
+        let mut head = Vec::with_capacity(SNIFF_LEN);
+        (&mut file).take(SNIFF_LEN as u64).read_to_end(&mut head)?;
         let (kind, _) = engine.profile_for(&head);
         let n = self.files.len();
         let chunks = &mut self.chunks;
-        chunk_content(engine, &mut reader, kind, &mut |c| {
+        // Cut as a publisher cuts a file (a zip at its members), so the ids can match.
+        chunk_file(engine, &mut file, kind, &mut |c| {
             chunks
                 .entry(c.id)
                 .or_insert((n, c.offset, c.data.len() as u32));
@@ -119,13 +121,17 @@ mod tests {
         std::fs::write(&file, &data).unwrap();
         let index = ReuseIndex::build(&[dir.path().to_path_buf()], &FastCdcEngine).unwrap();
         assert!(!index.is_empty());
-        let (head, _) = sniff_head(&data[..]).unwrap();
-        let (kind, _) = FastCdcEngine.profile_for(&head);
+        let (kind, _) = FastCdcEngine.profile_for(&data[..SNIFF_LEN]);
         let mut ids = Vec::new();
-        chunk_content(&FastCdcEngine, &mut &data[..], kind, &mut |c| {
-            ids.push((c.id, c.data.to_vec()));
-            Ok(())
-        })
+        chunk_file(
+            &FastCdcEngine,
+            &mut io::Cursor::new(&data),
+            kind,
+            &mut |c| {
+                ids.push((c.id, c.data.to_vec()));
+                Ok(())
+            },
+        )
         .unwrap();
         for (id, bytes) in &ids {
             assert_eq!(index.read(id).as_deref(), Some(&bytes[..]));

@@ -8,7 +8,8 @@ use std::path::Path;
 use super::error::io_error;
 use super::{PutOptions, PutReport, Store, StoreError, BLOBS, PUT_MARKER};
 use crate::chunking::{
-    chunk_content, erasure, sniff_head, ChunkEntry, ChunkId, Hash32, Manifest, ShardSet,
+    chunk_content, chunk_file, erasure, sniff_head, Chunk, ChunkEntry, ChunkId, Hash32, Manifest,
+    Replayed, ShardSet, SNIFF_LEN,
 };
 
 impl Store {
@@ -20,10 +21,18 @@ impl Store {
         reader: R,
         options: PutOptions,
     ) -> Result<PutReport, StoreError> {
+        self.put_from(Source::Stream(Box::new(reader)), options)
+    }
+
+    fn put_from(
+        &mut self,
+        source: Source<'_>,
+        options: PutOptions,
+    ) -> Result<PutReport, StoreError> {
         let marker = self.root.join(PUT_MARKER);
         File::create(&marker).map_err(io_error("cannot create", &marker))?;
         let mut written = HashSet::new();
-        let result = self.put_blobs(reader, options, &mut written);
+        let result = self.put_blobs(source, options, &mut written);
         if result.is_err() {
             self.take_back(&written);
         }
@@ -46,14 +55,27 @@ impl Store {
         }
     }
 
-    fn put_blobs<R: Read>(
+    fn put_blobs(
         &mut self,
-        reader: R,
+        source: Source<'_>,
         options: PutOptions,
         written: &mut HashSet<ChunkId>,
     ) -> Result<PutReport, StoreError> {
-        let (head, mut reader) =
-            sniff_head(reader).map_err(io_error("cannot read", Path::new("input")))?;
+        let input_error = || io_error("cannot read", Path::new("input"));
+        let (head, mut input) = match source {
+            Source::Stream(reader) => {
+                let (head, replayed) = sniff_head(reader).map_err(input_error())?;
+                (head, Input::Stream(replayed))
+            }
+            Source::File(mut file) => {
+                let mut head = Vec::with_capacity(SNIFF_LEN);
+                (&mut file)
+                    .take(SNIFF_LEN as u64)
+                    .read_to_end(&mut head)
+                    .map_err(input_error())?;
+                (head, Input::File(file))
+            }
+        };
         let (sniffed, _) = self.engine.profile_for(&head);
         let kind = options.kind.unwrap_or(sniffed);
         // A snapshot of the index answers "do we have this blob?" per chunk, without loading
@@ -79,7 +101,7 @@ impl Store {
             Ok(true)
         };
         let this = &*self;
-        let result = chunk_content(&*this.engine, &mut reader, kind, &mut |chunk| {
+        let mut sink = |chunk: Chunk<'_>| {
             let outcome = (|| {
                 let shards = match options.erasure {
                     None => {
@@ -126,11 +148,16 @@ impl Store {
                 failure = Some(e);
                 io::Error::other("store write failed")
             })
-        });
+        };
+        let engine = &*this.engine;
+        let result = match &mut input {
+            Input::Stream(reader) => chunk_content(engine, reader, kind, &mut sink),
+            Input::File(file) => chunk_file(engine, file, kind, &mut sink),
+        };
         if let Some(e) = failure {
             return Err(e);
         }
-        let size = result.map_err(io_error("cannot read", Path::new("input")))?;
+        let size = result.map_err(input_error())?;
         let manifest = Manifest {
             kind,
             size,
@@ -151,9 +178,21 @@ impl Store {
         })
     }
 
-    /// Stores a file.
+    /// Stores a file. A file can be read out of order, so a zip is cut at its members.
     pub fn put_file(&mut self, path: &Path, options: PutOptions) -> Result<PutReport, StoreError> {
         let file = File::open(path).map_err(io_error("cannot open", path))?;
-        self.put_reader(io::BufReader::with_capacity(1 << 20, file), options)
+        self.put_from(Source::File(file), options)
     }
+}
+
+/// What a put reads: a stream, or a file it may also seek in.
+enum Source<'a> {
+    Stream(Box<dyn Read + 'a>),
+    File(File),
+}
+
+/// A source once its first bytes were read to choose the kind.
+enum Input<'a> {
+    Stream(Replayed<Box<dyn Read + 'a>>),
+    File(File),
 }
