@@ -75,7 +75,7 @@ pub fn run(args: DedupBenchArgs) -> Result<()> {
         args.old.display()
     );
     for (name, bytes) in [
-        ("stoq (a tar cut at its members)", stoq),
+        ("stoq (archives cut at members)", stoq),
         ("content-defined, whole files", cdc),
         ("fixed 256 KiB", fixed),
     ] {
