@@ -147,6 +147,10 @@ pub struct PutArgs {
     /// Chunk as this kind instead of sniffing the content.
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
+    /// FILE is gzip-compressed (a .tar.gz, a .crate): publish what it holds, which dedups
+    /// across versions where the compressed bytes do not; readers then get the tar.
+    #[arg(long)]
+    pub gunzip: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

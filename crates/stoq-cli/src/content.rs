@@ -53,8 +53,12 @@ pub fn put(args: PutArgs) -> Result<()> {
     }
     let mut store = open(&args.data_dir)?;
     let started = Instant::now();
+    let unpacked = args
+        .gunzip
+        .then(|| crate::gunzip::decompressed(&args.file))
+        .transpose()?;
     let report = store.put_file(
-        &args.file,
+        unpacked.as_ref().map_or(args.file.as_path(), |u| u.path()),
         PutOptions {
             erasure,
             kind: args.kind.map(Into::into),

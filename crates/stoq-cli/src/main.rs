@@ -8,6 +8,7 @@ mod bench_args;
 mod cli;
 mod content;
 mod demo;
+mod gunzip;
 mod known;
 mod local;
 mod logging;

@@ -88,7 +88,12 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
         kind: args.kind.map(Into::into),
         read_digest: read_token(args.read_token_file.as_deref())?.map(|t| read_digest(&t)),
     };
-    let report = client::publish(&conn, token.as_str(), &args.file, settings)
+    let unpacked = args
+        .gunzip
+        .then(|| crate::gunzip::decompressed(&args.file))
+        .transpose()?;
+    let file = unpacked.as_ref().map_or(args.file.as_path(), |u| u.path());
+    let report = client::publish(&conn, token.as_str(), file, settings)
         .await
         .with_context(|| format!("{addr} refused the upload"))?;
     let elapsed = started.elapsed();

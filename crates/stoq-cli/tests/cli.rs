@@ -1609,3 +1609,68 @@ fn bench_dedup_compares_tar_aware_chunking_with_its_baselines_and_the_floor() {
     assert!(stored <= 2 * changed, "{report}");
     assert_eq!(report["new_size"].as_u64().unwrap(), (2 << 20) + changed);
 }
+
+#[test]
+fn put_gunzip_publishes_the_tar_inside_so_compressed_releases_dedup() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    write_noise(&big, 2 << 20, 14);
+    let data = dir.path().join("d");
+    let mut ids = Vec::new();
+    for version in ["1.0", "1.1"] {
+        let tar = dir.path().join(format!("pkg-{version}.tar"));
+        release_tar(&tar, &big, version);
+        let gz = dir.path().join(format!("pkg-{version}.tar.gz"));
+        let mut encoder = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::default(),
+        );
+        std::io::copy(&mut std::fs::File::open(&tar).unwrap(), &mut encoder).unwrap();
+        encoder.finish().unwrap();
+        let out = run(&[
+            "put",
+            gz.to_str().unwrap(),
+            "--gunzip",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let put = json_of(&out);
+        assert_eq!(put["kind"], "tar", "{put}");
+        ids.push((put, tar));
+    }
+    let (second, tar) = &ids[1];
+    assert!(
+        second["new_bytes"].as_u64().unwrap() < 256 << 10,
+        "{second}"
+    );
+    let back = dir.path().join("back.tar");
+    let out = run(&[
+        "get",
+        second["id"].as_str().unwrap(),
+        "-o",
+        back.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::read(&back).unwrap() == std::fs::read(tar).unwrap(),
+        "readers get the tar"
+    );
+    // Not gzip: a clear usage error, nothing stored.
+    let out = run(&[
+        "put",
+        big.to_str().unwrap(),
+        "--gunzip",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a gzip file"),
+        "{}",
+        stderr(&out)
+    );
+}

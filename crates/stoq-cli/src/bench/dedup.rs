@@ -55,6 +55,9 @@ pub fn run(args: DedupBenchArgs) -> Result<()> {
         "kind": kind,
         "stored_bytes": { "stoq": stoq, "cdc": cdc, "fixed_256k": fixed },
         "stored_share": { "stoq": share(stoq), "cdc": share(cdc), "fixed_256k": share(fixed) },
+        // What `stoq get --reuse A` of B fetches: B's chunks that A's lack, which is what a
+        // store holding A adds (the client cuts A as the publisher does).
+        "delta_download_bytes": stoq,
         "floor": floor.map(|(changed, members)| serde_json::json!({
             "changed_member_bytes": changed,
             "members": members,

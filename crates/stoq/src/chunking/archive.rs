@@ -360,6 +360,41 @@ mod tests {
     }
 
     #[test]
+    fn pax_extended_headers_are_members_of_their_own() {
+        // A pax header (type 'x') carrying a long path, then the member it describes.
+        let long = format!("pkg-2.0/{}/file.txt", "deep".repeat(40));
+        let record = format!("path={long}\n");
+        let record = format!(
+            "{} {record}",
+            record.len() + 1 + (record.len() + 4).to_string().len()
+        );
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        builder
+            .append_data(&mut pax, "PaxHeader/file", record.as_bytes())
+            .unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_size(5000);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "file.txt", &noise(5000, 4)[..])
+            .unwrap();
+        let data = builder.into_inner().unwrap();
+        assert_eq!(sniff(&data), ContentKind::Tar);
+        assert!(reassembles(&data));
+        let chunks = chunks_of(&data);
+        // pax header, its record, the member's header, its data, the end blocks.
+        assert!(chunks.len() >= 5, "{} chunks", chunks.len());
+        assert_eq!(
+            chunks[1].1.len(),
+            512,
+            "the pax record is a chunk of its own"
+        );
+    }
+
+    #[test]
     fn truncated_and_corrupt_archives_round_trip_through_the_fallback() {
         let data = release("1.0", b"x\n");
         for cut in [100, 512, 700, 20_000, data.len() - 1] {

@@ -221,6 +221,27 @@ mod tests {
         assert_eq!(back, data);
     }
 
+    #[test]
+    fn one_changed_byte_in_64_mib_adds_at_most_three_chunks() {
+        let data = noise(64 << 20, 9);
+        let profile = ContentKind::Binary.profile();
+        let before: std::collections::HashSet<_> = FastCdcEngine
+            .chunk_slice(&data, profile)
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        for at in [0usize, 1 << 20, 33 << 20, (64 << 20) - 1] {
+            let mut edited = data.clone();
+            edited[at] ^= 0x5a;
+            let new = FastCdcEngine
+                .chunk_slice(&edited, profile)
+                .iter()
+                .filter(|c| !before.contains(&c.id))
+                .count();
+            assert!(new <= 3, "{new} new chunks for one byte at {at}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
