@@ -124,28 +124,15 @@ fn flags_override_the_config_file() {
     let file = dir.path().join("stoq.toml");
     // The file asks for port 1; the flag replaces it with a free port.
     std::fs::write(&file, "[transport]\nlisten = \"[::1]:1\"\n").unwrap();
-    let mut child = stoq()
-        .args([
-            "serve",
-            "--config",
-            file.to_str().unwrap(),
-            "--listen",
-            "[::1]:0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Server::start_with passes `--listen [::1]:0` after the subcommand, as a user would.
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--config", file.to_str().unwrap()],
+    );
     assert!(
-        line.starts_with("stoq listening on [::1]:") && !line.contains("]:1 "),
-        "{line}"
+        server.addr.starts_with("[::1]:") && !server.addr.ends_with("]:1"),
+        "{}",
+        server.addr
     );
 }
 

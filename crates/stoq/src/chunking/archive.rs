@@ -238,6 +238,7 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunking::engine::tests::noise;
     use crate::chunking::engine::FastCdcEngine;
     use proptest::prelude::*;
 
@@ -266,18 +267,6 @@ mod tests {
             .append_link(&mut link, "pkg-1.0/hard", members[0].0)
             .unwrap();
         builder.into_inner().unwrap()
-    }
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     fn chunks_of(data: &[u8]) -> Vec<(u64, Vec<u8>)> {

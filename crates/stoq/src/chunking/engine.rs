@@ -163,11 +163,12 @@ pub fn sniff_head<R: Read>(mut reader: R) -> io::Result<(Vec<u8>, Replayed<R>)> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
+    /// Deterministic pseudo-random bytes (xorshift), for the chunking tests.
+    pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {
