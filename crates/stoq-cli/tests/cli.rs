@@ -1335,15 +1335,8 @@ fn the_readme_network_commands_work_from_a_clean_directory() {
         }
         line = line.replace(" ID ", &format!(" {id} "));
         if line.starts_with("stoq serve") {
-            let mut child = sh(&format!("exec {line}"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut first = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut first)
-                .unwrap();
+            let (child, first) =
+                spawn_for_first_line(sh(&format!("exec {line}")).stderr(Stdio::null()));
             assert!(first.starts_with("stoq listening on"), "{command}: {first}");
             servers.push(ServerProcess(child));
             continue;

@@ -3,10 +3,13 @@
 //! shaped with `tc tbf`; a link is cut mid-transfer. Needs root and iproute2; without them the
 //! test prints why and passes without running (there is nothing it could check).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::spawn_for_first_line;
 
 /// Runs a command, panicking with its output if it fails.
 fn sh(args: &[&str]) {
@@ -131,26 +134,21 @@ impl Testbed {
     /// Starts `stoq serve` on host `i`; returns its node id.
     fn serve(&mut self, i: usize, dir: &Path, known: &Path, extra: &[&str]) -> String {
         let listen = format!("[fd00:5a::{i}]:4433");
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.host(i),
-                env!("CARGO_BIN_EXE_stoq"),
-                "serve",
-            ])
-            .args(["--listen", &listen, "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("STOQ_KNOWN_NODES", known)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_for_first_line(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.host(i),
+                    env!("CARGO_BIN_EXE_stoq"),
+                    "serve",
+                ])
+                .args(["--listen", &listen, "--data-dir"])
+                .arg(dir)
+                .args(extra)
+                .env("STOQ_KNOWN_NODES", known)
+                .stderr(Stdio::null()),
+        );
         self.children.push(child);
         line.split_whitespace()
             .nth(5)

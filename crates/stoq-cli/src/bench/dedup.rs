@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use stoq::chunking::{chunk_file, sniff, ChunkEngine, ContentKind, FastCdcEngine, Hash32};
+use stoq::chunking::{
+    chunk_file, kind_of_file, sniff, ChunkEngine, ContentKind, FastCdcEngine, Hash32,
+};
 
 use super::machine;
 use crate::bench_args::DedupBenchArgs;
@@ -99,17 +101,13 @@ pub fn run(args: DedupBenchArgs) -> Result<()> {
 
 /// STOQ's chunks of `data` (what `stoq put` stores), as (id, length).
 fn aware_chunks(data: &[u8]) -> Vec<(Hash32, u64)> {
-    let kind = sniff(&data[..data.len().min(8192)]);
+    let mut file = std::io::Cursor::new(data);
+    let kind = kind_of_file(&FastCdcEngine, &mut file).unwrap_or(ContentKind::Binary);
     let mut out = Vec::new();
-    let _ = chunk_file(
-        &FastCdcEngine,
-        &mut std::io::Cursor::new(data),
-        kind,
-        &mut |c| {
-            out.push((c.id, c.data.len() as u64));
-            Ok(())
-        },
-    );
+    let _ = chunk_file(&FastCdcEngine, &mut file, kind, &mut |c| {
+        out.push((c.id, c.data.len() as u64));
+        Ok(())
+    });
     out
 }
 

@@ -34,24 +34,30 @@ pub struct Server {
     pub node_id: String,
 }
 
+/// Starts `cmd` with its standard output piped and returns it with the first line it prints
+/// (`stoq serve` prints its address and node id there once it listens).
+pub fn spawn_for_first_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 impl Server {
     pub fn start(data_dir: &std::path::Path) -> Server {
         Self::start_with(data_dir, &[])
     }
 
     pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
-        let mut child = stoq()
-            .args(["serve", "--listen", "[::1]:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_for_first_line(
+            stoq()
+                .args(["serve", "--listen", "[::1]:0", "--data-dir"])
+                .arg(data_dir)
+                .args(extra)
+                .stderr(Stdio::piped()),
+        );
         // "stoq listening on ADDR node NODE-ID"
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&words[..3], ["stoq", "listening", "on"], "{line}");

@@ -20,7 +20,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use super::engine::{sniff_head, Chunk, ChunkEngine};
+use super::engine::{sniff_head, Chunk, ChunkEngine, SNIFF_LEN};
 use super::manifest::Hash32;
 use super::profile::{checksum_ok, sniff, ContentKind, TAR_BLOCK as BLOCK};
 
@@ -41,6 +41,18 @@ pub fn chunk_content(
 /// The longest a zip local header can be: 30 fixed bytes, a name and an extra field of at most
 /// 65,535 bytes each.
 const MAX_LOCAL_HEADER: u64 = 30 + 2 * 65_535;
+
+/// The kind `engine` gives the file from its first [`SNIFF_LEN`] bytes (read from its start),
+/// as a publisher chooses it.
+pub fn kind_of_file<F: Read + Seek>(
+    engine: &dyn ChunkEngine,
+    file: &mut F,
+) -> io::Result<ContentKind> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    file.take(SNIFF_LEN as u64).read_to_end(&mut head)?;
+    Ok(engine.profile_for(&head).0)
+}
 
 /// [`chunk_content`] for a file it can seek in: a zip is cut at its members
 /// ([`chunk_zip`]); anything else as from a stream. Reads from the file's start.
@@ -269,28 +281,29 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
-    fn chunks_of(data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    /// The chunks of `data` cut as `kind` from a seekable file, each checked against its id
+    /// and covering the whole input.
+    fn cut(data: &[u8], kind: ContentKind) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
-        let total = chunk_tar(
-            &FastCdcEngine,
-            &mut &data[..],
-            ContentKind::Binary,
-            &mut |c| {
-                assert!(c.id.matches(c.data));
-                out.push((c.offset, c.data.to_vec()));
-                Ok(())
-            },
-        )
+        let total = chunk_file(&FastCdcEngine, &mut io::Cursor::new(data), kind, &mut |c| {
+            assert!(c.id.matches(c.data));
+            out.push((c.offset, c.data.to_vec()));
+            Ok(())
+        })
         .unwrap();
         assert_eq!(total, data.len() as u64);
         out
     }
 
-    /// The chunks tile `data` exactly, in order.
-    fn reassembles(data: &[u8]) -> bool {
+    fn chunks_of(data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        cut(data, ContentKind::Tar)
+    }
+
+    /// Whether `data` cut as `kind` gives chunks that tile it exactly, in order.
+    fn tiles(data: &[u8], kind: ContentKind) -> bool {
         let mut next = 0u64;
         let mut back = Vec::with_capacity(data.len());
-        for (offset, bytes) in chunks_of(data) {
+        for (offset, bytes) in cut(data, kind) {
             if offset != next {
                 return false;
             }
@@ -298,6 +311,22 @@ mod tests {
             back.extend_from_slice(&bytes);
         }
         back == data
+    }
+
+    /// The chunks tile the tar `data` exactly, in order.
+    fn reassembles(data: &[u8]) -> bool {
+        tiles(data, ContentKind::Tar)
+    }
+
+    /// Bytes of `two`'s chunks (cut as `kind`) that `one`'s chunks do not hold.
+    fn new_bytes(one: &[u8], two: &[u8], kind: ContentKind) -> usize {
+        let before: std::collections::HashSet<Vec<u8>> =
+            cut(one, kind).into_iter().map(|(_, b)| b).collect();
+        cut(two, kind)
+            .into_iter()
+            .filter(|(_, b)| !before.contains(b))
+            .map(|(_, b)| b.len())
+            .sum()
     }
 
     fn release(version: &str, changed: &[u8]) -> Vec<u8> {
@@ -333,13 +362,7 @@ mod tests {
     fn a_new_release_shares_every_unchanged_member() {
         let one = release("1.0", b"version 1\n");
         let two = release("1.1", b"version 2, with more words\n");
-        let before: std::collections::HashSet<Vec<u8>> =
-            chunks_of(&one).into_iter().map(|(_, b)| b).collect();
-        let new_bytes: usize = chunks_of(&two)
-            .into_iter()
-            .filter(|(_, b)| !before.contains(b))
-            .map(|(_, b)| b.len())
-            .sum();
+        let new_bytes = new_bytes(&one, &two, ContentKind::Tar);
         // New: the headers (renamed paths) and the changed file, nothing of the big members.
         assert!(
             new_bytes < 16 * 1024,
@@ -407,26 +430,6 @@ mod tests {
         writer.finish().unwrap().into_inner()
     }
 
-    fn zip_chunks(data: &[u8]) -> Vec<(u64, Vec<u8>)> {
-        let mut out = Vec::new();
-        let total = chunk_zip(&FastCdcEngine, &mut io::Cursor::new(data), &mut |c| {
-            assert!(c.id.matches(c.data));
-            out.push((c.offset, c.data.to_vec()));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(total, data.len() as u64);
-        let mut next = 0u64;
-        let mut back = Vec::new();
-        for (offset, bytes) in &out {
-            assert_eq!(*offset, next);
-            next += bytes.len() as u64;
-            back.extend_from_slice(bytes);
-        }
-        assert!(back == data, "a zip did not reassemble exactly");
-        out
-    }
-
     #[test]
     fn a_zip_is_cut_at_its_members_and_a_new_version_shares_the_unchanged_ones() {
         let release = |version: &str| {
@@ -441,23 +444,18 @@ mod tests {
         };
         let (one, two) = (release("1.0"), release("1.1"));
         assert_eq!(sniff(&one), ContentKind::Zip);
-        let before: std::collections::HashSet<Vec<u8>> =
-            zip_chunks(&one).into_iter().map(|(_, b)| b).collect();
-        let new_bytes: usize = zip_chunks(&two)
-            .into_iter()
-            .filter(|(_, b)| !before.contains(b))
-            .map(|(_, b)| b.len())
-            .sum();
+        let new_bytes = new_bytes(&one, &two, ContentKind::Zip);
         assert!(
             new_bytes < 8 * 1024,
             "{new_bytes} new bytes of {}",
             two.len()
         );
         // Truncated (no central directory) or not a zip at all: cut as binary, exactly.
-        for cut in [10, 400, one.len() / 2, one.len() - 5] {
-            zip_chunks(&one[..cut]);
+        assert!(tiles(&one, ContentKind::Zip));
+        for end in [10, 400, one.len() / 2, one.len() - 5] {
+            assert!(tiles(&one[..end], ContentKind::Zip), "cut at {end}");
         }
-        zip_chunks(&noise(100_000, 3));
+        assert!(tiles(&noise(100_000, 3), ContentKind::Zip));
     }
 
     proptest! {

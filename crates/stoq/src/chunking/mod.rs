@@ -14,7 +14,7 @@ mod manifest;
 pub mod placement;
 mod profile;
 
-pub use archive::{chunk_content, chunk_file};
+pub use archive::{chunk_content, chunk_file, kind_of_file};
 pub use engine::{sniff_head, Chunk, ChunkEngine, ChunkSpan, FastCdcEngine, Replayed, SNIFF_LEN};
 pub use manifest::{
     ChunkEntry, ChunkId, ContentId, ErasurePolicy, Hash32, Manifest, ManifestError, ShardSet,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::chunking::{chunk_file, ChunkEngine, ChunkId, SNIFF_LEN};
+use crate::chunking::{chunk_file, kind_of_file, ChunkEngine, ChunkId};
 
 /// Chunks a client may have on its own disk, consulted before fetching and (for a cache)
 /// given every chunk fetched. Whatever is read is checked against its id.
@@ -48,9 +48,7 @@ impl ReuseIndex {
 
     fn add_file(&mut self, path: &Path, engine: &dyn ChunkEngine) -> io::Result<()> {
         let mut file = File::open(path)?;
-        let mut head = Vec::with_capacity(SNIFF_LEN);
-        (&mut file).take(SNIFF_LEN as u64).read_to_end(&mut head)?;
-        let (kind, _) = engine.profile_for(&head);
+        let kind = kind_of_file(engine, &mut file)?;
         let n = self.files.len();
         let chunks = &mut self.chunks;
         // Cut as a publisher cuts a file (a zip at its members), so the ids can match.
@@ -121,7 +119,7 @@ mod tests {
         std::fs::write(&file, &data).unwrap();
         let index = ReuseIndex::build(&[dir.path().to_path_buf()], &FastCdcEngine).unwrap();
         assert!(!index.is_empty());
-        let (kind, _) = FastCdcEngine.profile_for(&data[..SNIFF_LEN]);
+        let kind = kind_of_file(&FastCdcEngine, &mut io::Cursor::new(&data)).unwrap();
         let mut ids = Vec::new();
         chunk_file(
             &FastCdcEngine,

@@ -139,59 +139,70 @@ impl Qos {
         }
     }
 
+    /// Whether any limit is set (all zero turns the mechanism off).
+    pub fn active(&self) -> bool {
+        self.limits.any()
+    }
+
+    /// The limited buckets of `client` for bytes or for requests: its address's and its
+    /// connection's, with their rates and what to call them; unlimited ones are left out.
+    fn limited(&self, client: Client, bytes: bool) -> Vec<(Key, f64, &'static str)> {
+        let l = self.limits;
+        let both = match bytes {
+            true => [
+                (
+                    Key::Client(client.prefix),
+                    l.client_bytes,
+                    "bytes/s from your address",
+                ),
+                (
+                    Key::Connection(client.connection),
+                    l.connection_bytes,
+                    "bytes/s on this connection",
+                ),
+            ],
+            false => [
+                (
+                    Key::Client(client.prefix),
+                    l.client_requests,
+                    "requests/s from your address",
+                ),
+                (
+                    Key::Connection(client.connection),
+                    l.connection_requests,
+                    "requests/s on this connection",
+                ),
+            ],
+        };
+        both.into_iter()
+            .filter(|(_, rate, _)| *rate > 0.0)
+            .collect()
+    }
+
     /// Admits one request of `client` at `now`, taking a request token from its buckets, or
     /// says how long it must wait (taking nothing).
     pub fn admit(&self, client: Client, now: Instant) -> Result<(), SlowDown> {
-        if !self.limits.any() {
+        if !self.active() {
             return Ok(());
         }
-        let l = self.limits;
-        let checks = [
-            (
-                Key::Client(client.prefix),
-                l.client_bytes,
-                "bytes/s from your address",
-            ),
-            (
-                Key::Connection(client.connection),
-                l.connection_bytes,
-                "bytes/s on this connection",
-            ),
-        ];
         // Bytes: wait while a bucket is in debt (the answer is charged after it is sent).
         let mut bytes = self.bytes.lock().expect("qos lock");
-        for (key, rate, what) in checks {
-            if rate > 0.0 {
-                let bucket = refilled(&mut bytes, key, rate, now);
-                if bucket.level < 0.0 {
-                    return Err(slow_down(bucket.wait_for(0.0, rate), rate, what));
-                }
+        for (key, rate, what) in self.limited(client, true) {
+            let bucket = refilled(&mut bytes, key, rate, now);
+            if bucket.level < 0.0 {
+                return Err(slow_down(bucket.wait_for(0.0, rate), rate, what));
             }
         }
         drop(bytes);
         // Requests: one token each, taken only when every bucket has one.
-        let checks = [
-            (
-                Key::Client(client.prefix),
-                l.client_requests,
-                "requests/s from your address",
-            ),
-            (
-                Key::Connection(client.connection),
-                l.connection_requests,
-                "requests/s on this connection",
-            ),
-        ];
         let mut requests = self.requests.lock().expect("qos lock");
         let mut taken = Vec::with_capacity(2);
-        for (key, rate, what) in checks {
-            if rate > 0.0 {
-                let bucket = refilled(&mut requests, key, rate, now);
-                if bucket.level < 1.0 {
-                    return Err(slow_down(bucket.wait_for(1.0, rate), rate, what));
-                }
-                taken.push((key, bucket));
+        for (key, rate, what) in self.limited(client, false) {
+            let bucket = refilled(&mut requests, key, rate, now);
+            if bucket.level < 1.0 {
+                return Err(slow_down(bucket.wait_for(1.0, rate), rate, what));
             }
+            taken.push((key, bucket));
         }
         for (key, mut bucket) in taken {
             bucket.level -= 1.0;
@@ -202,20 +213,15 @@ impl Qos {
 
     /// Charges `bytes` sent to `client` at `now`.
     pub fn spent(&self, client: Client, bytes: u64, now: Instant) {
-        let l = self.limits;
-        if l.client_bytes <= 0.0 && l.connection_bytes <= 0.0 {
+        let limited = self.limited(client, true);
+        if limited.is_empty() {
             return;
         }
         let mut buckets = self.bytes.lock().expect("qos lock");
-        for (key, rate) in [
-            (Key::Client(client.prefix), l.client_bytes),
-            (Key::Connection(client.connection), l.connection_bytes),
-        ] {
-            if rate > 0.0 {
-                let mut bucket = refilled(&mut buckets, key, rate, now);
-                bucket.level -= bytes as f64;
-                buckets.insert(key, bucket);
-            }
+        for (key, rate, _) in limited {
+            let mut bucket = refilled(&mut buckets, key, rate, now);
+            bucket.level -= bytes as f64;
+            buckets.insert(key, bucket);
         }
     }
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 use super::error::io_error;
 use super::{PutOptions, PutReport, Store, StoreError, BLOBS, PUT_MARKER};
 use crate::chunking::{
-    chunk_content, chunk_file, erasure, sniff_head, Chunk, ChunkEntry, ChunkId, Hash32, Manifest,
-    Replayed, ShardSet, SNIFF_LEN,
+    chunk_content, chunk_file, erasure, kind_of_file, sniff_head, Chunk, ChunkEntry, ChunkId,
+    Hash32, Manifest, Replayed, ShardSet,
 };
 
 impl Store {
@@ -62,21 +62,16 @@ impl Store {
         written: &mut HashSet<ChunkId>,
     ) -> Result<PutReport, StoreError> {
         let input_error = || io_error("cannot read", Path::new("input"));
-        let (head, mut input) = match source {
+        let (sniffed, mut input) = match source {
             Source::Stream(reader) => {
                 let (head, replayed) = sniff_head(reader).map_err(input_error())?;
-                (head, Input::Stream(replayed))
+                (self.engine.profile_for(&head).0, Input::Stream(replayed))
             }
             Source::File(mut file) => {
-                let mut head = Vec::with_capacity(SNIFF_LEN);
-                (&mut file)
-                    .take(SNIFF_LEN as u64)
-                    .read_to_end(&mut head)
-                    .map_err(input_error())?;
-                (head, Input::File(file))
+                let kind = kind_of_file(&*self.engine, &mut file).map_err(input_error())?;
+                (kind, Input::File(file))
             }
         };
-        let (sniffed, _) = self.engine.profile_for(&head);
         let kind = options.kind.unwrap_or(sniffed);
         // A snapshot of the index answers "do we have this blob?" per chunk, without loading
         // the whole index into memory.

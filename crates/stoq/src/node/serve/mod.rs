@@ -74,12 +74,14 @@ pub async fn handle(state: Arc<NodeState>, mut req: IncomingRequest) -> Result<(
     };
     let op = request.op();
     state.metrics.request(kind_of(op));
-    let member = req.conn.peer_node_id().is_some_and(|p| state.is_member(&p));
+    let member = || req.conn.peer_node_id().is_some_and(|p| state.is_member(&p));
     // Clients are held to their rates; members and the admin (its token) are not.
-    let admin = request
-        .credential()
-        .is_some_and(|t| state.access.token().verify(t));
-    if !member && !admin {
+    let admin = || {
+        request
+            .credential()
+            .is_some_and(|t| state.access.token().verify(t))
+    };
+    if state.qos.active() && !member() && !admin() {
         if let Err(slow) = state.qos.admit(Client::of(&req.conn), Instant::now()) {
             state.metrics.busy.fetch_add(1, Ordering::Relaxed);
             let reason = crate::protocol::busy_reason(slow.after, &slow.why);
@@ -89,7 +91,7 @@ pub async fn handle(state: Arc<NodeState>, mut req: IncomingRequest) -> Result<(
     // Content requests take a slot first (held until answered), or are answered BUSY.
     let _slot = match op {
         Op::GetManifest | Op::GetChunk | Op::GetChunks | Op::GetShard => {
-            let share = (!member).then(|| req.conn.stable_id());
+            let share = (!member()).then(|| req.conn.stable_id());
             match state.admission.enter(share).await {
                 Ok(slot) => Some(slot),
                 Err(busy) => {
