@@ -96,6 +96,15 @@ pub struct ServeArgs {
     /// default DATA_DIR/admin.token, created at first start.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Serve the node's content over HTTP at ADDR (IPv6), e.g. `[::1]:8080`: /c/ID, /n/NAME.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// A PEM certificate chain for the HTTP front (HTTPS: HTTP/1.1 and HTTP/2).
+    #[arg(long, requires = "http_key")]
+    pub http_cert: Option<PathBuf>,
+    /// The PEM private key of --http-cert.
+    #[arg(long, requires = "http_cert")]
+    pub http_key: Option<PathBuf>,
 }
 
 /// `stoq ping`.

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
+use stoq::http::HttpFront;
 use stoq::node::{Node, NodeError, NodeOptions};
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint};
 
@@ -25,6 +26,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let new_token = config.node.admin_token_file.clone().filter(|p| !p.exists());
     let grace = config.transport.shutdown_grace();
     let listen = config.transport.listen;
+    let http = config.http.clone();
     let mut options = NodeOptions::new(config);
     options.seeds = seeds;
     let node = Node::start(options).await.map_err(|e| match e {
@@ -43,6 +45,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         SocketAddr::V6(node.local_addr()),
         node.node_id()
     );
+    let front = match http.listen {
+        Some(_) => {
+            let front = HttpFront::start(&node, &http)
+                .await
+                .context("cannot start the HTTP front")?;
+            println!("stoq http listening on {}", front.url());
+            Some(front)
+        }
+        None => None,
+    };
     std::io::stdout().flush()?;
     if let Some(path) = new_token {
         notice(&format!(
@@ -58,6 +70,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "shutting down (waiting up to {} ms for in-flight requests)",
         grace.as_millis()
     ));
+    if let Some(front) = front {
+        front.shutdown(grace / 2).await;
+    }
     let report = node.shutdown(grace).await;
     if report.drained {
         notice("stopped cleanly");

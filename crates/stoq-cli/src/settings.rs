@@ -36,6 +36,13 @@ pub fn serve_config(args: &ServeArgs) -> Result<StoqConfig> {
     if let Some(file) = &args.token_file {
         config.node.admin_token_file = Some(file.clone());
     }
+    if let Some(http) = &args.http {
+        config.http.listen = Some(address(http)?);
+    }
+    if args.http_cert.is_some() {
+        config.http.cert = args.http_cert.clone();
+        config.http.key = args.http_key.clone();
+    }
     if let Some(capacity) = args.capacity_mbps {
         config.node.capacity_mbps = capacity;
     }

@@ -301,6 +301,8 @@ pub struct StoqConfig {
     pub chunking: ChunkingConfig,
     /// Edge caching and selection.
     pub edge: EdgeConfig,
+    /// The HTTP front (off unless `http.listen` is set).
+    pub http: crate::http::HttpConfig,
 }
 
 impl StoqConfig {
@@ -384,6 +386,9 @@ impl StoqConfig {
                 "node.read_queue_ms",
                 "must be under 500 (a client counts a stall after 500 ms)",
             );
+        }
+        if let Some((field, reason)) = self.http.invalid_field() {
+            return invalid(field, reason);
         }
         if self.edge.cache_bytes < 1 << 20 {
             return invalid("edge.cache_bytes", "at least 1 MiB (1048576)");

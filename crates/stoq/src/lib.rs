@@ -13,6 +13,7 @@
 //! - [`client`]: dialling with pinned ids, the management requests, and verified
 //!   multi-source downloads;
 //! - [`node`]: a running node: roles, membership, edge cache, requests, metrics;
+//! - [`http`]: the HTTP front, a node's content for browsers, curl and package managers;
 //! - [`Stoq`] and [`StoqBuilder`]: the embedding surface, where a host injects its own
 //!   transport, router, chunk engine or edge selection, which a node started from it uses.
 //!
@@ -23,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod edge;
 mod facade;
+pub mod http;
 pub mod node;
 pub mod protocol;
 pub mod routing;

@@ -71,6 +71,12 @@ impl NameRecord {
         }
     }
 
+    /// Seconds a copy fetched `age_ms` ago stays fresh (what an HTTP `max-age` says).
+    pub fn fresh_for_s(&self, age_ms: u64) -> u32 {
+        let left_ms = (u64::from(self.ttl_s) * 1000).saturating_sub(age_ms);
+        (left_ms / 1000) as u32
+    }
+
     /// `id (32) | ttl_s u32 | swr_s u32 | version u64 | name (UTF-8, the rest)`.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(48 + self.name.len());

@@ -200,7 +200,7 @@ impl Node {
         endpoint.serve(move |req| super::serve::handle(handler_state.clone(), req));
         let mut background = vec![tokio::spawn(report_loop(state.clone(), options.seeds))];
         if let Some(metrics_addr) = config.node.metrics {
-            let listener = super::metrics::bind_metrics(metrics_addr)?;
+            let listener = super::metrics::bind_tcp_v6(metrics_addr, 128)?;
             let render_state = state.clone();
             let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
             background.push(tokio::spawn(super::metrics::serve_http(listener, render)));
@@ -233,6 +233,11 @@ impl Node {
     /// Its membership (live peers, changes).
     pub fn membership(&self) -> &Membership {
         &self.state.membership
+    }
+
+    /// Its content, for a front such as the HTTP front ([`crate::http`]).
+    pub fn content(&self) -> super::NodeContent {
+        super::NodeContent::new(self.state.clone())
     }
 
     /// Its counters.

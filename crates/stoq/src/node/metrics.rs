@@ -59,7 +59,7 @@ impl Histogram {
             .or(Some(f64::INFINITY))
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    pub(super) fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
             let _ = writeln!(
@@ -104,6 +104,8 @@ pub struct NodeMetrics {
     pub scrub_damaged: AtomicU64,
     /// Scrub passes completed.
     pub scrub_passes: AtomicU64,
+    /// The HTTP front's counters.
+    pub front: super::front_metrics::FrontMetrics,
 }
 
 /// Figures read at scrape time from the parts that own them.
@@ -287,6 +289,7 @@ impl NodeMetrics {
             "stoq_chunk_retrieval_seconds",
             "Time to answer a chunk request.",
         );
+        self.front.render(&mut out);
         out
     }
 }
@@ -339,15 +342,16 @@ where
     }
 }
 
-/// Binds the metrics listener on an IPv6 address (IPv4 refused, IPV6_V6ONLY set).
-pub fn bind_metrics(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds an IPv6-only TCP listener at `addr` (IPv4 refused) with room for `backlog` pending
+/// connections: the metrics endpoint's and the HTTP front's.
+pub fn bind_tcp_v6(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     let addr = stoq_transport::ensure_ipv6(addr)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let socket = tokio::net::TcpSocket::new_v6()?;
     socket.set_reuseaddr(true)?;
     socket2::SockRef::from(&socket).set_only_v6(true)?;
     socket.bind(addr)?;
-    socket.listen(128)
+    socket.listen(backlog)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ mod coalesce;
 mod dialer;
 mod erasure;
 mod error;
+mod front;
+mod front_metrics;
 mod lifecycle;
 mod locator;
 mod membership;
@@ -37,14 +39,16 @@ mod view;
 pub use cache::{CacheStats, EdgeCache};
 pub use coalesce::Coalescer;
 pub use error::{NodeError, Refusal};
+pub use front::{NodeContent, ReadRefused, FRONT_READ_AHEAD};
 pub use lifecycle::{Node, NodeOptions};
 
 pub use dialer::link_sample;
+pub use front_metrics::FrontMetrics;
 pub use membership::{
     GossipError, GossipSender, Member, Membership, MembershipTiming, Peer, Report, View,
     MAX_MEMBERS, MAX_REPORTED_RTTS,
 };
-pub use metrics::{Histogram, NodeMetrics, Snapshot, LATENCY_BUCKETS, REQUEST_KINDS};
+pub use metrics::{bind_tcp_v6, Histogram, NodeMetrics, Snapshot, LATENCY_BUCKETS, REQUEST_KINDS};
 pub use report::REPORT_INTERVAL;
 pub use serve::serve_basic;
 pub use state::{SharedEdges, SharedRouter};

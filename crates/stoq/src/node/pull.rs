@@ -180,15 +180,17 @@ pub async fn chunk_of(
         .await
 }
 
-/// What `name` points at: an origin answers from its store; an edge or relay from its copy
-/// while fresh, from its copy while refreshing it in the background when stale, and from
-/// upstream when it has none or it expired.
-pub async fn name_of(state: &Arc<NodeState>, name: String) -> Answered<NameRecord> {
+/// What `name` points at, and how old this node's copy of the record is (ms): an origin
+/// answers from its store (age 0); an edge or relay from its copy while fresh, from its copy
+/// while refreshing it in the background when stale, and from upstream when it has none or it
+/// expired.
+pub async fn name_of(state: &Arc<NodeState>, name: String) -> Answered<(NameRecord, u64)> {
     if let Holdings::Origin(store) = &state.holdings {
         let lookup = name.clone();
         return store
             .read(move |s| s.name(&lookup))
             .await?
+            .map(|record| (record, 0))
             .ok_or_else(|| Refusal::not_found(format!("name {name:?} is not set")));
     }
     let copy = state
@@ -199,19 +201,20 @@ pub async fn name_of(state: &Arc<NodeState>, name: String) -> Answered<NameRecor
         .get(&name)
         .cloned();
     if let Some((record, fetched)) = copy {
-        match record.freshness(fetched.elapsed().as_millis() as u64) {
-            Freshness::Fresh => return Ok(record),
+        let age_ms = fetched.elapsed().as_millis() as u64;
+        match record.freshness(age_ms) {
+            Freshness::Fresh => return Ok((record, age_ms)),
             Freshness::Stale => {
                 let state = state.clone();
                 tokio::spawn(async move {
                     let _ = refresh_name(&state, name).await;
                 });
-                return Ok(record);
+                return Ok((record, age_ms));
             }
             Freshness::Expired => {}
         }
     }
-    refresh_name(state, name).await
+    refresh_name(state, name).await.map(|record| (record, 0))
 }
 
 /// Fetches a name's record from upstream (once, however many ask) and keeps a copy.

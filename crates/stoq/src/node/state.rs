@@ -205,6 +205,14 @@ impl NodeState {
         );
     }
 
+    /// A fresh path in the data directory for an upload to be written to before it is stored
+    /// (the store's own disk, so a full disk fails the upload cleanly).
+    pub fn upload_path(&self) -> PathBuf {
+        let n = self.upload_counter.fetch_add(1, Ordering::Relaxed);
+        self.data_dir
+            .join(format!("upload.{}.{n}.tmp", std::process::id()))
+    }
+
     /// Whether `peer` is a live member (members fetch for their clients, who they checked).
     pub fn is_member(&self, peer: &stoq_transport::NodeId) -> bool {
         self.membership

@@ -11,6 +11,7 @@ mod publish;
 mod run;
 
 pub use network::status;
+pub use publish::{publish_file, purge_everywhere};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

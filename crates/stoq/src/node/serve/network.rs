@@ -91,7 +91,7 @@ pub async fn name_set(
 
 /// NAME_GET: the record a name points at.
 pub async fn name_get(state: &Arc<NodeState>, name: String) -> Answered<Answer> {
-    let record = name_of(state, name).await?;
+    let (record, _) = name_of(state, name).await?;
     Ok(Answer::Response(Bytes::from(record.encode())))
 }
 

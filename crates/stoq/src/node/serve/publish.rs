@@ -38,16 +38,10 @@ pub async fn put(
 ) -> Answered<Answer> {
     authorise(state, token)?;
     allow_upload(state, req);
-    let Holdings::Origin(store) = &state.holdings else {
-        return Err(Refusal::bad_request(format!(
-            "this node is an {}; publish to an origin",
-            state.role()
-        )));
-    };
-    let n = state.upload_counter.fetch_add(1, Ordering::Relaxed);
-    let tmp = state
-        .data_dir
-        .join(format!("upload.{}.{n}.tmp", std::process::id()));
+    if state.holdings.store().is_none() {
+        return Err(not_an_origin(state));
+    }
+    let tmp = state.upload_path();
     let disk = |e: std::io::Error| Refusal::internal(format!("upload failed, nothing stored: {e}"));
     let received = async {
         let mut file = tokio::fs::File::create(&tmp).await.map_err(disk)?;
@@ -73,13 +67,28 @@ pub async fn put(
         }
     };
     state.metrics.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    let answer = publish_file(state, tmp.clone(), settings).await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    Answer::json(&answer?)
+}
+
+/// Stores the file at `path` on this origin with `settings` (the caller checked the token),
+/// then spreads an erasure-coded content across origins. The caller removes the file.
+pub async fn publish_file(
+    state: &Arc<NodeState>,
+    path: std::path::PathBuf,
+    settings: PutSettings,
+) -> Answered<PutAnswer> {
+    let Holdings::Origin(store) = &state.holdings else {
+        return Err(not_an_origin(state));
+    };
     let options = PutOptions {
         erasure: settings.erasure,
         kind: settings.kind,
     };
-    let (path, digest) = (tmp.clone(), settings.read_digest);
+    let digest = settings.read_digest;
     // One write lock over the put and its restriction: no reader sees the content open.
-    let stored = store
+    let report = store
         .write(move |s| {
             let report = s.put_file(&path, options)?;
             if digest.is_some() || s.restriction(&report.id)?.is_some() {
@@ -87,14 +96,13 @@ pub async fn put(
             }
             Ok(report)
         })
-        .await;
-    let _ = tokio::fs::remove_file(&tmp).await;
-    let report = stored.map_err(|e| Refusal::internal(e.reason))?;
+        .await
+        .map_err(|e| Refusal::internal(e.reason))?;
     let placement = match settings.erasure {
         Some(policy) => Some(distribute(state, store, report.id, policy).await),
         None => None,
     };
-    Answer::json(&PutAnswer {
+    Ok(PutAnswer {
         id: report.id,
         size: report.size,
         chunks: report.chunks,
@@ -103,6 +111,13 @@ pub async fn put(
         kind: report.kind,
         placement,
     })
+}
+
+fn not_an_origin(state: &NodeState) -> Refusal {
+    Refusal::bad_request(format!(
+        "this node is an {}; publish to an origin",
+        state.role()
+    ))
 }
 
 /// PURGE: removes a content here (cache entries on edges, the stored object and held shards
@@ -119,6 +134,15 @@ pub async fn purge(
         true => authorise(state, token)?,
         false => authorise_forwarded(state, token, Op::Purge, &id)?,
     }
+    let answer = match forward {
+        true => purge_everywhere(state, id).await?,
+        false => purge_here(state, id).await?,
+    };
+    Answer::json(&answer)
+}
+
+/// Removes `id` here (the caller checked the token).
+async fn purge_here(state: &Arc<NodeState>, id: ContentId) -> Answered<PurgeAnswer> {
     state.pull.forget(&id);
     let removed_here = match &state.holdings {
         Holdings::Edge(cache) => cache.purge(&id) as u64,
@@ -136,13 +160,19 @@ pub async fn purge(
             .map_err(|e| Refusal::internal(e.reason))?,
         Holdings::Relay => 0,
     };
-    let mut answer = PurgeAnswer {
+    Ok(PurgeAnswer {
         id,
         removed_here,
         reached: Vec::new(),
         failed: Vec::new(),
-    };
-    if forward {
+    })
+}
+
+/// Removes `id` here and on every live peer, each peer told with a proof made for it (the
+/// caller checked the token).
+pub async fn purge_everywhere(state: &Arc<NodeState>, id: ContentId) -> Answered<PurgeAnswer> {
+    let mut answer = purge_here(state, id).await?;
+    {
         let mut sends = JoinSet::new();
         for peer in state.membership.peers() {
             let state = state.clone();
@@ -173,7 +203,7 @@ pub async fn purge(
             }
         }
     }
-    Answer::json(&answer)
+    Ok(answer)
 }
 
 /// STORE_SHARDS: another origin places shards here.

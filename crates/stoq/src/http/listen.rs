@@ -1,0 +1,229 @@
+//! Where the front listens: an IPv6 TCP socket, TLS when a certificate is given (HTTP/1.1 and
+//! HTTP/2 chosen by ALPN), and one task per connection served by hyper, each connection
+//! bounded in time and in number.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use super::config::HttpConfig;
+use super::serve::{handle, Front};
+use crate::node::{bind_tcp_v6, Node};
+
+/// Most connections the front serves at once; further ones are closed as they arrive.
+pub const MAX_HTTP_CONNECTIONS: usize = 10_000;
+
+/// How long a client has to finish the TLS handshake, and to send a request's head.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Most bytes of a request's head (HTTP/1.1 buffer, HTTP/2 header list).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Most requests a client has in flight on one HTTP/2 connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// Numbers given to front connections start here, apart from QUIC connections' ids, so the
+/// admission's per-connection shares never mix the two.
+const FIRST_CLIENT: usize = 1 << (usize::BITS - 2);
+
+/// Why the front could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The `[http]` settings are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The address could not be bound.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The certificate or key could not be read or used.
+    #[error("cannot use the HTTP certificate {path}: {reason}")]
+    Certificate {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A running HTTP front.
+#[derive(Debug)]
+pub struct HttpFront {
+    url: String,
+    local_addr: SocketAddr,
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpFront {
+    /// Starts serving `node`'s content as `config` says (`config.listen` must be set).
+    pub async fn start(node: &Node, config: &HttpConfig) -> Result<HttpFront, HttpError> {
+        if let Some((field, reason)) = config.invalid_field() {
+            return Err(HttpError::Config(format!("{field}: {reason}")));
+        }
+        let addr = config
+            .listen
+            .ok_or_else(|| HttpError::Config("http.listen is not set".into()))?;
+        let tls = match (&config.cert, &config.key) {
+            (Some(cert), Some(key)) => Some(TlsAcceptor::from(Arc::new(tls_config(cert, key)?))),
+            _ => None,
+        };
+        let listener =
+            bind_tcp_v6(addr, 1024).map_err(|source| HttpError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let front = Arc::new(Front {
+            content: node.content(),
+        });
+        let (stop, stopped) = watch::channel(None);
+        let task = tokio::spawn(accept_loop(listener, tls, front, stopped));
+        Ok(HttpFront {
+            url: format!("{scheme}://{local_addr}"),
+            local_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// The front's base URL, such as `https://[::1]:8443` (the real port where `:0` was asked).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, lets requests under way finish within `deadline`, then closes.
+    pub async fn shutdown(self, deadline: Duration) {
+        let _ = self.stop.send(Some(deadline));
+        let _ = tokio::time::timeout(deadline + Duration::from_millis(100), self.task).await;
+    }
+}
+
+/// A rustls server configuration from PEM files, offering HTTP/2 and HTTP/1.1.
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, HttpError> {
+    let bad = |path: &Path, reason: String| HttpError::Certificate {
+        path: path.display().to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(cert, "no certificate in the file".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| bad(key, e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// hyper's connection settings: HTTP/1.1 and HTTP/2, heads bounded in size and time.
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_DEADLINE)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(HEAD_DEADLINE);
+    builder
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    front: Arc<Front>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let graceful = GracefulShutdown::new();
+    let room = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let builder = Arc::new(builder());
+    let mut client = FIRST_CLIENT;
+    let deadline = loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: wait a little rather than spin.
+                    tracing::warn!(error = %e, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break stop.borrow().unwrap_or_default(),
+        };
+        let Ok(permit) = room.clone().try_acquire_owned() else {
+            continue;
+        };
+        client += 1;
+        let _ = stream.set_nodelay(true);
+        let (front, builder, tls) = (front.clone(), builder.clone(), tls.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(stream, tls, front, client, &builder, watcher).await;
+        });
+    };
+    drop(listener);
+    let _ = tokio::time::timeout(deadline, graceful.shutdown()).await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    front: Arc<Front>,
+    client: usize,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let service = service_fn(move |req| handle(front.clone(), client, req));
+    let result = match tls {
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            watcher.watch(conn.into_owned()).await
+        }
+        Some(acceptor) => {
+            let Ok(Ok(stream)) = tokio::time::timeout(HEAD_DEADLINE, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            watcher.watch(conn.into_owned()).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "an HTTP connection ended with an error");
+    }
+}

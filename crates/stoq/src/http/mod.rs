@@ -1,0 +1,21 @@
+//! The HTTP front: a node's content over HTTP/1.1 and HTTP/2 (hyper) for browsers, curl and
+//! package managers.
+//!
+//! Where to read, in order: [`route`] (which operation a method and path ask for, no IO),
+//! [`plan`] (which bytes and status a read is answered with, from its headers, no IO),
+//! `listen` (sockets, TLS and connections), `serve` (one request, and errors as statuses),
+//! `read` (GET and HEAD, streamed chunk by chunk as the node verifies them) and `publish`
+//! (PUT and DELETE with the admin token). The front asks the node through
+//! [`crate::node::NodeContent`], so a read over HTTP goes exactly the way a `stoq get` does:
+//! the edge's cache, coalesced pulls, admission slots, verification.
+
+mod config;
+mod listen;
+pub mod plan;
+mod publish;
+mod read;
+pub mod route;
+mod serve;
+
+pub use config::HttpConfig;
+pub use listen::{HttpError, HttpFront};

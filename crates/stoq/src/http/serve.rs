@@ -1,0 +1,165 @@
+//! One HTTP request: route it, answer it, count it; and the statuses STOQ's refusals map to.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use headers::authorization::Bearer;
+use headers::{Authorization, HeaderMapExt};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+
+use super::route::{route, Route, RouteError};
+use super::{publish, read};
+use crate::node::{NodeContent, ReadRefused, Refusal};
+use crate::protocol::ErrorCode;
+
+/// An error that ends a body part-way (the connection is then reset, never left short).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every answer's body.
+pub type Body = BoxBody<Bytes, BodyError>;
+
+/// What every request of one front shares.
+#[derive(Debug)]
+pub struct Front {
+    /// The node's content.
+    pub content: NodeContent,
+}
+
+/// Answers one request from connection number `client`.
+pub async fn handle(
+    front: Arc<Front>,
+    client: usize,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let version = match req.version() {
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    let response = match route(req.method(), req.uri().path()) {
+        Ok(Route::Read { target, inner }) => read::read(&front, client, req, target, inner).await,
+        Ok(Route::Publish) => publish::put(&front, req).await,
+        Ok(Route::Purge(id)) => publish::delete(&front, req, id).await,
+        Err(e) => misrouted(&e),
+    };
+    front.content.metrics().answered(
+        method.as_str(),
+        response.status().as_u16(),
+        version,
+        started.elapsed(),
+    );
+    Ok(response)
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .typed_get::<Authorization<Bearer>>()
+        .map(|a| a.token().to_owned())
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A short text answer: `status` with `message` and a newline.
+pub fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(full(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A JSON answer.
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => {
+            let mut response = Response::new(full(bytes));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// 401 (no token; the client is told to send a bearer token) or 403 (a wrong one).
+pub fn denied(why: ReadRefused, what: &str) -> Response<Body> {
+    match why {
+        ReadRefused::Missing => {
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                &format!("{what} needs a token: send Authorization: Bearer TOKEN"),
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        ReadRefused::Wrong => text(
+            StatusCode::FORBIDDEN,
+            &format!("{what}: the token presented is not the right one"),
+        ),
+    }
+}
+
+/// The HTTP answer to a STOQ refusal: 404, 400, 403, or 503 with `Retry-After` when the node
+/// is loaded or the content's source cannot be reached now; 502 for other upstream failures.
+pub fn refused(refusal: &Refusal) -> Response<Body> {
+    let status = match refusal.code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::FORBIDDEN,
+        ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let mut response = text(status, &refusal.reason);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Whole seconds, at least one (the header has no finer unit).
+        let after = crate::protocol::retry_after(&refusal.reason)
+            .map_or(1, |d| d.as_millis().div_ceil(1000).max(1));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after as u64));
+    }
+    response
+}
+
+fn misrouted(e: &RouteError) -> Response<Body> {
+    match e {
+        RouteError::NoSuchPath => text(StatusCode::NOT_FOUND, &e.to_string()),
+        RouteError::BadPath(_) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+        RouteError::Method(allow) => {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, &e.to_string());
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            response
+        }
+    }
+}

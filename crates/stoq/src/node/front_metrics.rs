@@ -1,0 +1,80 @@
+//! Counters of a node's HTTP front: requests by method, status and protocol version, bytes
+//! sent, and the time to the first byte of an answer.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::metrics::Histogram;
+
+/// The methods counted by name; any other is counted as `other` (a client cannot grow the
+/// series without bound).
+const METHODS: [&str; 5] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"];
+
+/// The HTTP front's counters.
+#[derive(Debug, Default)]
+pub struct FrontMetrics {
+    requests: Mutex<BTreeMap<(&'static str, u16, &'static str), u64>>,
+    /// Body bytes sent by the front.
+    pub bytes_out: AtomicU64,
+    /// From a request's arrival to its answer's head (status and headers) being ready.
+    pub first_byte: Histogram,
+}
+
+impl FrontMetrics {
+    /// Counts one answered request; `version` is `"1.1"`, `"2"` or `"3"`.
+    pub fn answered(&self, method: &str, status: u16, version: &'static str, took: Duration) {
+        let method = METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
+        *self
+            .requests
+            .lock()
+            .expect("front metrics lock")
+            .entry((method, status, version))
+            .or_insert(0) += 1;
+        self.first_byte.observe(took);
+    }
+
+    /// Requests answered so far with `status`, over every method and version.
+    pub fn with_status(&self, status: u16) -> u64 {
+        let requests = self.requests.lock().expect("front metrics lock");
+        requests
+            .iter()
+            .filter(|((_, s, _), _)| *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Appends the front's series to a Prometheus text page.
+    pub fn render(&self, out: &mut String) {
+        let name = "stoq_http_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP requests answered, by method, status and protocol version.\n# TYPE {name} counter"
+        );
+        for ((method, status, version), n) in
+            self.requests.lock().expect("front metrics lock").iter()
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{method=\"{method}\",status=\"{status}\",version=\"{version}\"}} {n}"
+            );
+        }
+        let name = "stoq_http_bytes_out_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Body bytes sent by the HTTP front.\n# TYPE {name} counter\n{name} {}",
+            self.bytes_out.load(Ordering::Relaxed)
+        );
+        self.first_byte.render(
+            out,
+            "stoq_http_first_byte_seconds",
+            "Time from an HTTP request to its answer's head.",
+        );
+    }
+}
