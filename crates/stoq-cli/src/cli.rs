@@ -145,7 +145,8 @@ pub struct PutArgs {
     /// Restrict reads of this content to holders of the token in this file.
     #[arg(long, requires = "node")]
     pub read_token_file: Option<PathBuf>,
-    /// The file to store.
+    /// The file to store, or a directory to publish as a collection (its files, then the
+    /// listing of their paths, ids, sizes and media types; `get ID -o DIR` restores it).
     pub file: PathBuf,
     /// The store's directory.
     #[arg(long, default_value = "./stoq-data")]

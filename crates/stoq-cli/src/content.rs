@@ -85,10 +85,16 @@ pub fn put(args: PutArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes content to a file (via a `.part` file renamed into place) or to standard output.
-pub fn get(args: GetArgs) -> Result<()> {
+/// Writes content to a file (via a `.part` file renamed into place) or to standard output;
+/// a collection to a directory.
+pub async fn get(args: GetArgs) -> Result<()> {
     let id = content_id(&args.id)?;
     let store = open_existing(&args.data_dir)?;
+    if let Target::File(dir) = output::target(args.output.as_deref()) {
+        if store.manifest(&id)?.kind == stoq::chunking::ContentKind::Collection {
+            return crate::collection::get_local(&store, &id, &dir, args.json).await;
+        }
+    }
     let started = Instant::now();
     let report = match output::target(args.output.as_deref()) {
         Target::File(path) => {

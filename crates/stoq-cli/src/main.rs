@@ -6,6 +6,7 @@
 mod bench;
 mod bench_args;
 mod cli;
+mod collection;
 mod content;
 mod demo;
 mod gunzip;
@@ -48,12 +49,13 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Ping(args) => serve::ping(args).await,
             Command::Config(args) => settings::print_config(args),
+            Command::Put(args) if args.file.is_dir() => collection::put(args).await,
             Command::Put(args) => match args.node.clone() {
                 Some(node) => remote::put(args, &node).await,
                 None => content::put(args),
             },
             Command::Get(args) if !args.nodes.is_empty() => remote::get(args).await,
-            Command::Get(args) => content::get(args),
+            Command::Get(args) => content::get(args).await,
             Command::Status(args) => match &args.node {
                 Some(node) => remote::status(node, args.json).await,
                 None => content::status(args),

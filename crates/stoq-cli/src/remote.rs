@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use stoq::chunking::{ContentId, ErasurePolicy, Manifest};
+use stoq::chunking::{Collection, ContentId, ContentKind, ErasurePolicy, Manifest};
 use stoq::client::{self, ChunkCache, FetchOptions, LocalChunks, Located, DEFAULT_CACHE_BYTES};
 use stoq::node::TOKEN_FILE;
-use stoq::protocol::{read_digest, Location, PutSettings};
+use stoq::protocol::{read_digest, Location, PutAnswer, PutSettings};
 use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
 use stoq::AdminToken;
 
@@ -55,7 +55,7 @@ fn token(file: Option<&Path>) -> Result<AdminToken> {
 }
 
 /// A read token from `--read-token-file`, if given.
-fn read_token(file: Option<&Path>) -> Result<Option<String>> {
+pub fn read_token(file: Option<&Path>) -> Result<Option<String>> {
     file.map(|path| {
         std::fs::read_to_string(path)
             .map(|t| t.trim().to_owned())
@@ -78,10 +78,8 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
             args.file.display()
         )));
     }
-    let (id, addr) = known::resolve(node)?;
-    let token = token(args.token_file.as_deref())?;
-    let client = endpoint()?;
-    let conn = connect(&client, id, addr).await?;
+    let publisher = Publisher::open(node, args.token_file.as_deref()).await?;
+    let addr = publisher.addr;
     let started = Instant::now();
     let settings = PutSettings {
         erasure,
@@ -93,9 +91,7 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
         .then(|| crate::gunzip::decompressed(&args.file))
         .transpose()?;
     let file = unpacked.as_ref().map_or(args.file.as_path(), |u| u.path());
-    let report = client::publish(&conn, token.as_str(), file, settings)
-        .await
-        .with_context(|| format!("{addr} refused the upload"))?;
+    let report = publisher.publish(file, settings).await?;
     let elapsed = started.elapsed();
     if args.json {
         let mut doc = serde_json::to_value(&report)?;
@@ -112,8 +108,68 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
             elapsed.as_secs_f64() * 1e3
         );
     }
-    hang_up(&client).await;
+    publisher.hang_up().await;
     Ok(())
+}
+
+/// Restores collection `id` to `dir`, each file fetched from the located sources.
+async fn get_collection(
+    located: &Located,
+    id: &ContentId,
+    dir: &Path,
+    options: &FetchOptions,
+    json: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut doc = Vec::new();
+    located.fetch(id, &mut doc, options, |_| Ok(0)).await?;
+    let collection = Collection::decode(&doc)?;
+    let (files, bytes) = crate::collection::restore(&collection, dir, |entry, part| async move {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&part)?);
+        located.fetch(&entry, &mut file, options, |_| Ok(0)).await?;
+        file.flush()?;
+        Ok(())
+    })
+    .await?;
+    crate::collection::report_restore(id, dir, files, bytes, started, json);
+    Ok(())
+}
+
+/// A connection to an origin with the admin token, for publishing.
+pub struct Publisher {
+    client: StoqEndpoint,
+    conn: StoqConnection,
+    token: AdminToken,
+    /// The origin's address.
+    pub addr: SocketAddrV6,
+}
+
+impl Publisher {
+    /// Connects to `node` (pinned) with the token from `token_file`.
+    pub async fn open(node: &str, token_file: Option<&Path>) -> Result<Self> {
+        let (id, addr) = known::resolve(node)?;
+        let token = token(token_file)?;
+        let client = endpoint()?;
+        let conn = connect(&client, id, addr).await?;
+        Ok(Publisher {
+            client,
+            conn,
+            token,
+            addr,
+        })
+    }
+
+    /// Publishes the file at `path`.
+    pub async fn publish(&self, path: &Path, settings: PutSettings) -> Result<PutAnswer> {
+        client::publish(&self.conn, self.token.as_str(), path, settings)
+            .await
+            .with_context(|| format!("{} refused the upload", self.addr))
+    }
+
+    /// Closes the connection.
+    pub async fn hang_up(self) {
+        hang_up(&self.client).await;
+    }
 }
 
 /// Passes writes through and moves a progress bar (drawn only on a terminal).
@@ -226,6 +282,15 @@ pub async fn get(args: GetArgs) -> Result<()> {
         read_token: read_token(args.read_token_file.as_deref())?,
         local,
     };
+    if let Target::File(dir) = output::target(args.output.as_deref()) {
+        let (manifest, _) =
+            client::fetch_manifest_as(&conns[0], &id, options.read_token.as_deref()).await?;
+        if manifest.kind == ContentKind::Collection {
+            get_collection(&located, &id, &dir, &options, args.json).await?;
+            hang_up(&client).await;
+            return Ok(());
+        }
+    }
     let started = Instant::now();
     let report = match output::target(args.output.as_deref()) {
         Target::File(path) => {

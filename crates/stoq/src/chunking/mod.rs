@@ -8,6 +8,7 @@
 //! - [`placement::plan`]: rendezvous-hash placement across nodes and regions.
 
 pub mod archive;
+pub mod collection;
 mod engine;
 pub mod erasure;
 mod manifest;
@@ -15,6 +16,7 @@ pub mod placement;
 mod profile;
 
 pub use archive::{chunk_content, chunk_file, kind_of_file};
+pub use collection::{Collection, CollectionEntry, CollectionError};
 pub use engine::{sniff_head, Chunk, ChunkEngine, ChunkSpan, FastCdcEngine, Replayed, SNIFF_LEN};
 pub use manifest::{
     ChunkEntry, ChunkId, ContentId, ErasurePolicy, Hash32, Manifest, ManifestError, ShardSet,

@@ -22,6 +22,9 @@ pub enum ContentKind {
     /// A zip archive (also jar, wheel, docx...): cut at its members when stored from a file,
     /// as binary from a stream.
     Zip,
+    /// A collection: paths mapped to contents ([`super::collection`]), a directory published
+    /// as one id. Chunked as text.
+    Collection,
 }
 
 impl ContentKind {
@@ -33,6 +36,7 @@ impl ContentKind {
             ContentKind::Media => 2,
             ContentKind::Tar => 3,
             ContentKind::Zip => 4,
+            ContentKind::Collection => 5,
         }
     }
 
@@ -44,6 +48,7 @@ impl ContentKind {
             2 => Some(ContentKind::Media),
             3 => Some(ContentKind::Tar),
             4 => Some(ContentKind::Zip),
+            5 => Some(ContentKind::Collection),
             _ => None,
         }
     }
@@ -51,7 +56,9 @@ impl ContentKind {
     /// The chunk sizes for this kind.
     pub fn profile(self) -> ChunkProfile {
         match self {
-            ContentKind::Text => ChunkProfile::new(4 * KIB, 16 * KIB, 64 * KIB),
+            ContentKind::Text | ContentKind::Collection => {
+                ChunkProfile::new(4 * KIB, 16 * KIB, 64 * KIB)
+            }
             ContentKind::Binary | ContentKind::Tar | ContentKind::Zip => {
                 ChunkProfile::new(16 * KIB, 64 * KIB, 256 * KIB)
             }

@@ -91,6 +91,7 @@ impl HttpFront {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let front = Arc::new(Front {
             content: node.content(),
+            collections: Default::default(),
         });
         let (stop, stopped) = watch::channel(None);
         let task = tokio::spawn(accept_loop(listener, tls, front, stopped));

@@ -9,8 +9,10 @@
 //! [`crate::node::NodeContent`], so a read over HTTP goes exactly the way a `stoq get` does:
 //! the edge's cache, coalesced pulls, admission slots, verification.
 
+mod collections;
 mod config;
 mod listen;
+pub mod media;
 pub mod plan;
 mod publish;
 mod read;

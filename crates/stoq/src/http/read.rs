@@ -1,6 +1,7 @@
-//! GET and HEAD of a content or a name: the headers a cache and a browser need, and the bytes
-//! streamed chunk by chunk as the node has them verified (the first byte leaves before the
-//! whole content is fetched; a range fetches only the chunks it covers).
+//! GET and HEAD of a content, a name, or a path inside a collection: the headers a cache and
+//! a browser need, and the bytes streamed chunk by chunk as the node has them verified (the
+//! first byte leaves before the whole content is fetched; a range fetches only the chunks it
+//! covers).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,16 +13,23 @@ use hyper::body::{Frame, Incoming};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use super::collections::sniffed_type;
 use super::plan::{etag_of, plan, Plan};
 use super::route::Target;
 use super::serve::{bearer, denied, empty, refused, text, Body, BodyError, Front};
-use crate::chunking::{ContentId, Manifest};
+use crate::chunking::{ContentId, ContentKind, Manifest};
+use crate::node::Refusal;
 
 /// What `/c/` answers carry: content never changes under its id.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// The type of content whose type was never recorded.
-const UNKNOWN_TYPE: &str = "application/octet-stream";
+/// What a read resolved to: the content whose bytes are sent.
+struct Resolved {
+    id: ContentId,
+    manifest: Arc<Manifest>,
+    media_type: String,
+    restricted: bool,
+}
 
 /// Answers a GET or HEAD of `target` (and `inner`, a path inside a collection).
 pub async fn read(
@@ -31,10 +39,9 @@ pub async fn read(
     target: Target,
     inner: Option<String>,
 ) -> Response<Body> {
-    let content = &front.content;
-    let (id, mut cache_control) = match target {
+    let (id, cache_control) = match target {
         Target::Content(id) => (id, IMMUTABLE.to_owned()),
-        Target::Name(name) => match content.name(&name).await {
+        Target::Name(name) => match front.content.name(&name).await {
             Ok((record, fresh_for)) => (
                 record.id,
                 format!(
@@ -45,37 +52,116 @@ pub async fn read(
             Err(refusal) => return refused(&refusal),
         },
     };
-    let manifest = match content.manifest(id).await {
-        Ok(m) => m,
-        Err(refusal) => return refused(&refusal),
+    let resolved = match resolve(front, client, &req, id, inner).await {
+        Ok(resolved) => resolved,
+        Err(response) => return response,
     };
-    match content.may_read(&id, bearer(req.headers()).as_deref()) {
-        Ok(true) => cache_control = cache_control.replacen("public", "private", 1),
-        Ok(false) => {}
-        Err(why) => return denied(why, &format!("content {id}")),
-    }
-    if inner.is_some() {
-        return text(
-            StatusCode::NOT_FOUND,
-            &format!("content {id} is not a collection: it has no paths inside it"),
-        );
-    }
-    let mut response = answer(front, client, &req, id, manifest);
-    let headers = response.headers_mut();
+    // Restricted content is for its reader only: no shared cache may keep it.
+    let cache_control = match resolved.restricted {
+        true => cache_control.replacen("public", "private", 1),
+        false => cache_control,
+    };
+    let mut response = answer(front, client, &req, resolved);
     if let Ok(value) = HeaderValue::from_str(&cache_control) {
-        headers.insert(header::CACHE_CONTROL, value);
+        response.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     response
 }
 
-/// The answer for content `id` as the request's conditional and range headers ask.
-fn answer(
+/// The content a read asks for: `id` itself, or for a collection the file at `inner` (its
+/// `index.html` for a directory); a collection or directory asked for without its trailing
+/// slash is redirected to it, so relative links inside it resolve.
+async fn resolve(
     front: &Arc<Front>,
     client: usize,
     req: &Request<Incoming>,
     id: ContentId,
-    manifest: Arc<Manifest>,
+    inner: Option<String>,
+) -> Result<Resolved, Response<Body>> {
+    let (manifest, restricted) = readable(front, req, id).await?;
+    if manifest.kind != ContentKind::Collection {
+        if inner.is_some() {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                &format!("content {id} is not a collection: it has no paths inside it"),
+            ));
+        }
+        let media_type = sniffed_type(&front.content, client, id, manifest.clone())
+            .await
+            .map_err(|r| refused(&r))?;
+        return Ok(Resolved {
+            id,
+            manifest,
+            media_type,
+            restricted,
+        });
+    }
+    let collection = front
+        .collections
+        .get(&front.content, client, id, manifest)
+        .await
+        .map_err(|r| refused(&r))?;
+    let Some(path) = inner else {
+        return Err(add_slash(req));
+    };
+    let Some(entry) = collection.lookup(&path) else {
+        if !path.is_empty() && collection.is_dir(&path) && !path.ends_with('/') {
+            return Err(add_slash(req));
+        }
+        return Err(refused(&Refusal::not_found(format!(
+            "collection {id} has no file {path:?}"
+        ))));
+    };
+    let (manifest, entry_restricted) = readable(front, req, entry.id).await?;
+    Ok(Resolved {
+        id: entry.id,
+        manifest,
+        media_type: entry.media_type.clone(),
+        restricted: restricted || entry_restricted,
+    })
+}
+
+/// The manifest of `id` and whether its reads are restricted, once the reader is let in.
+async fn readable(
+    front: &Front,
+    req: &Request<Incoming>,
+    id: ContentId,
+) -> Result<(Arc<Manifest>, bool), Response<Body>> {
+    let manifest = front.content.manifest(id).await.map_err(|r| refused(&r))?;
+    let restricted = front
+        .content
+        .may_read(&id, bearer(req.headers()).as_deref())
+        .map_err(|why| denied(why, &format!("content {id}")))?;
+    Ok((manifest, restricted))
+}
+
+/// 301 to the same path with a slash added (and the same query).
+fn add_slash(req: &Request<Incoming>) -> Response<Body> {
+    let uri = req.uri();
+    let location = match uri.query() {
+        Some(q) => format!("{}/?{q}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    let mut response = text(StatusCode::MOVED_PERMANENTLY, &format!("see {location}"));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// The answer for the resolved content as the request's conditional and range headers ask.
+fn answer(
+    front: &Arc<Front>,
+    client: usize,
+    req: &Request<Incoming>,
+    resolved: Resolved,
 ) -> Response<Body> {
+    let Resolved {
+        id,
+        manifest,
+        media_type,
+        ..
+    } = resolved;
     let size = manifest.size;
     let plan = plan(req.headers(), &id, size);
     let (status, bytes) = match &plan {
@@ -95,12 +181,12 @@ fn answer(
     let headers = response.headers_mut();
     headers.typed_insert(etag_of(&id));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let content_type = front.content.content_type(&id);
+    if let Ok(value) = HeaderValue::from_str(&media_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
     headers.insert(
-        header::CONTENT_TYPE,
-        content_type
-            .and_then(|t| HeaderValue::from_str(&t).ok())
-            .unwrap_or(HeaderValue::from_static(UNKNOWN_TYPE)),
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     match (&plan, bytes) {
         (Plan::Part(_), Some(range)) => {
@@ -141,9 +227,10 @@ fn stream(
         let entry = &manifest.chunks[index];
         index += 1;
         let bytes = next.map_err(|refusal| BodyError::from(refusal.to_string()))?;
-        let from = range.start.saturating_sub(entry.offset) as usize;
-        let to = (range.end - entry.offset).min(u64::from(entry.length)) as usize;
-        let piece = bytes.slice(from..to.min(bytes.len()));
+        let to =
+            ((range.end - entry.offset).min(u64::from(entry.length)) as usize).min(bytes.len());
+        let from = (range.start.saturating_sub(entry.offset) as usize).min(to);
+        let piece = bytes.slice(from..to);
         content.served(piece.len() as u64);
         Ok(Frame::data(piece))
     });

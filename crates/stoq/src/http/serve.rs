@@ -28,6 +28,8 @@ pub type Body = BoxBody<Bytes, BodyError>;
 pub struct Front {
     /// The node's content.
     pub content: NodeContent,
+    /// Collections read so far, decoded.
+    pub collections: super::collections::Collections,
 }
 
 /// Answers one request from connection number `client`.

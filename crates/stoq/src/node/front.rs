@@ -124,11 +124,6 @@ impl NodeContent {
         rx
     }
 
-    /// The media type recorded for `id` when it was published, if any.
-    pub fn content_type(&self, _id: &ContentId) -> Option<String> {
-        None
-    }
-
     /// Counts `bytes` of content sent to a client of the front.
     pub fn served(&self, bytes: u64) {
         let metrics = &self.state.metrics;
