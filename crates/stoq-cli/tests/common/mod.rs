@@ -32,17 +32,29 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub node_id: String,
+    /// The HTTP front's URL, from the second line, when started with `--http`.
+    pub http_url: Option<String>,
 }
 
 /// Starts `cmd` with its standard output piped and returns it with the first line it prints
 /// (`stoq serve` prints its address and node id there once it listens).
 pub fn spawn_for_first_line(cmd: &mut Command) -> (Child, String) {
+    let (child, mut lines) = spawn_for_lines(cmd, 1);
+    (child, lines.remove(0))
+}
+
+/// Starts `cmd` with its standard output piped and returns it with the first `n` lines.
+pub fn spawn_for_lines(cmd: &mut Command, n: usize) -> (Child, Vec<String>) {
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line)
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let lines = (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line
+        })
+        .collect();
+    (child, lines)
 }
 
 impl Server {
@@ -51,21 +63,31 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
-        let (child, line) = spawn_for_first_line(
+        let http = extra.contains(&"--http");
+        let (child, lines) = spawn_for_lines(
             stoq()
                 .args(["serve", "--listen", "[::1]:0", "--data-dir"])
                 .arg(data_dir)
                 .args(extra)
                 .stderr(Stdio::piped()),
+            1 + usize::from(http),
         );
+        let line = &lines[0];
         // "stoq listening on ADDR node NODE-ID"
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&words[..3], ["stoq", "listening", "on"], "{line}");
         assert_eq!(words[4], "node", "{line}");
+        // "stoq http listening on URL"
+        let http_url = lines.get(1).map(|l| {
+            let url = l.trim().strip_prefix("stoq http listening on ");
+            url.unwrap_or_else(|| panic!("no HTTP URL in {l:?}"))
+                .to_owned()
+        });
         Server {
             child,
             addr: words[3].to_owned(),
             node_id: words[5].to_owned(),
+            http_url,
         }
     }
 
