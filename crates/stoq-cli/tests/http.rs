@@ -272,7 +272,11 @@ fn reads_of_restricted_content_and_every_change_need_their_tokens() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("origin");
-    let server = Server::start_with(&data, &["--http", "[::1]:0"]);
+    let metrics = {
+        let free = std::net::TcpListener::bind("[::1]:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let server = Server::start_with(&data, &["--http", "[::1]:0", "--metrics", &metrics]);
     let url = server.http_url.clone().unwrap();
     assert!(url.starts_with("http://[::1]:"), "{url}");
     let admin = std::fs::read_to_string(data.join("admin.token"))
@@ -395,6 +399,26 @@ fn reads_of_restricted_content_and_every_change_need_their_tokens() {
     assert_eq!(code(&[&content]), 404);
     // A method a path does not take.
     assert_eq!(code(&["-X", "POST", &content]), 405);
+    // The front counted each answer by method, status and version, and its first bytes.
+    let page =
+        String::from_utf8(curl(None, &[&format!("http://{metrics}/metrics")]).stdout).unwrap();
+    for series in [
+        r#"stoq_http_requests_total{method="GET",status="401",version="1.1"} 1"#,
+        r#"stoq_http_requests_total{method="GET",status="403",version="1.1"} 1"#,
+        r#"stoq_http_requests_total{method="PUT",status="201",version="1.1"} 1"#,
+        r#"stoq_http_requests_total{method="DELETE",status="401",version="1.1"} 1"#,
+        r#"stoq_http_requests_total{method="POST",status="405",version="1.1"} 1"#,
+    ] {
+        assert!(page.contains(series), "{series} not in\n{page}");
+    }
+    assert!(page.contains("stoq_http_first_byte_seconds_count"));
+    let sent: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("stoq_http_bytes_out_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sent >= 700_000, "{sent}");
     let (code, err) = server.stop();
     assert_eq!(code, 0, "{err}");
 }

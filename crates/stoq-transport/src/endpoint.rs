@@ -16,8 +16,9 @@ use tracing::{debug, info};
 use crate::serving::{serve_connection, IncomingRequest, Intake};
 use crate::trust::{self, PeerExpectation};
 use crate::{
-    addr::ensure_ipv6, socket::bind_udp, NodeId, NodeIdentity, StoqConnection, TransportConfig,
-    TransportError,
+    addr::ensure_ipv6,
+    socket::{bind_udp, bind_udp_group},
+    NodeId, NodeIdentity, StoqConnection, TransportConfig, TransportError,
 };
 
 /// Connections that finished their handshake and wait for [`StoqEndpoint::accept`].
@@ -139,14 +140,13 @@ impl StoqEndpoint {
         let count = if serve { config.endpoint_count() } else { 1 };
         let (endpoint, listeners) = match server_config {
             Some(server) if count > 1 => {
-                // Several sockets on one port: the first picks the port, the rest join it.
-                let first = bind_udp(config.listen, &config, true)?;
-                let port = first.local_addr().map_err(TransportError::Socket)?;
-                let mut listeners = vec![quinn_endpoint(first, Some(server.clone()))?];
-                for _ in 1..count {
-                    let socket = bind_udp(port, &config, true)?;
-                    listeners.push(quinn_endpoint(socket, Some(server.clone()))?);
-                }
+                // Several sockets on one port, which no other socket holds.
+                let sockets = bind_udp_group(config.listen, &config, count)?;
+                let port = sockets[0].local_addr().map_err(TransportError::Socket)?;
+                let listeners = sockets
+                    .into_iter()
+                    .map(|socket| quinn_endpoint(socket, Some(server.clone())))
+                    .collect::<Result<Vec<_>, _>>()?;
                 // Replies to a dialled connection must reach the socket that dialled it; the
                 // kernel spreads a shared port's packets by address, so dialling gets its own.
                 let mut any = port;

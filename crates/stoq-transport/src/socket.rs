@@ -37,9 +37,49 @@ pub(crate) fn bind_udp(
     Ok(socket.into())
 }
 
+/// Binds `count` sockets sharing one port (SO_REUSEPORT). The port is first taken by a socket
+/// without SO_REUSEPORT, which the kernel gives only a port no socket holds (for port 0) and
+/// refuses where any socket holds it (an explicit port): left to itself, the kernel may put a
+/// SO_REUSEPORT socket asking for port 0 on a port another such group of the same user already
+/// holds, and the two would then share each other's packets. The probe is released just
+/// before the group binds.
+pub(crate) fn bind_udp_group(
+    addr: SocketAddr,
+    config: &TransportConfig,
+    count: usize,
+) -> Result<Vec<std::net::UdpSocket>, TransportError> {
+    let port = {
+        let probe = bind_udp(addr, config, false)?;
+        probe.local_addr().map_err(TransportError::Socket)?
+    };
+    (0..count.max(1))
+        .map(|_| bind_udp(port, config, true))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_on_port_zero_never_share_a_port_and_a_held_port_is_refused() {
+        let config = TransportConfig::default();
+        let groups: Vec<_> = (0..200)
+            .map(|_| bind_udp_group("[::1]:0".parse().unwrap(), &config, 2).unwrap())
+            .collect();
+        let mut ports: Vec<u16> = groups
+            .iter()
+            .map(|g| g[0].local_addr().unwrap().port())
+            .collect();
+        for g in &groups {
+            assert_eq!(g[0].local_addr().unwrap(), g[1].local_addr().unwrap());
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), groups.len(), "two groups were given one port");
+        let taken = groups[0][0].local_addr().unwrap();
+        assert!(bind_udp_group(taken, &config, 2).is_err());
+    }
 
     #[test]
     fn socket_is_v6_only_and_takes_buffer_sizes() {

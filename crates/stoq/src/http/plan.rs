@@ -135,4 +135,20 @@ mod tests {
         assert_eq!(ranged("\"an-older-copy\""), Plan::Whole);
         assert_eq!(ranged(&format!("W/{tag}")), Plan::Whole);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_range_header_plans_bytes_inside_the_content(
+            header in "bytes=[0-9,\\- ]{0,24}|[ -~]{0,24}",
+            size in 0u64..10_000,
+        ) {
+            if let Ok(value) = header.parse::<http::HeaderValue>() {
+                let mut headers = HeaderMap::new();
+                headers.insert(RANGE, value);
+                if let Plan::Part(range) = plan(&headers, &id(), size) {
+                    proptest::prop_assert!(range.start < range.end && range.end <= size);
+                }
+            }
+        }
+    }
 }

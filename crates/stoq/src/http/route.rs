@@ -177,6 +177,15 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_path_routes_or_is_refused_and_inner_paths_never_climb(path in "/[cn/a-f0-9%.]{0,90}") {
+            if let Ok(Route::Read { inner: Some(inner), .. }) = route(&Method::GET, &path) {
+                proptest::prop_assert!(!inner.split('/').any(|s| s == ".."));
+            }
+        }
+    }
+
     #[test]
     fn bad_paths_and_methods_are_refused() {
         assert_eq!(route(&Method::GET, "/"), Err(RouteError::NoSuchPath));

@@ -11,7 +11,7 @@ use super::metrics::Histogram;
 
 /// The methods counted by name; any other is counted as `other` (a client cannot grow the
 /// series without bound).
-const METHODS: [&str; 5] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"];
+const METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "POST", "OPTIONS"];
 
 /// The HTTP front's counters.
 #[derive(Debug, Default)]
