@@ -698,3 +698,90 @@ fn a_range_through_an_edge_fetches_only_the_chunks_it_covers() {
         "a 100-byte range cached {cached} bytes: {status}"
     );
 }
+
+/// A Python with the `aioquic` package: `STOQ_TEST_PYTHON`, the venv `.ci/run` makes
+/// (`target/ci-venv`), or `python3`.
+fn python_with_aioquic() -> Option<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = [
+        std::env::var_os("STOQ_TEST_PYTHON").map(PathBuf::from),
+        Some(workspace.join("target/ci-venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ];
+    candidates.into_iter().flatten().find(|python| {
+        Command::new(python)
+            .args(["-c", "import aioquic.h3.connection"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+#[test]
+fn an_independent_http3_client_gets_content_and_ranges_over_udp() {
+    let Some(python) = python_with_aioquic() else {
+        eprintln!("skipped: no Python with aioquic (pip install aioquic, or run .ci/run)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = test_certificate(dir.path());
+    let data = dir.path().join("origin");
+    let server = Server::start_with(
+        &data,
+        &[
+            "--http",
+            "[::1]:0",
+            "--http-cert",
+            cert.to_str().unwrap(),
+            "--http-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = server.http_url.clone().unwrap();
+    let bytes = noise(2_500_000, 5);
+    let file = dir.path().join("content.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let id = put(&file, &server, &data, &[]);
+    let content = format!("{url}/c/{id}");
+    // HTTP/1.1 and HTTP/2 answers announce HTTP/3 on the same port.
+    let port = url.rsplit(':').next().unwrap();
+    let out = curl(Some(&cert), &["-I", &content]);
+    let (_, headers) = head_of(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        header(&headers, "alt-svc"),
+        Some(format!("h3=\":{port}\"; ma=86400").as_str())
+    );
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/h3_get.py");
+    let get = |range: Option<&str>, out: &Path| {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("40")
+            .arg(&python)
+            .arg(&script)
+            .arg(&content)
+            .arg(&cert)
+            .arg(out);
+        cmd.args(range);
+        let done = cmd.output().unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&done.stdout).unwrap()
+    };
+    let whole = dir.path().join("whole");
+    let answer = get(None, &whole);
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["headers"]["etag"], format!("\"{id}\""));
+    assert_eq!(std::fs::read(&whole).unwrap(), bytes);
+    let part = dir.path().join("part");
+    let answer = get(Some("bytes=1000000-1500000"), &part);
+    assert_eq!(answer["status"], 206, "{answer}");
+    assert_eq!(
+        answer["headers"]["content-range"],
+        "bytes 1000000-1500000/2500000"
+    );
+    assert_eq!(std::fs::read(&part).unwrap(), &bytes[1_000_000..=1_500_000]);
+    let (code, err) = server.stop();
+    assert_eq!(code, 0, "{err}");
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -18,7 +19,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::config::HttpConfig;
-use super::serve::{handle, Front};
+use http_body_util::BodyExt;
+
+use super::serve::{handle, BodyError, Front};
 use crate::node::{bind_tcp_v6, Node};
 
 /// Most connections the front serves at once; further ones are closed as they arrive.
@@ -66,8 +69,25 @@ pub enum HttpError {
 pub struct HttpFront {
     url: String,
     local_addr: SocketAddr,
+    http3: bool,
     stop: watch::Sender<Option<Duration>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The TCP listener, and with TLS the HTTP/3 endpoint on the same port number.
+fn bind_both(
+    addr: SocketAddr,
+    tls: Option<&rustls::ServerConfig>,
+) -> Result<(TcpListener, Option<quinn::Endpoint>), HttpError> {
+    let listener = bind_tcp_v6(addr, 1024).map_err(|source| HttpError::Bind { addr, source })?;
+    let Some(tls) = tls else {
+        return Ok((listener, None));
+    };
+    let udp = listener
+        .local_addr()
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    let quic = super::h3::bind(udp, tls)?;
+    Ok((listener, Some(quic)))
 }
 
 impl HttpFront {
@@ -80,26 +100,55 @@ impl HttpFront {
             .listen
             .ok_or_else(|| HttpError::Config("http.listen is not set".into()))?;
         let tls = match (&config.cert, &config.key) {
-            (Some(cert), Some(key)) => Some(TlsAcceptor::from(Arc::new(tls_config(cert, key)?))),
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
         };
-        let listener =
-            bind_tcp_v6(addr, 1024).map_err(|source| HttpError::Bind { addr, source })?;
+        // With TLS, HTTP/3 takes the same port number on UDP. Where `:0` was asked, the TCP
+        // port the kernel gave may be taken on UDP: then another is tried.
+        let attempts = if addr.port() == 0 && tls.is_some() {
+            8
+        } else {
+            1
+        };
+        let mut bound = Err(HttpError::Config("no attempt".into()));
+        for _ in 0..attempts {
+            bound = bind_both(addr, tls.as_ref());
+            if bound.is_ok() {
+                break;
+            }
+        }
+        let (listener, quic) = bound?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| HttpError::Bind { addr, source })?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let alt_svc = quic.as_ref().map(|_| {
+            HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", local_addr.port()))
+                .expect("a port makes a valid Alt-Svc value")
+        });
         let front = Arc::new(Front {
             content: node.content(),
             collections: Default::default(),
+            alt_svc,
         });
         let (stop, stopped) = watch::channel(None);
-        let task = tokio::spawn(accept_loop(listener, tls, front, stopped));
+        let acceptor = tls.map(|tls| TlsAcceptor::from(Arc::new(tls)));
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            front.clone(),
+            stopped.clone(),
+        ))];
+        if let Some(quic) = quic {
+            let first = FIRST_CLIENT + (1 << (usize::BITS - 3));
+            tasks.push(tokio::spawn(super::h3::serve(quic, front, stopped, first)));
+        }
         Ok(HttpFront {
             url: format!("{scheme}://{local_addr}"),
             local_addr,
+            http3: tasks.len() > 1,
             stop,
-            task,
+            tasks,
         })
     }
 
@@ -113,14 +162,22 @@ impl HttpFront {
         self.local_addr
     }
 
+    /// Whether HTTP/3 is served (on UDP, same port), as it is with a certificate.
+    pub fn http3(&self) -> bool {
+        self.http3
+    }
+
     /// Stops accepting, lets requests under way finish within `deadline`, then closes.
     pub async fn shutdown(self, deadline: Duration) {
         let _ = self.stop.send(Some(deadline));
-        let _ = tokio::time::timeout(deadline + Duration::from_millis(100), self.task).await;
+        for task in self.tasks {
+            let _ = tokio::time::timeout(deadline + Duration::from_millis(100), task).await;
+        }
     }
 }
 
-/// A rustls server configuration from PEM files, offering HTTP/2 and HTTP/1.1.
+/// A rustls server configuration from PEM files, offering HTTP/2 and HTTP/1.1 (HTTP/3 sets its
+/// own ALPN on a copy).
 fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, HttpError> {
     let bad = |path: &Path, reason: String| HttpError::Certificate {
         path: path.display().to_string(),
@@ -209,7 +266,10 @@ async fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let service = service_fn(move |req| handle(front.clone(), client, req));
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let req = req.map(|body| body.map_err(BodyError::from).boxed());
+        handle(front.clone(), client, req)
+    });
     let result = match tls {
         None => {
             let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -1,9 +1,9 @@
-//! The HTTP front: a node's content over HTTP/1.1 and HTTP/2 (hyper) for browsers, curl and
-//! package managers.
+//! The HTTP front: a node's content over HTTP/1.1 and HTTP/2 (hyper) and HTTP/3 (h3 on quinn)
+//! for browsers, curl and package managers.
 //!
 //! Where to read, in order: [`route`] (which operation a method and path ask for, no IO),
 //! [`plan`] (which bytes and status a read is answered with, from its headers, no IO),
-//! `listen` (sockets, TLS and connections), `serve` (one request, and errors as statuses),
+//! `listen` (sockets, TLS and connections), `h3` (the same over QUIC), `serve` (one request, and errors as statuses),
 //! `read` (GET and HEAD, streamed chunk by chunk as the node verifies them) and `publish`
 //! (PUT and DELETE with the admin token). The front asks the node through
 //! [`crate::node::NodeContent`], so a read over HTTP goes exactly the way a `stoq get` does:
@@ -11,6 +11,7 @@
 
 mod collections;
 mod config;
+mod h3;
 mod listen;
 pub mod media;
 pub mod plan;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 
 use super::serve::{bearer, denied, json, refused, text, Body, Front};
@@ -24,7 +23,7 @@ const READ_TOKEN_HEADER: &str = "stoq-read-token";
 const BODY_STALL: Duration = Duration::from_secs(30);
 
 /// Whether the request carries the admin token: `None` if it does, else the answer.
-fn admin(front: &Front, req: &Request<Incoming>) -> Option<Response<Body>> {
+fn admin(front: &Front, req: &Request<Body>) -> Option<Response<Body>> {
     match bearer(req.headers()) {
         None => Some(denied(ReadRefused::Missing, "changing content")),
         Some(token) => match front.content.authorise(&token) {
@@ -37,7 +36,7 @@ fn admin(front: &Front, req: &Request<Incoming>) -> Option<Response<Body>> {
 /// PUT `/c`: the body goes to a file on the node's disk as it arrives (never whole into
 /// memory), then is stored; the answer is the put's JSON (`id`, `size`, `chunks`, ...) with
 /// 201 and `Location: /c/ID`.
-pub async fn put(front: &Arc<Front>, req: Request<Incoming>) -> Response<Body> {
+pub async fn put(front: &Arc<Front>, req: Request<Body>) -> Response<Body> {
     if let Some(refusal) = admin(front, &req) {
         return refusal;
     }
@@ -75,7 +74,7 @@ pub async fn put(front: &Arc<Front>, req: Request<Incoming>) -> Response<Body> {
 
 /// DELETE `/c/ID`: purges the content here and on every live peer; the answer is the purge's
 /// JSON (`removed_here`, `reached`, `failed`).
-pub async fn delete(front: &Arc<Front>, req: Request<Incoming>, id: ContentId) -> Response<Body> {
+pub async fn delete(front: &Arc<Front>, req: Request<Body>, id: ContentId) -> Response<Body> {
     if let Some(refusal) = admin(front, &req) {
         return refusal;
     }
@@ -107,7 +106,7 @@ fn settings_of(headers: &http::HeaderMap) -> Result<PutSettings, String> {
 
 /// Writes a request body to `path` as it arrives; a body that makes no progress for
 /// [`BODY_STALL`] is given up.
-async fn receive(mut body: Incoming, path: &std::path::Path) -> Result<(), Refusal> {
+async fn receive(mut body: Body, path: &std::path::Path) -> Result<(), Refusal> {
     let disk = |e: std::io::Error| Refusal::internal(format!("upload failed, nothing stored: {e}"));
     let mut file = tokio::fs::File::create(path).await.map_err(disk)?;
     let stalled = || Refusal::new(ErrorCode::Timeout, "the body stalled; nothing was stored");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use headers::HeaderMapExt;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
@@ -35,7 +35,7 @@ struct Resolved {
 pub async fn read(
     front: &Arc<Front>,
     client: usize,
-    req: Request<Incoming>,
+    req: Request<Body>,
     target: Target,
     inner: Option<String>,
 ) -> Response<Body> {
@@ -74,7 +74,7 @@ pub async fn read(
 async fn resolve(
     front: &Arc<Front>,
     client: usize,
-    req: &Request<Incoming>,
+    req: &Request<Body>,
     id: ContentId,
     inner: Option<String>,
 ) -> Result<Resolved, Response<Body>> {
@@ -124,7 +124,7 @@ async fn resolve(
 /// The manifest of `id` and whether its reads are restricted, once the reader is let in.
 async fn readable(
     front: &Front,
-    req: &Request<Incoming>,
+    req: &Request<Body>,
     id: ContentId,
 ) -> Result<(Arc<Manifest>, bool), Response<Body>> {
     let manifest = front.content.manifest(id).await.map_err(|r| refused(&r))?;
@@ -136,7 +136,7 @@ async fn readable(
 }
 
 /// 301 to the same path with a slash added (and the same query).
-fn add_slash(req: &Request<Incoming>) -> Response<Body> {
+fn add_slash(req: &Request<Body>) -> Response<Body> {
     let uri = req.uri();
     let location = match uri.query() {
         Some(q) => format!("{}/?{q}", uri.path()),
@@ -153,7 +153,7 @@ fn add_slash(req: &Request<Incoming>) -> Response<Body> {
 fn answer(
     front: &Arc<Front>,
     client: usize,
-    req: &Request<Incoming>,
+    req: &Request<Body>,
     resolved: Resolved,
 ) -> Response<Body> {
     let Resolved {

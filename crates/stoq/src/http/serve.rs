@@ -10,7 +10,6 @@ use headers::{Authorization, HeaderMapExt};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 
 use super::route::{route, Route, RouteError};
 use super::{publish, read};
@@ -30,13 +29,16 @@ pub struct Front {
     pub content: NodeContent,
     /// Collections read so far, decoded.
     pub collections: super::collections::Collections,
+    /// `Alt-Svc` announcing HTTP/3, when it is served.
+    pub alt_svc: Option<HeaderValue>,
 }
 
-/// Answers one request from connection number `client`.
+/// Answers one request from connection number `client` (over any HTTP version: the body
+/// of a request arrives as a [`Body`] too).
 pub async fn handle(
     front: Arc<Front>,
     client: usize,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -57,6 +59,12 @@ pub async fn handle(
         version,
         started.elapsed(),
     );
+    let mut response = response;
+    if let Some(alt_svc) = &front.alt_svc {
+        response
+            .headers_mut()
+            .insert(header::ALT_SVC, alt_svc.clone());
+    }
     Ok(response)
 }
 
