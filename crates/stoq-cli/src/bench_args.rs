@@ -34,6 +34,8 @@ pub enum BenchName {
     Retrieval(RetrievalBenchArgs),
     /// Whole verified downloads from an origin, an edge and both vs raw quinn and nginx.
     Delivery(DeliveryBenchArgs),
+    /// curl from a node's HTTPS front (HTTP/1.1, HTTP/2) vs nginx; first byte via a cold edge.
+    Http(HttpBenchArgs),
     /// Share of a tbf-shaped link between two network namespaces a download uses, vs TCP.
     Utilization(UtilizationBenchArgs),
 }
@@ -64,6 +66,20 @@ pub struct DeliveryBenchArgs {
     /// Sockets each node serves from on its port (SO_REUSEPORT; 0: one per core).
     #[arg(long, default_value_t = 0)]
     pub endpoints: u32,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `stoq bench http`.
+#[derive(Debug, Args)]
+pub struct HttpBenchArgs {
+    /// Bytes of content to publish and download.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub size: usize,
+    /// Rounds of each case (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

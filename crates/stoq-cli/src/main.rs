@@ -77,6 +77,7 @@ fn main() -> ExitCode {
                 BenchName::Connections(c) => bench::connections::run(c).await,
                 BenchName::Retrieval(r) => bench::retrieval::run(r).await,
                 BenchName::Delivery(d) => bench::delivery::run(d).await,
+                BenchName::Http(h) => bench::http::run(h).await,
                 BenchName::Utilization(u) => bench::utilization::run(u).await,
             },
         }

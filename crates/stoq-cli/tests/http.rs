@@ -785,3 +785,36 @@ fn an_independent_http3_client_gets_content_and_ranges_over_udp() {
     let (code, err) = server.stop();
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn bench_http_reports_curl_through_the_front_against_nginx() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let out = run(&[
+        "bench", "http", "--size", "2097152", "--rounds", "1", "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["name"], "http");
+    for figure in [
+        "stoq_http1_gbps",
+        "stoq_http2_gbps",
+        "cold_edge_first_byte_ms",
+        "warm_edge_first_byte_ms",
+    ] {
+        assert!(j[figure].as_f64().unwrap() > 0.0, "{figure}: {j}");
+    }
+    // nginx is the baseline when installed; otherwise the report says why it is missing.
+    match j["nginx_https_gbps"].as_f64() {
+        Some(https) => assert!(
+            https > 0.0 && j["ratio"]["nginx_https"].as_f64().unwrap() > 0.0,
+            "{j}"
+        ),
+        None => assert!(
+            j["nginx_skipped"].as_str().unwrap().contains("nginx"),
+            "{j}"
+        ),
+    }
+}

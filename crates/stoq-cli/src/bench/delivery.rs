@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -20,22 +19,12 @@ use stoq::protocol::PutSettings;
 use stoq::transport::{NodeIdentity, StoqConnection, StoqEndpoint};
 use stoq::{AdminToken, Node, Role};
 
+use super::nginx::Nginx;
 use super::transport::RawQuinn;
 use super::{gbps, machine, median, noise, quantile};
 use crate::cli::DeliveryBenchArgs;
-use crate::local::{dial, peers_become, start_node_with, Place, Scratch};
+use crate::local::{dial, peers_become, start_node_with, Place};
 use crate::usage::usage;
-
-/// A scratch directory on tmpfs where there is one.
-fn scratch() -> Result<Scratch> {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        let dir = shm.join(format!("stoq-bench-delivery-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        return Ok(Scratch(dir));
-    }
-    Scratch::new("bench-delivery")
-}
 
 /// One download as `stoq get -o FILE` does it: verified chunks written through a buffer.
 async fn download(
@@ -57,105 +46,6 @@ async fn download(
     let took = started.elapsed();
     ensure!(report.size as usize == size, "a download came up short");
     Ok(took)
-}
-
-/// nginx serving `root` on two ports (HTTPS, HTTP) of [::1], run for the benchmark only.
-struct Nginx {
-    child: Child,
-    https: u16,
-    http: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("[::1]:0")?.local_addr()?.port())
-}
-
-fn found(program: &str) -> bool {
-    Command::new(program)
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-impl Nginx {
-    /// Starts nginx on `dir` (its config, certificate, logs and the served file live there),
-    /// or says why it cannot.
-    fn start(dir: &Path) -> Result<Nginx, String> {
-        if !found("nginx") || !found("curl") {
-            return Err("nginx or curl is not installed (Debian: nginx-light, curl)".into());
-        }
-        let (https, http) = (
-            free_port().map_err(|e| e.to_string())?,
-            free_port().map_err(|e| e.to_string())?,
-        );
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-            .map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem())
-            .map_err(|e| e.to_string())?;
-        let d = dir.display();
-        let conf = format!(
-            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; \
-             error_log {d}/error.log; events {{ worker_connections 64; }} \
-             http {{ access_log off; sendfile on; tcp_nopush on; \
-             client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; \
-             fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi; \
-             server {{ listen [::1]:{https} ssl; listen [::1]:{http}; \
-             ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; \
-             ssl_protocols TLSv1.3; root {d}/www; }} }}"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
-        let child = Command::new("nginx")
-            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("nginx did not start: {e}"))?;
-        let nginx = Nginx { child, https, http };
-        // nginx says nothing when it is ready, so the first, untimed request waits for it:
-        // curl retries a refused connection for at most 10 s.
-        let ready = Command::new("curl")
-            .args(["-sS", "--fail", "-o", "/dev/null", "--retry", "20"])
-            .args(["--retry-connrefused", "--retry-max-time", "10"])
-            .arg(format!("http://[::1]:{http}/"))
-            .status()
-            .map_err(|e| format!("curl did not run: {e}"))?;
-        // An index of the served directory is 403 or 404: either proves nginx answers.
-        if !ready.success() && ready.code() != Some(22) {
-            return Err("nginx did not answer within 10 s".into());
-        }
-        Ok(nginx)
-    }
-
-    /// Downloads `name` with curl over HTTPS or HTTP into `out`.
-    fn fetch(&self, name: &str, tls: bool, out: &Path, size: usize) -> Result<Duration> {
-        let url = match tls {
-            true => format!("https://[::1]:{}/{name}", self.https),
-            false => format!("http://[::1]:{}/{name}", self.http),
-        };
-        let started = Instant::now();
-        let status = Command::new("curl")
-            .args(["-sS", "-k", "--fail", "-o"])
-            .arg(out)
-            .arg(&url)
-            .status()?;
-        let took = started.elapsed();
-        ensure!(status.success(), "curl {url} failed");
-        ensure!(
-            std::fs::metadata(out)?.len() as usize == size,
-            "curl came up short"
-        );
-        Ok(took)
-    }
 }
 
 /// The nodes of the benchmark: an origin holding the content and an edge that has it cached.
@@ -245,7 +135,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
             "--size must be at least 1 MiB and --rounds at least 1",
         ));
     }
-    let scratch = scratch()?;
+    let scratch = super::nginx::scratch("delivery")?;
     let www = scratch.0.join("www");
     std::fs::create_dir_all(&www)?;
     let data = Bytes::from(noise(args.size, 7));
@@ -276,11 +166,11 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         if let Ok(nginx) = &nginx {
             https.push(gbps(
                 args.size,
-                nginx.fetch("content.bin", true, &out, args.size)?,
+                nginx.fetch("content.bin", true, &out, args.size)?.total,
             ));
             http.push(gbps(
                 args.size,
-                nginx.fetch("content.bin", false, &out, args.size)?,
+                nginx.fetch("content.bin", false, &out, args.size)?.total,
             ));
         }
     }

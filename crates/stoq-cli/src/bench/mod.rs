@@ -6,6 +6,8 @@ pub mod connections;
 pub mod dedup;
 pub mod delivery;
 pub mod erasure;
+pub mod http;
+pub mod nginx;
 pub mod retrieval;
 pub mod route;
 pub mod transport;

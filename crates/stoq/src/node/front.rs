@@ -7,15 +7,14 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::access::{authorise, restriction_of};
 use super::error::Answered;
-use super::pull::{chunk_of, manifest_of, name_of};
-use super::serve::{publish_file, purge_everywhere};
+use super::pull::{manifest_of, name_of};
+use super::serve::{publish_file, purge_everywhere, read_run};
 use super::state::NodeState;
 use crate::chunking::{ContentId, Manifest};
 use crate::config::Role;
@@ -24,6 +23,9 @@ use crate::protocol::{read_digest, PurgeAnswer, PutAnswer, PutSettings};
 
 /// Chunks a front's reader fetches ahead of the one being sent.
 pub const FRONT_READ_AHEAD: usize = 4;
+
+/// Chunks read under one admission slot (a few MiB: a slot is held for a while, not per chunk).
+pub const FRONT_RUN: u32 = 64;
 
 /// Why a read of restricted content was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +85,13 @@ impl NodeContent {
         Err(refused)
     }
 
-    /// Chunks `run` of `id`, in order, fetched ahead of the consumer by [`FRONT_READ_AHEAD`].
-    /// Each takes an admission slot while it is read (shared as `client`'s, a number the
-    /// front gives each of its connections), so front and STOQ readers queue together. The
-    /// channel ends after the last chunk, after the first refusal, or when the consumer has
-    /// taken nothing for the transport's stall timeout (a client that stopped reading).
+    /// Chunks `run` of `id`, in order, read ahead of the consumer by [`FRONT_READ_AHEAD`].
+    /// They are read in runs of [`FRONT_RUN`] chunks, each run the way GET_CHUNKS reads one
+    /// (an origin on one blocking thread, an edge chunk by chunk through its cache) holding an
+    /// admission slot shared as `client`'s (a number the front gives each of its
+    /// connections), so front and STOQ readers queue together. The channel ends after the last
+    /// chunk, after the first refusal, or when the consumer has taken nothing for the
+    /// transport's stall timeout (a client that stopped reading).
     pub fn chunks(
         &self,
         id: ContentId,
@@ -99,25 +103,27 @@ impl NodeContent {
         let state = self.state.clone();
         let stall = state.endpoint.config().stall_timeout();
         tokio::spawn(async move {
-            for index in run {
-                let started = Instant::now();
-                let result = async {
-                    let _slot = state.admission.enter(Some(client)).await?;
-                    state.metrics.request("chunk");
-                    chunk_of(&state, id, manifest.clone(), index).await
-                }
-                .await;
-                match &result {
-                    Ok(_) => state.metrics.chunk_latency.observe(started.elapsed()),
-                    Err(r) if r.code == crate::protocol::ErrorCode::Busy => {
+            let mut next = run.start;
+            while next < run.end {
+                let part = next..run.end.min(next.saturating_add(FRONT_RUN));
+                next = part.end;
+                // Held until the run is handed over.
+                let _slot = match state.admission.enter(Some(client)).await {
+                    Ok(slot) => slot,
+                    Err(busy) => {
                         state.metrics.busy.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.send(Err(busy)).await;
+                        return;
                     }
-                    Err(_) => {}
-                }
-                let failed = result.is_err();
-                let sent = tokio::time::timeout(stall, tx.send(result)).await;
-                if !matches!(sent, Ok(Ok(()))) || failed {
-                    break;
+                };
+                state.metrics.request("chunk");
+                let mut chunks = read_run(&state, id, manifest.clone(), part).await;
+                while let Some(result) = chunks.recv().await {
+                    let failed = result.is_err();
+                    let sent = tokio::time::timeout(stall, tx.send(result)).await;
+                    if !matches!(sent, Ok(Ok(()))) || failed {
+                        return;
+                    }
                 }
             }
         });

@@ -12,6 +12,7 @@ mod run;
 
 pub use network::status;
 pub use publish::{publish_file, purge_everywhere};
+pub use run::read_run;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

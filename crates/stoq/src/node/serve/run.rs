@@ -71,7 +71,7 @@ pub async fn run(
 /// The run's chunks in order, read ahead of the sender. An origin holding the content whole
 /// reads it on one blocking thread; otherwise (an edge, a relay, an origin holding shards)
 /// each chunk comes the way a single chunk would ([`chunk_of`]), fetched ahead the same way.
-async fn read_run(
+pub async fn read_run(
     state: &Arc<NodeState>,
     id: ContentId,
     manifest: Arc<Manifest>,
