@@ -84,6 +84,20 @@ fn media_type_of(path: &str, file: &Path) -> Result<String> {
     Ok(sniff_type(&head))
 }
 
+/// The media type a file published alone is recorded with, from its name (as what it holds
+/// when `gunzip`: `x.tar.gz` and `x.tgz` are recorded as a tar).
+pub fn type_for_file(file: &Path, gunzip: bool) -> Option<String> {
+    let name = file.file_name()?.to_str()?;
+    let name = match gunzip {
+        true => match name.strip_suffix(".tgz") {
+            Some(stem) => format!("{stem}.tar"),
+            None => name.strip_suffix(".gz").unwrap_or(name).to_owned(),
+        },
+        false => name.to_owned(),
+    };
+    type_of_name(&name)
+}
+
 /// A file in the temp dir holding `bytes`, removed when dropped.
 struct TempFile(PathBuf);
 
@@ -105,14 +119,15 @@ impl Drop for TempFile {
 /// Publishes every file, then the listing; `put` stores one file with an optional kind.
 async fn publish_dir<F, Fut>(dir: &Path, mut put: F) -> Result<(ContentId, usize, Stored)>
 where
-    F: FnMut(PathBuf, Option<ContentKind>) -> Fut,
+    F: FnMut(PathBuf, Option<ContentKind>, Option<String>) -> Fut,
     Fut: std::future::Future<Output = Result<(ContentId, Stored)>>,
 {
     let files = files_of(dir)?;
     let mut total = Stored::default();
     let mut entries = Vec::with_capacity(files.len());
     for (path, file) in &files {
-        let (id, stored) = put(file.clone(), None)
+        let media_type = media_type_of(path, file)?;
+        let (id, stored) = put(file.clone(), None, Some(media_type.clone()))
             .await
             .with_context(|| format!("cannot publish {}", file.display()))?;
         total.size += stored.size;
@@ -123,12 +138,12 @@ where
             path: path.clone(),
             id,
             size: stored.size,
-            media_type: media_type_of(path, file)?,
+            media_type,
         });
     }
     let listing = Collection::new(entries).map_err(usage)?;
     let doc = TempFile::with(&listing.encode())?;
-    let (id, stored) = put(doc.0.clone(), Some(ContentKind::Collection)).await?;
+    let (id, stored) = put(doc.0.clone(), Some(ContentKind::Collection), None).await?;
     total.chunks += stored.chunks;
     total.new_chunks += stored.new_chunks;
     total.new_bytes += stored.new_bytes;
@@ -157,8 +172,14 @@ pub async fn put(args: PutArgs) -> Result<()> {
             let mut store = Store::open(&args.data_dir)
                 .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
             let store = &mut store;
-            let (id, files, total) = publish_dir(&args.file, |file, kind| {
-                let report = store.put_file(&file, PutOptions { erasure, kind });
+            let (id, files, total) = publish_dir(&args.file, |file, kind, media_type| {
+                let report = store
+                    .put_file(&file, PutOptions { erasure, kind })
+                    .and_then(|r| {
+                        store
+                            .set_media_type(&r.id, media_type.as_deref())
+                            .map(|()| r)
+                    });
                 async move {
                     let r = report?;
                     Ok((r.id, stored(r.size, r.chunks, r.new_chunks, r.new_bytes)))
@@ -172,11 +193,12 @@ pub async fn put(args: PutArgs) -> Result<()> {
             let read_digest = crate::remote::read_token(args.read_token_file.as_deref())?
                 .map(|t| read_digest(&t));
             let remote_ref = &remote;
-            let (id, files, total) = publish_dir(&args.file, |file, kind| async move {
+            let (id, files, total) = publish_dir(&args.file, |file, kind, media_type| async move {
                 let settings = PutSettings {
                     erasure,
                     kind,
                     read_digest,
+                    media_type,
                 };
                 let a = remote_ref.publish(&file, settings).await?;
                 Ok((a.id, stored(a.size, a.chunks, a.new_chunks, a.new_bytes)))

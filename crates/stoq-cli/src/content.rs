@@ -64,6 +64,10 @@ pub fn put(args: PutArgs) -> Result<()> {
             kind: args.kind.map(Into::into),
         },
     )?;
+    let media_type = crate::collection::type_for_file(&args.file, args.gunzip);
+    if media_type.is_some() {
+        store.set_media_type(&report.id, media_type.as_deref())?;
+    }
     let elapsed = started.elapsed();
     if args.json {
         let mut j = serde_json::to_value(&report)?;

@@ -85,6 +85,7 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
         erasure,
         kind: args.kind.map(Into::into),
         read_digest: read_token(args.read_token_file.as_deref())?.map(|t| read_digest(&t)),
+        media_type: crate::collection::type_for_file(&args.file, args.gunzip),
     };
     let unpacked = args
         .gunzip

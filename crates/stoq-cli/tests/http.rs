@@ -389,6 +389,31 @@ fn reads_of_restricted_content_and_every_change_need_their_tokens() {
         "{before} -> {after}"
     );
 
+    // A type given with the upload is recorded and served.
+    let typed_body = dir.path().join("typed.bin");
+    std::fs::write(&typed_body, noise(5000, 9)).unwrap();
+    let out = curl(
+        None,
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: image/png",
+            "-X",
+            "PUT",
+            "--data-binary",
+            &format!("@{}", typed_body.display()),
+            &format!("{url}/c"),
+        ],
+    );
+    let typed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = curl(
+        None,
+        &["-I", &format!("{url}/c/{}", typed["id"].as_str().unwrap())],
+    );
+    let (_, headers) = head_of(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(header(&headers, "content-type"), Some("image/png"));
+
     // DELETE: refused without the token (still served), then purged with it (404 after).
     let content = format!("{url}/c/{new_id}");
     assert_eq!(code(&["-X", "DELETE", &content]), 401);
@@ -405,7 +430,7 @@ fn reads_of_restricted_content_and_every_change_need_their_tokens() {
     for series in [
         r#"stoq_http_requests_total{method="GET",status="401",version="1.1"} 1"#,
         r#"stoq_http_requests_total{method="GET",status="403",version="1.1"} 1"#,
-        r#"stoq_http_requests_total{method="PUT",status="201",version="1.1"} 1"#,
+        r#"stoq_http_requests_total{method="PUT",status="201",version="1.1"} 2"#,
         r#"stoq_http_requests_total{method="DELETE",status="401",version="1.1"} 1"#,
         r#"stoq_http_requests_total{method="POST",status="405",version="1.1"} 1"#,
     ] {
@@ -598,6 +623,29 @@ fn a_website_published_as_a_collection_loads_through_an_edge_by_name() {
         ],
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+
+    // A file published alone keeps the type of its name, at the edge too.
+    let alone = common::stoq()
+        .arg("put")
+        .arg(site.join("app.js"))
+        .args([
+            "--node",
+            &format!("{}@{}", origin.node_id, origin.addr),
+            "--token-file",
+        ])
+        .arg(&token)
+        .output()
+        .unwrap();
+    let alone_id = String::from_utf8(alone.stdout).unwrap().trim().to_owned();
+    let out = curl(
+        None,
+        &["-D", "-", "-o", "/dev/null", &format!("{url}/c/{alone_id}")],
+    );
+    let (status, headers) = head_of(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (status, header(&headers, "content-type")),
+        (200, Some("text/javascript; charset=utf-8"))
+    );
 
     // stoq get restores the tree.
     let restored = dir.path().join("restored");

@@ -8,7 +8,7 @@ use stoq_transport::{FramedRecv, StoqConnection, TransportError};
 
 use super::error::FetchError;
 use crate::chunking::{ContentId, Manifest};
-use crate::protocol::{Request, MAX_MANIFEST_BYTES};
+use crate::protocol::{ManifestMeta, Request, MAX_MANIFEST_BYTES};
 
 /// Sends a request and returns the body and the RESPONSE payload.
 async fn request_body(
@@ -33,12 +33,12 @@ pub async fn fetch_manifest(conn: &StoqConnection, id: &ContentId) -> Result<Man
 }
 
 /// Fetches and verifies the manifest of `id`, presenting `read_token` if given; also returns
-/// the content's read restriction if the node says it has one.
+/// what the node says comes with it (the read restriction, to a member; the media type).
 pub async fn fetch_manifest_as(
     conn: &StoqConnection,
     id: &ContentId,
     read_token: Option<&str>,
-) -> Result<(Manifest, Option<ReadDigest>), FetchError> {
+) -> Result<(Manifest, ManifestMeta), FetchError> {
     let addr = conn.remote_addr().to_string();
     let request = Request::GetManifest {
         id: *id,
@@ -53,13 +53,10 @@ pub async fn fetch_manifest_as(
     if !id.matches(&bytes) {
         return Err(FetchError::BadManifest(addr));
     }
-    let restriction = match response.len() {
-        0 => None,
-        32 => Some(response[..].try_into().expect("32 bytes")),
-        _ => return Err(FetchError::BadManifest(addr)),
-    };
+    let meta =
+        ManifestMeta::decode(&response).map_err(|_| FetchError::BadManifest(addr.clone()))?;
     let manifest = Manifest::decode(&bytes).map_err(|_| FetchError::BadManifest(addr))?;
-    Ok((manifest, restriction))
+    Ok((manifest, meta))
 }
 
 /// Fetches chunk `index` of `id` from `conn` and checks it against the manifest.

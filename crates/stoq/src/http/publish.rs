@@ -12,7 +12,7 @@ use super::serve::{bearer, denied, json, refused, text, Body, Front};
 use crate::chunking::{ContentId, ErasurePolicy};
 use crate::config::Role;
 use crate::node::{ReadRefused, Refusal};
-use crate::protocol::{read_digest, ErrorCode, PutSettings};
+use crate::protocol::{read_digest, valid_media_type, ErrorCode, PutSettings};
 
 /// Optional: `K+M` erasure coding for the content (as `stoq put --erasure`).
 const ERASURE_HEADER: &str = "stoq-erasure";
@@ -97,10 +97,21 @@ fn settings_of(headers: &http::HeaderMap) -> Result<PutSettings, String> {
                 .map_err(|e| format!("{ERASURE_HEADER}: {e}"))
         })
         .transpose()?;
+    // curl sends `application/x-www-form-urlencoded` with --data-binary unless told
+    // otherwise: that says nothing about the content, so it is not recorded.
+    let media_type = text_of(header::CONTENT_TYPE.as_str())?
+        .map(str::trim)
+        .filter(|t| !t.starts_with("application/x-www-form-urlencoded"))
+        .map(|t| match valid_media_type(t) {
+            true => Ok(t.to_owned()),
+            false => Err(format!("Content-Type {t:?} cannot be recorded")),
+        })
+        .transpose()?;
     Ok(PutSettings {
         erasure,
         kind: None,
         read_digest: text_of(READ_TOKEN_HEADER)?.map(read_digest),
+        media_type,
     })
 }
 

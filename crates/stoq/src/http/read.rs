@@ -86,9 +86,12 @@ async fn resolve(
                 &format!("content {id} is not a collection: it has no paths inside it"),
             ));
         }
-        let media_type = sniffed_type(&front.content, client, id, manifest.clone())
-            .await
-            .map_err(|r| refused(&r))?;
+        let media_type = match front.content.media_type(&id) {
+            Some(recorded) => recorded,
+            None => sniffed_type(&front.content, client, id, manifest.clone())
+                .await
+                .map_err(|r| refused(&r))?,
+        };
         return Ok(Resolved {
             id,
             manifest,

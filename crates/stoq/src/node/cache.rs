@@ -86,6 +86,7 @@ impl EdgeCache {
             let shard = shard?;
             if shard.file_name() == "tmp"
                 || shard.file_name() == "restricted"
+                || shard.file_name() == "types"
                 || !shard.file_type()?.is_dir()
             {
                 continue;
@@ -266,6 +267,25 @@ impl EdgeCache {
             .copied()
     }
 
+    fn media_type_path(&self, id: &ContentId) -> PathBuf {
+        self.dir.join("types").join(id.to_string())
+    }
+
+    /// Records the media type `id` was published with (kept across restarts).
+    pub fn set_media_type(&self, id: &ContentId, media_type: &str) -> io::Result<()> {
+        let path = self.media_type_path(id);
+        fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join("tmp").join(format!("t{id}.{n}"));
+        fs::write(&tmp, media_type)?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// The media type recorded for `id`, if any.
+    pub fn media_type(&self, id: &ContentId) -> Option<String> {
+        String::from_utf8(fs::read(self.media_type_path(id)).ok()?).ok()
+    }
+
     /// Removes a content: its manifest and every chunk it lists. Returns entries removed.
     pub fn purge(&self, id: &ContentId) -> usize {
         let manifest = fs::read(self.path(id))
@@ -273,6 +293,7 @@ impl EdgeCache {
             .filter(|b| id.matches(b))
             .and_then(|b| Manifest::decode(&b).ok());
         let _ = fs::remove_file(self.restriction_path(id));
+        let _ = fs::remove_file(self.media_type_path(id));
         self.restrictions
             .lock()
             .expect("restrictions lock")

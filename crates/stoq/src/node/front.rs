@@ -130,6 +130,11 @@ impl NodeContent {
         rx
     }
 
+    /// The media type recorded for `id` when it was published, if any.
+    pub fn media_type(&self, id: &ContentId) -> Option<String> {
+        self.state.media_type(id)
+    }
+
     /// Counts `bytes` of content sent to a client of the front.
     pub fn served(&self, bytes: u64) {
         let metrics = &self.state.metrics;

@@ -76,7 +76,7 @@ async fn resolve_manifest(
             if let (true, Some(cache)) = (asked, &cache) {
                 cache.count_fetch();
             }
-            let (manifest, restriction) = first_answer(&fetcher, |_, conn| async move {
+            let (manifest, meta) = first_answer(&fetcher, |_, conn| async move {
                 fetch_manifest_as(&conn, &id, None)
                     .await
                     .map_err(upstream_refusal)
@@ -84,13 +84,19 @@ async fn resolve_manifest(
             .await?;
             // The restriction is recorded before the manifest is cached, so a restricted
             // content is never served openly, even after a restart.
-            if let Some(d) = restriction {
+            if let Some(d) = meta.restriction {
                 fetcher.access.learn(id, d);
                 if let Some(cache) = &cache {
                     cache
                         .set_restriction(&id, &d)
                         .map_err(|_| Refusal::internal("cannot record a read restriction"))?;
                 }
+            }
+            if let Some(media_type) = meta.media_type {
+                if let Some(cache) = &cache {
+                    let _ = cache.set_media_type(&id, &media_type);
+                }
+                fetcher.pull.learn_media_type(id, media_type);
             }
             if let Some(cache) = &cache {
                 let _ = cache.put(id, &manifest.encode());

@@ -213,6 +213,22 @@ impl NodeState {
             .join(format!("upload.{}.{n}.tmp", std::process::id()))
     }
 
+    /// The media type recorded for `id` when it was published: an origin's store, an edge's
+    /// cache, or what upstream said.
+    pub fn media_type(&self, id: &ContentId) -> Option<String> {
+        if let Some(t) = self
+            .holdings
+            .store()
+            .and_then(|s| s.read_now(|s| s.media_type(id)))
+        {
+            return Some(t);
+        }
+        if let Some(t) = self.holdings.cache().and_then(|c| c.media_type(id)) {
+            return Some(t);
+        }
+        self.pull.learned_media_type(id)
+    }
+
     /// Whether `peer` is a live member (members fetch for their clients, who they checked).
     pub fn is_member(&self, peer: &stoq_transport::NodeId) -> bool {
         self.membership
@@ -335,6 +351,7 @@ pub struct PullThrough {
     pub(super) name_fetches: Coalescer<String, Answered<NameRecord>>,
     pub(super) names: Mutex<BoundedMap<String, (NameRecord, Instant)>>,
     decoded: Mutex<BoundedMap<ContentId, Arc<Manifest>>>,
+    media_types: Mutex<BoundedMap<ContentId, String>>,
 }
 
 impl Default for PullThrough {
@@ -345,6 +362,7 @@ impl Default for PullThrough {
             name_fetches: Coalescer::default(),
             names: Mutex::new(BoundedMap::new(MAX_CACHED_NAMES)),
             decoded: Mutex::new(BoundedMap::new(MAX_DECODED_MANIFEST_BYTES)),
+            media_types: Mutex::new(BoundedMap::new(MAX_LEARNED_RESTRICTIONS)),
         }
     }
 }
@@ -364,9 +382,27 @@ impl PullThrough {
             .insert_weighing(id, manifest.clone(), weight);
     }
 
+    /// Keeps the media type upstream recorded for `id`.
+    pub fn learn_media_type(&self, id: ContentId, media_type: String) {
+        self.media_types
+            .lock()
+            .expect("media types lock")
+            .insert(id, media_type);
+    }
+
+    /// The media type learned from upstream for `id`.
+    pub fn learned_media_type(&self, id: &ContentId) -> Option<String> {
+        let types = self.media_types.lock().expect("media types lock");
+        types.get(id).cloned()
+    }
+
     /// Forgets a purged content's manifest.
     pub fn forget(&self, id: &ContentId) {
         self.decoded.lock().expect("decoded lock").remove(id);
+        self.media_types
+            .lock()
+            .expect("media types lock")
+            .remove(id);
     }
 }
 

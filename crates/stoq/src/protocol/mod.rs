@@ -17,7 +17,7 @@
 //! | 0x02 | [`Request::Echo`] | none | required | the body back, then RESPONSE: its BLAKE3 |
 //! | 0x03 | [`Request::Sink`] | none | required | RESPONSE: [`SinkReceipt`] (length, BLAKE3) |
 //! | 0x04 | [`Request::Discard`] | none | required | RESPONSE: the length (u64) |
-//! | 0x10 | [`Request::GetManifest`] | id, [read token] | none | body: manifest; RESPONSE: restriction digest or empty |
+//! | 0x10 | [`Request::GetManifest`] | id, [read token] | none | body: manifest; RESPONSE: [`ManifestMeta`] (restriction, media type) |
 //! | 0x11 | [`Request::GetChunk`] | id, u32 index, [read token] | none | body: the chunk; empty RESPONSE |
 //! | 0x12 | [`Request::GetShard`] | shard id | none | body: the shard; empty RESPONSE |
 //! | 0x13 | [`Request::StoreShards`] | admin token or node proof, id | required ([`shards`]) | [`StoreShardsAnswer`] |
@@ -37,6 +37,7 @@
 //! JSON objects with exactly the fields of their type here.
 
 mod answers;
+mod meta;
 mod request;
 pub mod shards;
 
@@ -48,6 +49,7 @@ pub use answers::{
     PeerStatus, PrefetchAnswer, PurgeAnswer, PurgeFailure, PutAnswer, RouteStatus, SinkReceipt,
     Source, StatusAnswer, StoreShardsAnswer, StoreStatus,
 };
+pub use meta::{valid_media_type, ManifestMeta, MAX_MEDIA_TYPE_LEN};
 pub use request::{read_digest, Location, PutSettings, Request};
 pub use shards::{Holder, Placement};
 pub use stoq_protocol::{busy_reason, retry_after, unavailable_reason, ErrorCode};

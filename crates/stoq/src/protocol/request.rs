@@ -47,7 +47,7 @@ impl Location {
 }
 
 /// What a PUT asks for besides the file: erasure coding, a chunking kind, a read restriction.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutSettings {
     /// K data + M parity shards per chunk, or none.
     pub erasure: Option<ErasurePolicy>,
@@ -55,6 +55,8 @@ pub struct PutSettings {
     pub kind: Option<ContentKind>,
     /// BLAKE3 of the read token that reads of this content will require, if restricted.
     pub read_digest: Option<[u8; 32]>,
+    /// The media type to record (from the file's name), served as `Content-Type` over HTTP.
+    pub media_type: Option<String>,
 }
 
 /// The digest a read token is checked against: BLAKE3 of its text, whitespace trimmed.
@@ -273,8 +275,14 @@ impl Request {
                 put_token(&mut out, token);
                 let (k, m) = settings.erasure.map_or((0, 0), |e| (e.k, e.m));
                 out.extend_from_slice(&[k, m, settings.kind.map_or(0xff, ContentKind::code)]);
+                let flags = u8::from(settings.read_digest.is_some())
+                    | u8::from(settings.media_type.is_some()) << 1;
+                out.push(flags);
                 if let Some(d) = &settings.read_digest {
                     out.extend_from_slice(d);
+                }
+                if let Some(t) = &settings.media_type {
+                    out.extend_from_slice(t.as_bytes());
                 }
             }
             Request::Purge { token, id, forward } => {
@@ -506,14 +514,34 @@ fn get_args(args: &Bytes, fixed: usize) -> Option<(Bytes, Option<Bytes>)> {
 }
 
 fn put_settings(rest: &[u8]) -> Result<PutSettings, DecodeError> {
-    let read_digest = match rest.len() {
-        3 => None,
-        35 => Some(rest[3..].try_into().expect("32 bytes")),
-        n => {
-            return Err(DecodeError::bad(format!(
-                "PUT settings must be 3 or 35 bytes, got {n}"
-            )))
+    if rest.len() < 4 {
+        return Err(DecodeError::bad("PUT settings are at least 4 bytes"));
+    }
+    let flags = rest[3];
+    if flags > 3 {
+        return Err(DecodeError::bad(format!("unknown PUT flags {flags:#x}")));
+    }
+    let mut tail = &rest[4..];
+    let read_digest = match flags & 1 {
+        0 => None,
+        _ => {
+            let (digest, after) = tail
+                .split_first_chunk::<32>()
+                .ok_or_else(|| DecodeError::bad("PUT's read digest is 32 bytes"))?;
+            tail = after;
+            Some(*digest)
         }
+    };
+    let media_type = match flags & 2 {
+        0 if tail.is_empty() => None,
+        0 => return Err(DecodeError::bad("PUT settings have bytes after their end")),
+        _ => Some(
+            std::str::from_utf8(tail)
+                .ok()
+                .filter(|t| super::valid_media_type(t))
+                .ok_or_else(|| DecodeError::bad("a media type is 1 to 255 bytes of visible ASCII"))?
+                .to_owned(),
+        ),
     };
     let erasure = match (rest[0], rest[1]) {
         (0, 0) => None,
@@ -534,6 +562,7 @@ fn put_settings(rest: &[u8]) -> Result<PutSettings, DecodeError> {
         erasure,
         kind,
         read_digest,
+        media_type,
     })
 }
 

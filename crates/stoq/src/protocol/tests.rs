@@ -42,16 +42,26 @@ fn examples_round_trip_and_bad_arguments_are_refused() {
         erasure: Some(ErasurePolicy { k: 4, m: 2 }),
         kind: Some(ContentKind::Text),
         read_digest: Some(read_digest("r")),
+        media_type: Some("text/css; charset=utf-8".into()),
     };
     let put = Request::Put {
         token: token.clone(),
         settings,
     };
     let encoded = put.encode();
-    assert_eq!(encoded.len(), 1 + 1 + 16 + 3 + 32);
+    assert_eq!(encoded.len(), 1 + 1 + 16 + 4 + 32 + 23);
     assert_eq!(Request::decode(&Bytes::from(encoded)).unwrap(), put);
-    // Bad settings: wrong length, unknown kind, invalid erasure.
-    for rest in [&[0u8, 0][..], &[0, 0, 9], &[0, 200, 0xff]] {
+    // Bad settings: too short, unknown kind, invalid erasure, unknown flags, a digest cut
+    // short, bytes after the end, a media type that is no header value.
+    for rest in [
+        &[0u8, 0, 0xff][..],
+        &[0, 0, 9, 0],
+        &[0, 200, 0xff, 0],
+        &[0, 0, 0xff, 4],
+        &[0, 0, 0xff, 1, 7, 7],
+        &[0, 0, 0xff, 0, 1],
+        &[0, 0, 0xff, 2, b'a', b'\n', b'/'],
+    ] {
         let mut payload = vec![Op::Put.code(), 16];
         payload.extend_from_slice(b"0123456789abcdef");
         payload.extend_from_slice(rest);
@@ -253,14 +263,16 @@ fn any_request() -> impl Strategy<Value = Request> {
             any_token(),
             1u8..=8,
             1u8..=8,
-            proptest::option::of(any::<[u8; 32]>())
+            proptest::option::of(any::<[u8; 32]>()),
+            proptest::option::of("[a-z]{1,20}/[a-z+.-]{1,30}"),
         )
-            .prop_map(|(token, k, m, read_digest)| Request::Put {
+            .prop_map(|(token, k, m, read_digest, media_type)| Request::Put {
                 token,
                 settings: PutSettings {
                     erasure: (k + m <= 16).then_some(ErasurePolicy { k, m }),
                     kind: Some(ContentKind::Media),
                     read_digest,
+                    media_type,
                 },
             }),
         (any_token(), id.clone(), any::<bool>()).prop_map(|(token, id, forward)| Request::Purge {

@@ -25,6 +25,8 @@ pub(super) enum MetaKind {
     Held,
     /// Where a content's shards were placed: the placement document.
     Placement,
+    /// The media type recorded at publish: its text.
+    MediaType,
 }
 
 impl MetaKind {
@@ -33,6 +35,7 @@ impl MetaKind {
             MetaKind::Restricted => "restricted",
             MetaKind::Held => "held",
             MetaKind::Placement => "placements",
+            MetaKind::MediaType => "types",
         }
     }
 }
@@ -91,6 +94,7 @@ impl Store {
     pub(super) fn forget_manifest_file(&self, id: &ContentId) {
         let _ = fs::remove_file(manifest_file(&self.root, id));
         self.forget_meta(MetaKind::Restricted, id);
+        self.forget_meta(MetaKind::MediaType, id);
     }
 
     /// Keeps a record of `kind` about `id` as a file.
@@ -121,6 +125,28 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Records (or, with `None`, forgets) the media type of `id`. It is kept as a file only:
+    /// there is nothing to rebuild if the index is lost.
+    pub fn set_media_type(
+        &self,
+        id: &ContentId,
+        media_type: Option<&str>,
+    ) -> Result<(), StoreError> {
+        match media_type {
+            Some(t) => self.keep_meta(MetaKind::MediaType, id, t.as_bytes()),
+            None => {
+                self.forget_meta(MetaKind::MediaType, id);
+                Ok(())
+            }
+        }
+    }
+
+    /// The media type recorded for `id`, if any.
+    pub fn media_type(&self, id: &ContentId) -> Option<String> {
+        let bytes = fs::read(meta_file(&self.root, MetaKind::MediaType, id)).ok()?;
+        String::from_utf8(bytes).ok()
     }
 
     /// Keeps the encoded record of `name` as a file.

@@ -11,10 +11,10 @@ use super::super::pull::{chunk_of, manifest_of};
 use super::super::state::NodeState;
 use super::Answer;
 use crate::chunking::{ChunkId, ContentId};
-use crate::protocol::{Placement, PrefetchAnswer};
+use crate::protocol::{ManifestMeta, Placement, PrefetchAnswer};
 
-/// GET_MANIFEST: the manifest as a body; the RESPONSE carries the read restriction to a member
-/// (so an edge keeps enforcing it), and is empty for open content.
+/// GET_MANIFEST: the manifest as a body; the RESPONSE ([`ManifestMeta`]) carries the read
+/// restriction to a member (so an edge keeps enforcing it) and the recorded media type.
 pub async fn manifest(
     state: &Arc<NodeState>,
     req: &IncomingRequest,
@@ -22,9 +22,15 @@ pub async fn manifest(
     read_token: Option<Bytes>,
 ) -> Answered<Answer> {
     let manifest = manifest_of(state, id, true).await?;
-    let digest = check_read(state, &req.conn, &id, read_token.as_ref())?;
-    let restriction = digest.map_or_else(Bytes::new, |d| Bytes::copy_from_slice(&d));
-    Ok(Answer::Body(Bytes::from(manifest.encode()), restriction))
+    let restriction = check_read(state, &req.conn, &id, read_token.as_ref())?;
+    let meta = ManifestMeta {
+        restriction,
+        media_type: state.media_type(&id),
+    };
+    Ok(Answer::Body(
+        Bytes::from(manifest.encode()),
+        Bytes::from(meta.encode()),
+    ))
 }
 
 /// GET_CHUNK: one chunk as a body.

@@ -86,13 +86,16 @@ pub async fn publish_file(
         erasure: settings.erasure,
         kind: settings.kind,
     };
-    let digest = settings.read_digest;
+    let (digest, media_type) = (settings.read_digest, settings.media_type);
     // One write lock over the put and its restriction: no reader sees the content open.
     let report = store
         .write(move |s| {
             let report = s.put_file(&path, options)?;
             if digest.is_some() || s.restriction(&report.id)?.is_some() {
                 s.set_restriction(&report.id, digest.as_ref())?;
+            }
+            if media_type.is_some() {
+                s.set_media_type(&report.id, media_type.as_deref())?;
             }
             Ok(report)
         })
