@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use stoq::http::HttpFront;
+use stoq::http::{HttpError, HttpFront};
 use stoq::node::{Node, NodeError, NodeOptions};
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint};
 
@@ -47,9 +47,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     let front = match http.listen {
         Some(_) => {
-            let front = HttpFront::start(&node, &http)
-                .await
-                .context("cannot start the HTTP front")?;
+            let front = HttpFront::start(&node, &http).await.map_err(|e| match e {
+                HttpError::Bind { .. } => {
+                    anyhow::Error::new(e).context("cannot start the HTTP front")
+                }
+                other => crate::usage::usage(other),
+            })?;
             println!("stoq http listening on {}", front.url());
             Some(front)
         }

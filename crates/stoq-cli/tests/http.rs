@@ -866,3 +866,50 @@ fn bench_http_reports_curl_through_the_front_against_nginx() {
         ),
     }
 }
+
+#[test]
+fn a_bad_http_setting_is_a_usage_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let missing = dir.path().join("missing.pem");
+    let cases: [(Vec<&str>, &str); 3] = [
+        (vec!["--http", "127.0.0.1:8080"], "IPv6"),
+        (
+            vec![
+                "--http",
+                "[::1]:0",
+                "--http-cert",
+                missing.to_str().unwrap(),
+                "--http-key",
+                missing.to_str().unwrap(),
+            ],
+            "missing.pem",
+        ),
+        (
+            vec![
+                "--http",
+                "[::1]:0",
+                "--http-cert",
+                missing.to_str().unwrap(),
+            ],
+            "--http-key",
+        ),
+    ];
+    for (flags, named) in cases {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "[::1]:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        args.extend(flags.iter());
+        let out = common::stoq()
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{flags:?}: {}", stderr(&out));
+    }
+}
