@@ -189,8 +189,8 @@ pub async fn put(args: PutArgs) -> Result<()> {
             (id, files, total, None)
         }
         Some(node) => {
-            let remote = crate::remote::Publisher::open(node, args.token_file.as_deref()).await?;
-            let read_digest = crate::remote::read_token(args.read_token_file.as_deref())?
+            let remote = crate::session::Publisher::open(node, args.token_file.as_deref()).await?;
+            let read_digest = crate::session::read_token(args.read_token_file.as_deref())?
                 .map(|t| read_digest(&t));
             let remote_ref = &remote;
             let (id, files, total) = publish_dir(&args.file, |file, kind, media_type| async move {

@@ -18,6 +18,7 @@ mod preset;
 mod remote;
 mod route;
 mod serve;
+mod session;
 mod settings;
 mod usage;
 

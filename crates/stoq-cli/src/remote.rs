@@ -1,7 +1,7 @@
 //! `put`, `get`, `status`, `purge` and `prefetch` against running nodes over QUIC.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,60 +9,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use stoq::chunking::{Collection, ContentId, ContentKind, ErasurePolicy, Manifest};
 use stoq::client::{self, ChunkCache, FetchOptions, LocalChunks, Located, DEFAULT_CACHE_BYTES};
-use stoq::node::TOKEN_FILE;
-use stoq::protocol::{read_digest, Location, PutAnswer, PutSettings};
-use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
-use stoq::AdminToken;
+use stoq::protocol::{read_digest, Location, PutSettings};
 
 use crate::cli::{AdminArgs, GetArgs, NameCommand, PutArgs};
 use crate::known;
 use crate::output::{self, Target};
+use crate::session::{connect, endpoint, hang_up, read_token, token, Publisher};
 use crate::usage::usage;
-
-fn endpoint() -> Result<StoqEndpoint> {
-    Ok(StoqEndpoint::client(
-        Default::default(),
-        NodeIdentity::generate()?,
-    )?)
-}
-
-/// Closes every connection of `client` before the command exits, so nodes see them end now
-/// rather than at their idle timeout (a node stopping gracefully waits for its replies to be
-/// acknowledged); waits at most half a second for the close to leave.
-pub async fn hang_up(client: &StoqEndpoint) {
-    client.shutdown(std::time::Duration::from_millis(500)).await;
-}
-
-async fn connect(client: &StoqEndpoint, id: NodeId, addr: SocketAddrV6) -> Result<StoqConnection> {
-    client::dial(client, id, addr)
-        .await
-        .with_context(|| format!("cannot reach {addr}"))
-}
-
-/// The admin token: `--token-file`, else `./stoq-data/admin.token` if it exists.
-fn token(file: Option<&Path>) -> Result<AdminToken> {
-    let default = PathBuf::from("./stoq-data").join(TOKEN_FILE);
-    let path = match file {
-        Some(p) => p.to_path_buf(),
-        None if default.exists() => default,
-        None => {
-            return Err(usage(
-                "this needs the node's admin token: --token-file FILE (the node's DATA_DIR/admin.token)",
-            ))
-        }
-    };
-    AdminToken::read(&path).map_err(usage)
-}
-
-/// A read token from `--read-token-file`, if given.
-pub fn read_token(file: Option<&Path>) -> Result<Option<String>> {
-    file.map(|path| {
-        std::fs::read_to_string(path)
-            .map(|t| t.trim().to_owned())
-            .with_context(|| format!("cannot read {}", path.display()))
-    })
-    .transpose()
-}
 
 /// `stoq put FILE --node ADDR`: publishes to an origin.
 pub async fn put(args: PutArgs, node: &str) -> Result<()> {
@@ -134,43 +87,6 @@ async fn get_collection(
     .await?;
     crate::collection::report_restore(id, dir, files, bytes, started, json);
     Ok(())
-}
-
-/// A connection to an origin with the admin token, for publishing.
-pub struct Publisher {
-    client: StoqEndpoint,
-    conn: StoqConnection,
-    token: AdminToken,
-    /// The origin's address.
-    pub addr: SocketAddrV6,
-}
-
-impl Publisher {
-    /// Connects to `node` (pinned) with the token from `token_file`.
-    pub async fn open(node: &str, token_file: Option<&Path>) -> Result<Self> {
-        let (id, addr) = known::resolve(node)?;
-        let token = token(token_file)?;
-        let client = endpoint()?;
-        let conn = connect(&client, id, addr).await?;
-        Ok(Publisher {
-            client,
-            conn,
-            token,
-            addr,
-        })
-    }
-
-    /// Publishes the file at `path`.
-    pub async fn publish(&self, path: &Path, settings: PutSettings) -> Result<PutAnswer> {
-        client::publish(&self.conn, self.token.as_str(), path, settings)
-            .await
-            .with_context(|| format!("{} refused the upload", self.addr))
-    }
-
-    /// Closes the connection.
-    pub async fn hang_up(self) {
-        hang_up(&self.client).await;
-    }
 }
 
 /// Passes writes through and moves a progress bar (drawn only on a terminal).

@@ -142,6 +142,6 @@ pub async fn ping(args: PingArgs) -> Result<()> {
         );
     }
     conn.close(stoq::protocol::ErrorCode::NoError, "done");
-    crate::remote::hang_up(&client).await;
+    crate::session::hang_up(&client).await;
     Ok(())
 }

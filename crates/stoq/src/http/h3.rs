@@ -14,8 +14,11 @@ use hyper::body::Frame;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::listen::{HttpError, HEAD_DEADLINE, MAX_HTTP_CONNECTIONS, MAX_STREAMS_PER_CONNECTION};
-use super::serve::{handle, Body, BodyError, Front};
+use super::answer::{Body, BodyError};
+use super::error::HttpError;
+use super::front::Front;
+use super::limits::{HEAD_DEADLINE, MAX_HTTP_CONNECTIONS, MAX_STREAMS_PER_CONNECTION};
+use super::serve::handle;
 
 /// How long an HTTP/3 connection may sit idle before it is closed.
 const IDLE: Duration = Duration::from_secs(30);

@@ -18,51 +18,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::config::HttpConfig;
+use super::error::HttpError;
+use super::limits::{
+    HEAD_DEADLINE, MAX_HEAD_BYTES, MAX_HTTP_CONNECTIONS, MAX_STREAMS_PER_CONNECTION,
+};
+use crate::config::HttpConfig;
 use http_body_util::BodyExt;
 
-use super::serve::{handle, BodyError, Front};
+use super::answer::BodyError;
+use super::front::Front;
+use super::serve::handle;
 use crate::node::{bind_tcp_v6, Node};
-
-/// Most connections the front serves at once; further ones are closed as they arrive.
-pub const MAX_HTTP_CONNECTIONS: usize = 10_000;
-
-/// How long a client has to finish the TLS handshake, and to send a request's head.
-pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Most bytes of a request's head (HTTP/1.1 buffer, HTTP/2 header list).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// Most requests a client has in flight on one HTTP/2 connection.
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
 /// Numbers given to front connections start here, apart from QUIC connections' ids, so the
 /// admission's per-connection shares never mix the two.
 const FIRST_CLIENT: usize = 1 << (usize::BITS - 2);
-
-/// Why the front could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    /// The `[http]` settings are unusable.
-    #[error("{0}")]
-    Config(String),
-    /// The address could not be bound.
-    #[error("cannot listen for HTTP on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The certificate or key could not be read or used.
-    #[error("cannot use the HTTP certificate {path}: {reason}")]
-    Certificate {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-}
 
 /// A running HTTP front.
 #[derive(Debug)]

@@ -3,15 +3,19 @@
 //!
 //! Where to read, in order: [`route`] (which operation a method and path ask for, no IO),
 //! [`plan`] (which bytes and status a read is answered with, from its headers, no IO),
-//! `listen` (sockets, TLS and connections), `h3` (the same over QUIC), `serve` (one request, and errors as statuses),
+//! `listen` (sockets, TLS and connections; [`limits`]), `h3` (the same over QUIC), `serve`
+//! (one request; `answer` holds the pieces of answers and the statuses refusals map to),
 //! `read` (GET and HEAD, streamed chunk by chunk as the node verifies them) and `publish`
 //! (PUT and DELETE with the admin token). The front asks the node through
 //! [`crate::node::NodeContent`], so a read over HTTP goes exactly the way a `stoq get` does:
 //! the edge's cache, coalesced pulls, admission slots, verification.
 
+mod answer;
 mod collections;
-mod config;
+mod error;
+mod front;
 mod h3;
+pub mod limits;
 mod listen;
 pub mod media;
 pub mod plan;
@@ -20,5 +24,6 @@ mod read;
 pub mod route;
 mod serve;
 
-pub use config::HttpConfig;
-pub use listen::{HttpError, HttpFront};
+pub use crate::config::HttpConfig;
+pub use error::HttpError;
+pub use listen::HttpFront;

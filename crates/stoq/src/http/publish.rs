@@ -8,7 +8,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
-use super::serve::{bearer, denied, json, refused, text, Body, Front};
+use super::answer::{bearer, denied, json, refused, text, Body};
+use super::front::Front;
 use crate::chunking::{ContentId, ErasurePolicy};
 use crate::config::Role;
 use crate::node::{ReadRefused, Refusal};

@@ -13,10 +13,11 @@ use hyper::body::Frame;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
+use super::answer::{bearer, denied, empty, refused, text, Body, BodyError};
 use super::collections::sniffed_type;
+use super::front::Front;
 use super::plan::{etag_of, plan, Plan};
 use super::route::Target;
-use super::serve::{bearer, denied, empty, refused, text, Body, BodyError, Front};
 use crate::chunking::{ContentId, ContentKind, Manifest};
 use crate::node::Refusal;
 

@@ -1,37 +1,15 @@
-//! One HTTP request: route it, answer it, count it; and the statuses STOQ's refusals map to.
+//! One HTTP request: route it, answer it, count it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use headers::authorization::Bearer;
-use headers::{Authorization, HeaderMapExt};
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 
+use super::answer::{text, Body};
+use super::front::Front;
 use super::route::{route, Route, RouteError};
 use super::{publish, read};
-use crate::node::{NodeContent, ReadRefused, Refusal};
-use crate::protocol::ErrorCode;
-
-/// An error that ends a body part-way (the connection is then reset, never left short).
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Every answer's body.
-pub type Body = BoxBody<Bytes, BodyError>;
-
-/// What every request of one front shares.
-#[derive(Debug)]
-pub struct Front {
-    /// The node's content.
-    pub content: NodeContent,
-    /// Collections read so far, decoded.
-    pub collections: super::collections::Collections,
-    /// `Alt-Svc` announcing HTTP/3, when it is served.
-    pub alt_svc: Option<HeaderValue>,
-}
 
 /// Answers one request from connection number `client` (over any HTTP version: the body
 /// of a request arrives as a [`Body`] too).
@@ -66,98 +44,6 @@ pub async fn handle(
             .insert(header::ALT_SVC, alt_svc.clone());
     }
     Ok(response)
-}
-
-/// The bearer token of a request, if it has one.
-pub fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .typed_get::<Authorization<Bearer>>()
-        .map(|a| a.token().to_owned())
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
-
-/// A whole body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// A short text answer: `status` with `message` and a newline.
-pub fn text(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(full(format!("{message}\n")));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// A JSON answer.
-pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut response = Response::new(full(bytes));
-            *response.status_mut() = status;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-}
-
-/// 401 (no token; the client is told to send a bearer token) or 403 (a wrong one).
-pub fn denied(why: ReadRefused, what: &str) -> Response<Body> {
-    match why {
-        ReadRefused::Missing => {
-            let mut response = text(
-                StatusCode::UNAUTHORIZED,
-                &format!("{what} needs a token: send Authorization: Bearer TOKEN"),
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-        ReadRefused::Wrong => text(
-            StatusCode::FORBIDDEN,
-            &format!("{what}: the token presented is not the right one"),
-        ),
-    }
-}
-
-/// The HTTP answer to a STOQ refusal: 404, 400, 403, or 503 with `Retry-After` when the node
-/// is loaded or the content's source cannot be reached now; 502 for other upstream failures.
-pub fn refused(refusal: &Refusal) -> Response<Body> {
-    let status = match refusal.code {
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorCode::Unauthorized => StatusCode::FORBIDDEN,
-        ErrorCode::Busy | ErrorCode::Unavailable | ErrorCode::ShuttingDown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    let mut response = text(status, &refusal.reason);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        // Whole seconds, at least one (the header has no finer unit).
-        let after = crate::protocol::retry_after(&refusal.reason)
-            .map_or(1, |d| d.as_millis().div_ceil(1000).max(1));
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(after as u64));
-    }
-    response
 }
 
 fn misrouted(e: &RouteError) -> Response<Body> {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::metrics::Histogram;
+use super::histogram::Histogram;
 
 /// The methods counted by name; any other is counted as `other` (a client cannot grow the
 /// series without bound).

@@ -21,6 +21,7 @@ mod erasure;
 mod error;
 mod front;
 mod front_metrics;
+mod histogram;
 mod lifecycle;
 mod locator;
 mod membership;

@@ -12,6 +12,10 @@ use stoq_transport::{CongestionController, PoolConfig, TransportConfig, Transpor
 
 use crate::routing::{CostWeights, GeoPoint};
 
+mod http;
+
+pub use http::HttpConfig;
+
 /// How log lines are written (to standard error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -302,7 +306,7 @@ pub struct StoqConfig {
     /// Edge caching and selection.
     pub edge: EdgeConfig,
     /// The HTTP front (off unless `http.listen` is set).
-    pub http: crate::http::HttpConfig,
+    pub http: HttpConfig,
 }
 
 impl StoqConfig {
