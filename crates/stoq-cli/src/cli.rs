@@ -166,6 +166,17 @@ pub struct PutArgs {
     pub json: bool,
 }
 
+impl PutArgs {
+    /// `--erasure K+M`, checked (a usage error when it does not parse).
+    pub fn erasure_policy(&self) -> anyhow::Result<Option<stoq::chunking::ErasurePolicy>> {
+        self.erasure
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(crate::usage::usage)
+    }
+}
+
 /// Content kinds, for `--kind`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum KindArg {

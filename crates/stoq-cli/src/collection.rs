@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use stoq::chunking::collection::check_path;
-use stoq::chunking::{Collection, CollectionEntry, ContentId, ContentKind, ErasurePolicy};
+use stoq::chunking::{Collection, CollectionEntry, ContentId, ContentKind};
 use stoq::http::media::{sniff_type, type_of_name};
 use stoq::protocol::{read_digest, PutSettings};
 use stoq::store::{PutOptions, Store};
@@ -160,12 +160,7 @@ pub async fn put(args: PutArgs) -> Result<()> {
             "--kind takes a file; a directory's files are each sniffed",
         ));
     }
-    let erasure = args
-        .erasure
-        .as_deref()
-        .map(str::parse::<ErasurePolicy>)
-        .transpose()
-        .map_err(usage)?;
+    let erasure = args.erasure_policy()?;
     let started = Instant::now();
     let (id, files, total, node) = match &args.node {
         None => {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use stoq::chunking::{ContentId, ErasurePolicy};
+use stoq::chunking::ContentId;
 use stoq::store::{PutOptions, Store, StoreError};
 
 use crate::cli::{CheckArgs, DeleteArgs, GcArgs, GetArgs, PutArgs, StatusArgs};
@@ -39,12 +39,7 @@ fn peak_rss_bytes() -> Option<u64> {
 
 /// Stores a file and prints its content id.
 pub fn put(args: PutArgs) -> Result<()> {
-    let erasure = args
-        .erasure
-        .as_deref()
-        .map(str::parse::<ErasurePolicy>)
-        .transpose()
-        .map_err(usage)?;
+    let erasure = args.erasure_policy()?;
     if !args.file.is_file() {
         return Err(usage(format!(
             "{} is not a readable file",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use stoq::chunking::{Collection, ContentId, ContentKind, ErasurePolicy, Manifest};
+use stoq::chunking::{Collection, ContentId, ContentKind, Manifest};
 use stoq::client::{self, ChunkCache, FetchOptions, LocalChunks, Located, DEFAULT_CACHE_BYTES};
 use stoq::protocol::{read_digest, Location, PutSettings};
 
@@ -19,12 +19,7 @@ use crate::usage::usage;
 
 /// `stoq put FILE --node ADDR`: publishes to an origin.
 pub async fn put(args: PutArgs, node: &str) -> Result<()> {
-    let erasure = args
-        .erasure
-        .as_deref()
-        .map(str::parse::<ErasurePolicy>)
-        .transpose()
-        .map_err(usage)?;
+    let erasure = args.erasure_policy()?;
     if !args.file.is_file() {
         return Err(usage(format!(
             "{} is not a readable file",

@@ -419,24 +419,6 @@ fn bench_route_reports_times_memory_and_predictor_error() {
     assert!(median > 0.0 && median < j["predictor"]["naive_median_error"].as_f64().unwrap());
 }
 
-/// Writes `len` pseudo-random bytes to `path` without holding them in memory.
-fn write_noise(path: &std::path::Path, len: u64, seed: u64) {
-    use std::io::Write;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut left = len;
-    while left > 0 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let bytes = x.to_le_bytes();
-        let n = left.min(8) as usize;
-        file.write_all(&bytes[..n]).unwrap();
-        left -= n as u64;
-    }
-    file.flush().unwrap();
-}
-
 fn json_of(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).unwrap()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{run, stderr, Server};
+use common::{noise, run, stderr, Server};
 
 /// curl with a bounded time and the test certificate trusted; `args` follow.
 fn curl(ca: Option<&Path>, args: &[&str]) -> Output {
@@ -67,16 +67,36 @@ fn test_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+/// An origin with an HTTPS front (a certificate made here): the server, its data dir, and the
+/// certificate to trust.
+fn https_origin(dir: &Path) -> (Server, PathBuf, PathBuf) {
+    let (cert, key) = test_certificate(dir);
+    let data = dir.join("origin");
+    let flags = [
+        "--http",
+        "[::1]:0",
+        "--http-cert",
+        cert.to_str().unwrap(),
+        "--http-key",
+        key.to_str().unwrap(),
+    ];
+    (Server::start_with(&data, &flags), data, cert)
+}
+
+/// An edge joined to `origin` (sharing its token) with a plain HTTP front.
+fn edge_of(origin: &Server, dir: &Path, token: &Path) -> Server {
+    let seed = format!("{}@{}", origin.node_id, origin.addr);
+    let flags = [
+        "--role",
+        "edge",
+        "--seed",
+        &seed,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--http",
+        "[::1]:0",
+    ];
+    Server::start_with(&dir.join("edge"), &flags)
 }
 
 fn put(file: &Path, server: &Server, data: &Path, extra: &[&str]) -> String {
@@ -104,19 +124,7 @@ fn curl_reads_whole_content_ranges_and_conditionals_over_http1_and_http2() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = test_certificate(dir.path());
-    let data = dir.path().join("origin");
-    let server = Server::start_with(
-        &data,
-        &[
-            "--http",
-            "[::1]:0",
-            "--http-cert",
-            cert.to_str().unwrap(),
-            "--http-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (server, data, cert) = https_origin(dir.path());
     let url = server.http_url.clone().unwrap();
     assert!(url.starts_with("https://[::1]:"), "{url}");
     let bytes = noise(3_000_000, 7);
@@ -499,19 +507,7 @@ fn a_website_published_as_a_collection_loads_through_an_edge_by_name() {
     let data = dir.path().join("origin");
     let origin = Server::start(&data);
     let token = data.join("admin.token");
-    let edge = Server::start_with(
-        &dir.path().join("edge"),
-        &[
-            "--role",
-            "edge",
-            "--seed",
-            &format!("{}@{}", origin.node_id, origin.addr),
-            "--token-file",
-            token.to_str().unwrap(),
-            "--http",
-            "[::1]:0",
-        ],
-    );
+    let edge = edge_of(&origin, dir.path(), &token);
     let url = edge.http_url.clone().unwrap();
     let published = common::stoq()
         .args(["put"])
@@ -709,19 +705,7 @@ fn a_range_through_an_edge_fetches_only_the_chunks_it_covers() {
     let data = dir.path().join("origin");
     let origin = Server::start(&data);
     let token = data.join("admin.token");
-    let edge = Server::start_with(
-        &dir.path().join("edge"),
-        &[
-            "--role",
-            "edge",
-            "--seed",
-            &format!("{}@{}", origin.node_id, origin.addr),
-            "--token-file",
-            token.to_str().unwrap(),
-            "--http",
-            "[::1]:0",
-        ],
-    );
+    let edge = edge_of(&origin, dir.path(), &token);
     let bytes = noise(8 << 20, 11);
     let file = dir.path().join("big.bin");
     std::fs::write(&file, &bytes).unwrap();
@@ -771,19 +755,7 @@ fn an_independent_http3_client_gets_content_and_ranges_over_udp() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = test_certificate(dir.path());
-    let data = dir.path().join("origin");
-    let server = Server::start_with(
-        &data,
-        &[
-            "--http",
-            "[::1]:0",
-            "--http-cert",
-            cert.to_str().unwrap(),
-            "--http-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let (server, data, cert) = https_origin(dir.path());
     let url = server.http_url.clone().unwrap();
     let bytes = noise(2_500_000, 5);
     let file = dir.path().join("content.bin");

@@ -121,3 +121,28 @@ impl Drop for Server {
         let _ = self.child.kill();
     }
 }
+
+/// Writes `len` pseudo-random bytes to `path` without holding them in memory.
+pub fn write_noise(path: &std::path::Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    while left > 0 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let bytes = x.to_le_bytes();
+        let n = left.min(8) as usize;
+        file.write_all(&bytes[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+/// `len` pseudo-random bytes (the same as [`write_noise`] writes).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    write_noise(file.path(), len as u64, seed);
+    std::fs::read(file.path()).unwrap()
+}
