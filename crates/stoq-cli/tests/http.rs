@@ -58,6 +58,13 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The status and headers curl saw for `args` (the body thrown away).
+fn head(ca: Option<&Path>, args: &[&str]) -> (u16, Vec<(String, String)>) {
+    let mut all = vec!["-D", "-", "-o", "/dev/null"];
+    all.extend_from_slice(args);
+    head_of(&String::from_utf8_lossy(&curl(ca, &all).stdout))
+}
+
 /// A certificate for `localhost` and `::1`, and its key, as PEM files in `dir`.
 fn test_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "::1".into()]).unwrap();
@@ -195,39 +202,18 @@ fn curl_reads_whole_content_ranges_and_conditionals_over_http1_and_http2() {
         let out = curl(Some(&cert), &[flag, "-r", "-10", &content]);
         assert_eq!(out.stdout, &bytes[bytes.len() - 10..]);
         // Past the end: 416 with the size.
-        let out = curl(
-            Some(&cert),
-            &[
-                flag,
-                "-D",
-                "-",
-                "-o",
-                "/dev/null",
-                "-r",
-                "5000000-",
-                &content,
-            ],
-        );
-        let (status, headers) = head_of(&String::from_utf8_lossy(&out.stdout));
+        let (status, headers) = head(Some(&cert), &[flag, "-r", "5000000-", &content]);
         assert_eq!(status, 416);
         assert_eq!(header(&headers, "content-range"), Some("bytes */3000000"));
         // If-Range with another copy's tag: the whole content.
-        let out = curl(
-            Some(&cert),
-            &[
-                flag,
-                "-D",
-                "-",
-                "-o",
-                "/dev/null",
-                "-r",
-                "0-9",
-                "-H",
-                "If-Range: \"old\"",
-                &content,
-            ],
+        assert_eq!(
+            head(
+                Some(&cert),
+                &[flag, "-r", "0-9", "-H", "If-Range: \"old\"", &content]
+            )
+            .0,
+            200
         );
-        assert_eq!(head_of(&String::from_utf8_lossy(&out.stdout)).0, 200);
         // HEAD: the headers and no body.
         let out = curl(Some(&cert), &[flag, "-I", &content]);
         let (status, headers) = head_of(&String::from_utf8_lossy(&out.stdout));
@@ -236,20 +222,14 @@ fn curl_reads_whole_content_ranges_and_conditionals_over_http1_and_http2() {
             (200, Some("3000000"))
         );
         // A client holding this copy gets 304.
-        let out = curl(
-            Some(&cert),
-            &[
-                flag,
-                "-D",
-                "-",
-                "-o",
-                "/dev/null",
-                "-H",
-                &format!("If-None-Match: \"{id}\""),
-                &content,
-            ],
+        assert_eq!(
+            head(
+                Some(&cert),
+                &[flag, "-H", &format!("If-None-Match: \"{id}\""), &content]
+            )
+            .0,
+            304
         );
-        assert_eq!(head_of(&String::from_utf8_lossy(&out.stdout)).0, 304);
         // Unknown content, a bad id, a path that is nothing.
         let missing = format!("{url}/c/{}", "ab".repeat(32));
         for (target, want) in [
@@ -598,11 +578,7 @@ fn a_website_published_as_a_collection_loads_through_an_edge_by_name() {
         (format!("/c/{id}"), format!("/c/{id}/")),
         (format!("/c/{id}/css"), format!("/c/{id}/css/")),
     ] {
-        let out = curl(
-            None,
-            &["-D", "-", "-o", "/dev/null", &format!("{url}{path}")],
-        );
-        let (status, headers) = head_of(&String::from_utf8_lossy(&out.stdout));
+        let (status, headers) = head(None, &[&format!("{url}{path}")]);
         assert_eq!(
             (status, header(&headers, "location")),
             (301, Some(location.as_str()))
@@ -633,11 +609,7 @@ fn a_website_published_as_a_collection_loads_through_an_edge_by_name() {
         .output()
         .unwrap();
     let alone_id = String::from_utf8(alone.stdout).unwrap().trim().to_owned();
-    let out = curl(
-        None,
-        &["-D", "-", "-o", "/dev/null", &format!("{url}/c/{alone_id}")],
-    );
-    let (status, headers) = head_of(&String::from_utf8_lossy(&out.stdout));
+    let (status, headers) = head(None, &[&format!("{url}/c/{alone_id}")]);
     assert_eq!(
         (status, header(&headers, "content-type")),
         (200, Some("text/javascript; charset=utf-8"))
