@@ -21,11 +21,24 @@ use crate::config::Role;
 use crate::edge::names::NameRecord;
 use crate::protocol::{read_digest, PurgeAnswer, PutAnswer, PutSettings};
 
-/// Chunks a front's reader fetches ahead of the one being sent.
-pub const FRONT_READ_AHEAD: usize = 4;
+/// Bytes a front reads under one admission slot, about (a run ends at the chunk that reaches
+/// it).
+pub const FRONT_RUN_BYTES: u64 = 1 << 20;
 
-/// Chunks read under one admission slot (a few MiB: a slot is held for a while, not per chunk).
-pub const FRONT_RUN: u32 = 64;
+/// Most chunks in one run.
+pub const FRONT_RUN_CHUNKS: u32 = 64;
+
+/// Where the run starting at chunk `first` ends: after [`FRONT_RUN_BYTES`] or
+/// [`FRONT_RUN_CHUNKS`], at `end` at the latest, and always after at least one chunk.
+fn run_end(manifest: &Manifest, first: u32, end: u32) -> u32 {
+    let mut bytes = 0u64;
+    let mut at = first;
+    while at < end && at - first < FRONT_RUN_CHUNKS && (at == first || bytes < FRONT_RUN_BYTES) {
+        bytes += u64::from(manifest.chunks[at as usize].length);
+        at += 1;
+    }
+    at
+}
 
 /// Why a read of restricted content was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,13 +98,15 @@ impl NodeContent {
         Err(refused)
     }
 
-    /// Chunks `run` of `id`, in order, read ahead of the consumer by [`FRONT_READ_AHEAD`].
-    /// They are read in runs of [`FRONT_RUN`] chunks, each run the way GET_CHUNKS reads one
-    /// (an origin on one blocking thread, an edge chunk by chunk through its cache) holding an
-    /// admission slot shared as `client`'s (a number the front gives each of its
-    /// connections), so front and STOQ readers queue together. The channel ends after the last
-    /// chunk, after the first refusal, or when the consumer has taken nothing for the
-    /// transport's stall timeout (a client that stopped reading).
+    /// Chunks `run` of `id`, in order. They are read in runs of about [`FRONT_RUN_BYTES`]
+    /// (at most [`FRONT_RUN_CHUNKS`] chunks), each run the way GET_CHUNKS reads one (an origin
+    /// on one blocking thread, an edge chunk by chunk through its cache). Room for a whole run
+    /// is taken in the channel first, then an admission slot (shared as `client`'s, a number
+    /// the front gives each of its connections) only while the run is read: a slow client
+    /// holds buffered chunks, never a slot. The channel holds two runs, so the next run is read
+    /// while the last is sent. It ends after the last chunk, after the first refusal, or when
+    /// the consumer has taken nothing for the transport's stall timeout (a client that stopped
+    /// reading).
     pub fn chunks(
         &self,
         id: ContentId,
@@ -99,15 +114,24 @@ impl NodeContent {
         run: Range<u32>,
         client: usize,
     ) -> mpsc::Receiver<Answered<Bytes>> {
-        let (tx, rx) = mpsc::channel(FRONT_READ_AHEAD);
+        // Room for two runs like the first (a content's chunks are of one profile, so its
+        // runs hold about as many chunks each): about 2 MiB buffered per reader.
+        let first_run = run_end(&manifest, run.start, run.end).saturating_sub(run.start);
+        let (tx, rx) = mpsc::channel(2 * first_run.max(1) as usize);
         let state = self.state.clone();
         let stall = state.endpoint.config().stall_timeout();
         tokio::spawn(async move {
             let mut next = run.start;
             while next < run.end {
-                let part = next..run.end.min(next.saturating_add(FRONT_RUN));
+                // A run never holds more chunks than the channel has room for.
+                let fits = next.saturating_add(tx.max_capacity() as u32);
+                let part = next..run_end(&manifest, next, run.end).min(fits);
                 next = part.end;
-                // Held until the run is handed over.
+                let room = (part.end - part.start) as usize;
+                let Ok(Ok(permits)) = tokio::time::timeout(stall, tx.reserve_many(room)).await
+                else {
+                    return;
+                };
                 let _slot = match state.admission.enter(Some(client)).await {
                     Ok(slot) => slot,
                     Err(busy) => {
@@ -118,10 +142,13 @@ impl NodeContent {
                 };
                 state.metrics.request("chunk");
                 let mut chunks = read_run(&state, id, manifest.clone(), part).await;
-                while let Some(result) = chunks.recv().await {
+                for permit in permits {
+                    let Some(result) = chunks.recv().await else {
+                        return;
+                    };
                     let failed = result.is_err();
-                    let sent = tokio::time::timeout(stall, tx.send(result)).await;
-                    if !matches!(sent, Ok(Ok(()))) || failed {
+                    permit.send(result);
+                    if failed {
                         return;
                     }
                 }
@@ -182,5 +209,46 @@ impl NodeContent {
     pub async fn purge(&self, id: ContentId) -> Answered<PurgeAnswer> {
         self.state.metrics.request("purge");
         purge_everywhere(&self.state, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunking::{ChunkEntry, ContentKind};
+
+    fn manifest(lengths: &[u32]) -> Manifest {
+        let mut offset = 0u64;
+        let chunks = lengths
+            .iter()
+            .map(|&length| {
+                let entry = ChunkEntry {
+                    id: ContentId::of(&offset.to_be_bytes()),
+                    offset,
+                    length,
+                    shards: None,
+                };
+                offset += u64::from(length);
+                entry
+            })
+            .collect();
+        Manifest {
+            kind: ContentKind::Binary,
+            size: offset,
+            erasure: None,
+            chunks,
+        }
+    }
+
+    #[test]
+    fn runs_end_near_a_mebibyte_at_most_64_chunks_and_never_empty() {
+        let small = manifest(&[64 * 1024; 100]);
+        assert_eq!(run_end(&small, 0, 100), 16);
+        assert_eq!(run_end(&small, 90, 100), 100);
+        let tiny = manifest(&[100; 200]);
+        assert_eq!(run_end(&tiny, 0, 200), 64);
+        let huge = manifest(&[4 << 20; 3]);
+        assert_eq!(run_end(&huge, 0, 3), 1);
+        assert_eq!(run_end(&huge, 2, 3), 3);
     }
 }

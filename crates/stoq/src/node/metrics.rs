@@ -72,6 +72,8 @@ pub struct Snapshot {
     pub slots_in_use: u64,
     /// Content request slots there are (`node.max_concurrent_reads`).
     pub slots: u64,
+    /// Bytes free and in all on the data directory's filesystem (zero when it cannot be read).
+    pub disk: (u64, u64),
 }
 
 impl NodeMetrics {
@@ -222,6 +224,16 @@ impl NodeMetrics {
             "read_slots",
             "Content requests worked on at once, at most (node.max_concurrent_reads).",
             snap.slots as f64,
+        );
+        gauge(
+            "disk_free_bytes",
+            "Bytes free to this node on its data directory's filesystem.",
+            snap.disk.0 as f64,
+        );
+        gauge(
+            "disk_size_bytes",
+            "Bytes in all on its data directory's filesystem.",
+            snap.disk.1 as f64,
         );
         self.chunk_latency.render(
             &mut out,

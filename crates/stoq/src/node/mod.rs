@@ -40,7 +40,7 @@ mod view;
 pub use cache::{CacheStats, EdgeCache};
 pub use coalesce::Coalescer;
 pub use error::{NodeError, Refusal};
-pub use front::{NodeContent, ReadRefused, FRONT_READ_AHEAD};
+pub use front::{NodeContent, ReadRefused, FRONT_RUN_BYTES, FRONT_RUN_CHUNKS};
 pub use lifecycle::{Node, NodeOptions};
 
 pub use dialer::link_sample;

@@ -189,6 +189,7 @@ impl NodeState {
             load: self.load.load(),
             slots_in_use: self.admission.in_use() as u64,
             slots: self.admission.limit() as u64,
+            disk: disk_space(&self.data_dir),
         }
     }
 
@@ -237,6 +238,18 @@ impl NodeState {
             .expect("view lock")
             .peers
             .contains_key(peer)
+    }
+}
+
+/// Bytes free (to an unprivileged user) and in all on the filesystem holding `dir`; zeros when
+/// it cannot be read.
+fn disk_space(dir: &std::path::Path) -> (u64, u64) {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => (
+            s.f_bavail.saturating_mul(s.f_frsize),
+            s.f_blocks.saturating_mul(s.f_frsize),
+        ),
+        Err(_) => (0, 0),
     }
 }
 

@@ -36,12 +36,8 @@ pub(super) fn holds_content(root: &Path) -> bool {
 pub(super) fn open_index(root: &Path) -> Result<Database, StoreError> {
     let path = root.join(INDEX_FILE);
     // redb asserts on some damage instead of returning an error. The panic is caught (and its
-    // message kept off the terminal) so the caller gets an error that names the repair. The
-    // hook is process-wide: a panic on another thread in this instant would go unprinted.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let opened = std::panic::catch_unwind(|| Database::create(&path));
-    std::panic::set_hook(hook);
+    // message kept off the terminal) so the caller gets an error that names the repair.
+    let opened = quietly(|| Database::create(&path));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Index(format!(
@@ -51,6 +47,31 @@ pub(super) fn open_index(root: &Path) -> Result<Database, StoreError> {
         Ok(Err(e)) => Err(StoreError::unusable(root, &e.to_string())),
         Err(_) => Err(StoreError::unusable(root, "its pages are damaged")),
     }
+}
+
+thread_local! {
+    /// Whether a panic on this thread is expected and caught (see [`quietly`]).
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic and keeping its message off the terminal. Only this thread's
+/// panics are kept quiet, for as long as `f` runs: the process's panic hook is wrapped once
+/// (never swapped back and forth, which would race with other threads doing the same and
+/// could leave every later panic unprinted).
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::thread::Result<T> {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(f);
+    QUIET.with(|q| q.set(false));
+    result
 }
 
 /// One content a repair could not bring back.
