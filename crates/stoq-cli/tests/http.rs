@@ -20,6 +20,15 @@ fn curl(ca: Option<&Path>, args: &[&str]) -> Output {
     cmd.args(args).output().expect("curl runs")
 }
 
+/// Whether curl is missing (saying so: the test then skips).
+fn curl_missing() -> bool {
+    let missing = !have("curl");
+    if missing {
+        eprintln!("skipped: curl is not installed");
+    }
+    missing
+}
+
 fn have(program: &str) -> bool {
     Command::new(program)
         .arg("--version")
@@ -126,8 +135,7 @@ fn put(file: &Path, server: &Server, data: &Path, extra: &[&str]) -> String {
 
 #[test]
 fn curl_reads_whole_content_ranges_and_conditionals_over_http1_and_http2() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if curl_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -254,8 +262,7 @@ fn curl_reads_whole_content_ranges_and_conditionals_over_http1_and_http2() {
 
 #[test]
 fn reads_of_restricted_content_and_every_change_need_their_tokens() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if curl_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -477,8 +484,7 @@ fn write_site(dir: &Path) {
 
 #[test]
 fn a_website_published_as_a_collection_loads_through_an_edge_by_name() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if curl_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -669,8 +675,7 @@ fn a_website_published_as_a_collection_loads_through_an_edge_by_name() {
 
 #[test]
 fn a_range_through_an_edge_fetches_only_the_chunks_it_covers() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if curl_missing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -780,8 +785,7 @@ fn an_independent_http3_client_gets_content_and_ranges_over_udp() {
 
 #[test]
 fn bench_http_reports_curl_through_the_front_against_nginx() {
-    if !have("curl") {
-        eprintln!("skipped: curl is not installed");
+    if curl_missing() {
         return;
     }
     let out = run(&[

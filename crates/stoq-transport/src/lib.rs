@@ -51,6 +51,7 @@ pub use identity::{
 };
 pub use pool::ConnectionPool;
 pub use serving::IncomingRequest;
+pub use socket::bind_udp_v6;
 pub use trust::{load_ca_bundle, roots_from, PeerExpectation, PINNED_SERVER_NAME};
 
 /// quinn, whose error types appear inside [`TransportError`].

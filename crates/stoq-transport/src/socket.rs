@@ -37,6 +37,12 @@ pub(crate) fn bind_udp(
     Ok(socket.into())
 }
 
+/// Binds an IPv6-only UDP socket at `addr` with the default buffer sizes, for another QUIC
+/// stack of the same process (the HTTP front's HTTP/3).
+pub fn bind_udp_v6(addr: SocketAddr) -> Result<std::net::UdpSocket, TransportError> {
+    bind_udp(addr, &TransportConfig::default(), false)
+}
+
 /// Binds `count` sockets sharing one port (SO_REUSEPORT). The port is first taken by a socket
 /// without SO_REUSEPORT, which the kernel gives only a port no socket holds (for port 0) and
 /// refuses where any socket holds it (an explicit port): left to itself, the kernel may put a

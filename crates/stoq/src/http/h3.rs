@@ -14,7 +14,7 @@ use hyper::body::Frame;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::answer::{Body, BodyError};
+use super::answer::{empty, Body, BodyError};
 use super::error::HttpError;
 use super::front::Front;
 use super::limits::{HEAD_DEADLINE, MAX_HTTP_CONNECTIONS, MAX_STREAMS_PER_CONNECTION};
@@ -39,21 +39,11 @@ pub fn bind(addr: SocketAddr, tls: &rustls::ServerConfig) -> Result<quinn::Endpo
         .max_concurrent_bidi_streams(MAX_STREAMS_PER_CONNECTION.into())
         .max_idle_timeout(Some(IDLE.try_into().expect("30 s is a valid idle timeout")));
     server.transport_config(Arc::new(transport));
-    let socket = socket2::Socket::new(
-        socket2::Domain::IPV6,
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )
-    .and_then(|s| {
-        s.set_only_v6(true)?;
-        s.bind(&addr.into())?;
-        Ok(s)
-    })
-    .map_err(|source| HttpError::Bind { addr, source })?;
+    let socket = stoq_transport::bind_udp_v6(addr).map_err(|e| bad(e.to_string()))?;
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server),
-        socket.into(),
+        socket,
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(|source| HttpError::Bind { addr, source })
@@ -116,20 +106,11 @@ async fn connection(
     Ok(())
 }
 
-/// Answers one request: its body (for an upload) is passed on as it arrives, the answer's
-/// body sent frame by frame; a body that breaks resets the stream.
-async fn request<S>(
-    front: Arc<Front>,
-    client: usize,
-    req: Request<()>,
-    stream: RequestStream<S, Bytes>,
-) -> Result<(), BodyError>
+/// A request body read from its stream as it arrives, by a task of its own.
+fn incoming_body<R>(mut recv: RequestStream<R, Bytes>) -> Body
 where
-    S: h3::quic::BidiStream<Bytes> + Send + 'static,
-    S::SendStream: Send,
-    S::RecvStream: Send + 'static,
+    R: h3::quic::RecvStream + Send + 'static,
 {
-    let (mut send, mut recv) = stream.split();
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BodyError>>(4);
     tokio::spawn(async move {
         loop {
@@ -147,7 +128,33 @@ where
             }
         }
     });
-    let body: Body = StreamBody::new(ReceiverStream::new(rx)).boxed();
+    StreamBody::new(ReceiverStream::new(rx)).boxed()
+}
+
+/// Answers one request: its body (for an upload) is passed on as it arrives, the answer's
+/// body sent frame by frame; a body that breaks resets the stream.
+async fn request<S>(
+    front: Arc<Front>,
+    client: usize,
+    req: Request<()>,
+    stream: RequestStream<S, Bytes>,
+) -> Result<(), BodyError>
+where
+    S: h3::quic::BidiStream<Bytes> + Send + 'static,
+    S::SendStream: Send,
+    S::RecvStream: Send + 'static,
+{
+    let (mut send, recv) = stream.split();
+    // Only an upload has a body to pass on; a read is answered without a task for it (its
+    // receiving half is kept open until the answer is sent).
+    let mut _unread = None;
+    let body = match *req.method() {
+        http::Method::GET | http::Method::HEAD => {
+            _unread = Some(recv);
+            empty()
+        }
+        _ => incoming_body(recv),
+    };
     let mut req = req.map(|()| body);
     *req.version_mut() = Version::HTTP_3;
     let response = handle(front, client, req)

@@ -11,7 +11,6 @@ use tokio::io::AsyncWriteExt;
 use super::answer::{bearer, denied, json, refused, text, Body};
 use super::front::Front;
 use crate::chunking::{ContentId, ErasurePolicy};
-use crate::config::Role;
 use crate::node::{ReadRefused, Refusal};
 use crate::protocol::{read_digest, valid_media_type, ErrorCode, PutSettings};
 
@@ -41,14 +40,8 @@ pub async fn put(front: &Arc<Front>, req: Request<Body>) -> Response<Body> {
     if let Some(refusal) = admin(front, &req) {
         return refusal;
     }
-    if front.content.role() != Role::Origin {
-        return text(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "this node is an {}; publish to an origin",
-                front.content.role()
-            ),
-        );
+    if let Err(refusal) = front.content.check_publishable() {
+        return refused(&refusal);
     }
     let settings = match settings_of(req.headers()) {
         Ok(s) => s,

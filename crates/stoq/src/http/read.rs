@@ -87,11 +87,15 @@ async fn resolve(
                 &format!("content {id} is not a collection: it has no paths inside it"),
             ));
         }
-        let media_type = match front.content.media_type(&id) {
-            Some(recorded) => recorded,
-            None => sniffed_type(&front.content, client, id, manifest.clone())
-                .await
-                .map_err(|r| refused(&r))?,
+        let media_type = match front.content.media_type(&id).await {
+            Some(known) => known,
+            None => {
+                let sniffed = sniffed_type(&front.content, client, id, manifest.clone())
+                    .await
+                    .map_err(|r| refused(&r))?;
+                front.content.remember_media_type(id, sniffed.clone());
+                sniffed
+            }
         };
         return Ok(Resolved {
             id,

@@ -14,10 +14,9 @@ use tokio::sync::mpsc;
 use super::access::{authorise, restriction_of};
 use super::error::Answered;
 use super::pull::{manifest_of, name_of};
-use super::serve::{publish_file, purge_everywhere, read_run};
+use super::serve::{not_an_origin, publish_file, purge_everywhere, read_run};
 use super::state::NodeState;
 use crate::chunking::{ContentId, Manifest};
-use crate::config::Role;
 use crate::edge::names::NameRecord;
 use crate::protocol::{read_digest, PurgeAnswer, PutAnswer, PutSettings};
 
@@ -66,11 +65,6 @@ impl std::fmt::Debug for NodeContent {
 impl NodeContent {
     pub(super) fn new(state: Arc<NodeState>) -> Self {
         NodeContent { state }
-    }
-
-    /// The node's role.
-    pub fn role(&self) -> Role {
-        self.state.role()
     }
 
     /// The manifest of `id`, from wherever this node gets it (an edge counts a hit or a miss).
@@ -158,8 +152,21 @@ impl NodeContent {
     }
 
     /// The media type recorded for `id` when it was published, if any.
-    pub fn media_type(&self, id: &ContentId) -> Option<String> {
-        self.state.media_type(id)
+    pub async fn media_type(&self, id: &ContentId) -> Option<String> {
+        self.state.media_type(id).await
+    }
+
+    /// Keeps a media type the front sniffed for `id`, so later requests need not sniff again.
+    pub fn remember_media_type(&self, id: ContentId, media_type: String) {
+        self.state.pull.learn_media_type(id, media_type);
+    }
+
+    /// Whether this node takes uploads (an origin); the refusal a STOQ PUT gets otherwise.
+    pub fn check_publishable(&self) -> Answered<()> {
+        match self.state.holdings.store() {
+            Some(_) => Ok(()),
+            None => Err(not_an_origin(&self.state)),
+        }
     }
 
     /// Counts `bytes` of content sent to a client of the front.

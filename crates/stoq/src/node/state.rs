@@ -214,20 +214,29 @@ impl NodeState {
             .join(format!("upload.{}.{n}.tmp", std::process::id()))
     }
 
-    /// The media type recorded for `id` when it was published: an origin's store, an edge's
-    /// cache, or what upstream said.
-    pub fn media_type(&self, id: &ContentId) -> Option<String> {
-        if let Some(t) = self
-            .holdings
-            .store()
-            .and_then(|s| s.read_now(|s| s.media_type(id)))
-        {
-            return Some(t);
+    /// The media type recorded for `id` when it was published: what this node learned of it
+    /// already, else an origin's store (read off the runtime) or an edge's cache, kept once
+    /// found so a request does no IO for it after the first.
+    pub async fn media_type(&self, id: &ContentId) -> Option<String> {
+        if let Some(known) = self.pull.learned_media_type(id) {
+            return Some(known);
         }
-        if let Some(t) = self.holdings.cache().and_then(|c| c.media_type(id)) {
-            return Some(t);
+        let found = match &self.holdings {
+            Holdings::Origin(store) => {
+                let id = *id;
+                store
+                    .read(move |s| Ok(s.media_type(&id)))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            Holdings::Edge(cache) => cache.media_type(id),
+            Holdings::Relay => None,
+        };
+        if let Some(t) = &found {
+            self.pull.learn_media_type(*id, t.clone());
         }
-        self.pull.learned_media_type(id)
+        found
     }
 
     /// Whether `peer` is a live member (members fetch for their clients, who they checked).
@@ -395,7 +404,7 @@ impl PullThrough {
             .insert_weighing(id, manifest.clone(), weight);
     }
 
-    /// Keeps the media type upstream recorded for `id`.
+    /// Keeps the media type recorded for `id` (learned from upstream, read once, or sniffed).
     pub fn learn_media_type(&self, id: ContentId, media_type: String) {
         self.media_types
             .lock()

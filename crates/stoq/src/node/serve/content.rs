@@ -25,7 +25,7 @@ pub async fn manifest(
     let restriction = check_read(state, &req.conn, &id, read_token.as_ref())?;
     let meta = ManifestMeta {
         restriction,
-        media_type: state.media_type(&id),
+        media_type: state.media_type(&id).await,
     };
     Ok(Answer::Body(
         Bytes::from(manifest.encode()),

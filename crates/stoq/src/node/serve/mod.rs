@@ -11,7 +11,7 @@ mod publish;
 mod run;
 
 pub use network::status;
-pub use publish::{publish_file, purge_everywhere};
+pub use publish::{not_an_origin, publish_file, purge_everywhere};
 pub use run::read_run;
 
 use std::sync::atomic::Ordering;

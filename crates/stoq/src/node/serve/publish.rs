@@ -86,7 +86,7 @@ pub async fn publish_file(
         erasure: settings.erasure,
         kind: settings.kind,
     };
-    let (digest, media_type) = (settings.read_digest, settings.media_type);
+    let (digest, media_type) = (settings.read_digest, settings.media_type.clone());
     // One write lock over the put and its restriction: no reader sees the content open.
     let report = store
         .write(move |s| {
@@ -101,6 +101,9 @@ pub async fn publish_file(
         })
         .await
         .map_err(|e| Refusal::internal(e.reason))?;
+    if let Some(t) = settings.media_type {
+        state.pull.learn_media_type(report.id, t);
+    }
     let placement = match settings.erasure {
         Some(policy) => Some(distribute(state, store, report.id, policy).await),
         None => None,
@@ -116,7 +119,8 @@ pub async fn publish_file(
     })
 }
 
-fn not_an_origin(state: &NodeState) -> Refusal {
+/// The refusal of a publish to a node that is not an origin.
+pub fn not_an_origin(state: &NodeState) -> Refusal {
     Refusal::bad_request(format!(
         "this node is an {}; publish to an origin",
         state.role()
