@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use stoq::http::{HttpError, HttpFront};
+use stoq::http::{BoundFront, HttpError};
 use stoq::node::{Node, NodeError, NodeOptions};
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqEndpoint};
 
@@ -26,9 +26,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let new_token = config.node.admin_token_file.clone().filter(|p| !p.exists());
     let grace = config.transport.shutdown_grace();
     let listen = config.transport.listen;
-    let http = config.http.clone();
+    // The front binds first, so the node can announce its URL to its peers.
+    let front = match config.http.listen {
+        Some(_) => Some(BoundFront::bind(&config.http).map_err(|e| match e {
+            HttpError::Bind { .. } => anyhow::Error::new(e).context("cannot start the HTTP front"),
+            other => crate::usage::usage(other),
+        })?),
+        None => None,
+    };
     let mut options = NodeOptions::new(config);
     options.seeds = seeds;
+    options.http_url = front.as_ref().and_then(BoundFront::announced_url);
     let node = Node::start(options).await.map_err(|e| match e {
         NodeError::Config(e) => crate::usage::usage(e),
         NodeError::Token(e) => crate::usage::usage(e),
@@ -45,19 +53,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         SocketAddr::V6(node.local_addr()),
         node.node_id()
     );
-    let front = match http.listen {
-        Some(_) => {
-            let front = HttpFront::start(&node, &http).await.map_err(|e| match e {
-                HttpError::Bind { .. } => {
-                    anyhow::Error::new(e).context("cannot start the HTTP front")
-                }
-                other => crate::usage::usage(other),
-            })?;
-            println!("stoq http listening on {}", front.url());
-            Some(front)
-        }
-        None => None,
-    };
+    let front = front.map(|front| {
+        println!("stoq http listening on {}", front.url());
+        front.serve(&node)
+    });
     std::io::stdout().flush()?;
     if let Some(path) = new_token {
         notice(&format!(

@@ -47,6 +47,7 @@ async fn node_with_front(
         listen: Some("[::1]:0".parse()?),
         cert: Some(cert_path),
         key: Some(key_path),
+        ..HttpConfig::default()
     };
     let front = HttpFront::start(&node, &config).await?;
     Ok((node, front))

@@ -17,6 +17,37 @@ pub struct HttpConfig {
     pub cert: Option<PathBuf>,
     /// The PEM private key of `cert`.
     pub key: Option<PathBuf>,
+    /// The base URL other nodes send clients to, such as `https://sydney.cdn.example`: needed
+    /// when `listen` is an unspecified address (`[::]:443`) or behind a proxy; otherwise the
+    /// URL the front listens on is announced.
+    pub public_url: Option<String>,
+    /// On an origin or relay: answer a read with a redirect (302) to the client's nearest
+    /// edge's front, when that edge announces one. Off by default; an edge always serves.
+    pub redirect_to_nearest_edge: bool,
+}
+
+/// Longest front URL a node announces to its peers.
+pub const MAX_HTTP_URL_LEN: usize = 200;
+
+/// `url` as a front's base URL (`http` or `https`, a host, maybe a port, no path or query),
+/// without a trailing slash; or why it is not one.
+pub fn front_base_url(url: &str) -> Result<String, &'static str> {
+    if url.len() > MAX_HTTP_URL_LEN {
+        return Err("longer than 200 bytes");
+    }
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| "not a URL like https://edge.example:8443")?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("must start with http:// or https://");
+    }
+    if uri.authority().is_none() {
+        return Err("has no host");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must be a base URL, with no path or query");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 impl HttpConfig {
@@ -28,6 +59,11 @@ impl HttpConfig {
                     "http.listen",
                     "STOQ is IPv6-only: use an address like [::1]:8080",
                 ));
+            }
+        }
+        if let Some(url) = &self.public_url {
+            if let Err(reason) = front_base_url(url) {
+                return Some(("http.public_url", reason));
             }
         }
         if self.cert.is_some() != self.key.is_some() {

@@ -14,7 +14,7 @@ use crate::routing::{CostWeights, GeoPoint};
 
 mod http;
 
-pub use http::HttpConfig;
+pub use http::{front_base_url, HttpConfig, MAX_HTTP_URL_LEN};
 
 /// How log lines are written (to standard error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -394,6 +394,12 @@ impl StoqConfig {
         if let Some((field, reason)) = self.http.invalid_field() {
             return invalid(field, reason);
         }
+        if self.http.redirect_to_nearest_edge && self.node.role == Role::Edge {
+            return invalid(
+                "http.redirect_to_nearest_edge",
+                "an edge serves what it is asked; only origins and relays redirect",
+            );
+        }
         if self.edge.cache_bytes < 1 << 20 {
             return invalid("edge.cache_bytes", "at least 1 MiB (1048576)");
         }
@@ -571,6 +577,26 @@ mod tests {
         );
         let m = message("not toml at all [");
         assert!(m.contains("stoq.toml"), "{m}");
+    }
+
+    #[test]
+    fn front_urls_and_redirects_are_checked() {
+        let m = message("[http]\npublic_url = \"ftp://x.example\"\n");
+        assert!(
+            m.contains("http.public_url") && m.contains("http://"),
+            "{m}"
+        );
+        let m = message("[http]\npublic_url = \"https://x.example/some/path\"\n");
+        assert!(m.contains("no path"), "{m}");
+        let m = message("[node]\nrole = \"edge\"\n[http]\nredirect_to_nearest_edge = true\n");
+        assert!(m.contains("http.redirect_to_nearest_edge"), "{m}");
+        assert_eq!(
+            front_base_url("https://[2001:db8::5]:8443/").as_deref(),
+            Ok("https://[2001:db8::5]:8443")
+        );
+        assert!(front_base_url(&format!("https://{}.example", "a".repeat(200))).is_err());
+        assert!(front_base_url("https://x.example?q=1").is_err());
+        assert!(front_base_url("/relative").is_err());
     }
 
     #[test]

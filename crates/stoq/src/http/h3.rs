@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::answer::{empty, Body, BodyError};
 use super::error::HttpError;
-use super::front::Front;
+use super::front::{Client, Front};
 use super::limits::{HEAD_DEADLINE, MAX_HTTP_CONNECTIONS, MAX_STREAMS_PER_CONNECTION};
 use super::serve::handle;
 
@@ -74,6 +74,10 @@ pub async fn serve(
         let front = front.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let client = Client {
+                number: client,
+                addr: incoming.remote_address(),
+            };
             if let Err(e) = connection(incoming, front, client).await {
                 tracing::debug!(error = %e, "an HTTP/3 connection ended with an error");
             }
@@ -86,7 +90,7 @@ pub async fn serve(
 async fn connection(
     incoming: quinn::Incoming,
     front: Arc<Front>,
-    client: usize,
+    client: Client,
 ) -> Result<(), BodyError> {
     let conn = tokio::time::timeout(HEAD_DEADLINE, incoming).await??;
     let mut h3 = h3::server::Connection::new(h3_quinn::Connection::new(conn)).await?;
@@ -135,7 +139,7 @@ where
 /// body sent frame by frame; a body that breaks resets the stream.
 async fn request<S>(
     front: Arc<Front>,
-    client: usize,
+    client: Client,
     req: Request<()>,
     stream: RequestStream<S, Bytes>,
 ) -> Result<(), BodyError>

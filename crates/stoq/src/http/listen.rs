@@ -26,7 +26,7 @@ use crate::config::HttpConfig;
 use http_body_util::BodyExt;
 
 use super::answer::BodyError;
-use super::front::Front;
+use super::front::{Client, Front};
 use super::serve::handle;
 use crate::node::{bind_tcp_v6, Node};
 
@@ -60,9 +60,28 @@ fn bind_both(
     Ok((listener, Some(quic)))
 }
 
-impl HttpFront {
-    /// Starts serving `node`'s content as `config` says (`config.listen` must be set).
-    pub async fn start(node: &Node, config: &HttpConfig) -> Result<HttpFront, HttpError> {
+/// A front whose sockets are bound but that serves nothing yet: its URL is known, so a node
+/// can announce it to its peers before it starts (see [`BoundFront::announced_url`]).
+pub struct BoundFront {
+    listener: TcpListener,
+    quic: Option<quinn::Endpoint>,
+    tls: Option<rustls::ServerConfig>,
+    local_addr: SocketAddr,
+    public_url: Option<String>,
+    redirect: bool,
+}
+
+impl std::fmt::Debug for BoundFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundFront")
+            .field("url", &self.url())
+            .finish()
+    }
+}
+
+impl BoundFront {
+    /// Checks `config` and binds its sockets (`config.listen` must be set).
+    pub fn bind(config: &HttpConfig) -> Result<BoundFront, HttpError> {
         if let Some((field, reason)) = config.invalid_field() {
             return Err(HttpError::Config(format!("{field}: {reason}")));
         }
@@ -91,35 +110,73 @@ impl HttpFront {
         let local_addr = listener
             .local_addr()
             .map_err(|source| HttpError::Bind { addr, source })?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let alt_svc = quic.as_ref().map(|_| {
-            HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", local_addr.port()))
+        Ok(BoundFront {
+            listener,
+            quic,
+            tls,
+            local_addr,
+            public_url: config.public_url.clone(),
+            redirect: config.redirect_to_nearest_edge,
+        })
+    }
+
+    /// The base URL it listens on, such as `https://[::1]:8443` (the real port where `:0`
+    /// was asked).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// The URL to tell other nodes: `http.public_url` where set, else [`Self::url`] unless it
+    /// names an unspecified address (`[::]`), which no client could reach.
+    pub fn announced_url(&self) -> Option<String> {
+        match &self.public_url {
+            Some(url) => crate::config::front_base_url(url).ok(),
+            None if self.local_addr.ip().is_unspecified() => None,
+            None => Some(self.url()),
+        }
+    }
+
+    /// Starts serving `node`'s content.
+    pub fn serve(self, node: &Node) -> HttpFront {
+        let url = self.url();
+        let alt_svc = self.quic.as_ref().map(|_| {
+            HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", self.local_addr.port()))
                 .expect("a port makes a valid Alt-Svc value")
         });
         let front = Arc::new(Front {
             content: node.content(),
             collections: Default::default(),
             alt_svc,
+            redirect: self.redirect,
         });
         let (stop, stopped) = watch::channel(None);
-        let acceptor = tls.map(|tls| TlsAcceptor::from(Arc::new(tls)));
+        let acceptor = self.tls.map(|tls| TlsAcceptor::from(Arc::new(tls)));
         let mut tasks = vec![tokio::spawn(accept_loop(
-            listener,
+            self.listener,
             acceptor,
             front.clone(),
             stopped.clone(),
         ))];
-        if let Some(quic) = quic {
+        if let Some(quic) = self.quic {
             let first = FIRST_CLIENT + (1 << (usize::BITS - 3));
             tasks.push(tokio::spawn(super::h3::serve(quic, front, stopped, first)));
         }
-        Ok(HttpFront {
-            url: format!("{scheme}://{local_addr}"),
-            local_addr,
+        HttpFront {
+            url,
+            local_addr: self.local_addr,
             http3: tasks.len() > 1,
             stop,
             tasks,
-        })
+        }
+    }
+}
+
+impl HttpFront {
+    /// Binds and starts serving `node`'s content as `config` says (`config.listen` must be
+    /// set). A node that should announce its front binds first: [`BoundFront`].
+    pub async fn start(node: &Node, config: &HttpConfig) -> Result<HttpFront, HttpError> {
+        Ok(BoundFront::bind(config)?.serve(node))
     }
 
     /// The front's base URL, such as `https://[::1]:8443` (the real port where `:0` was asked).
@@ -200,7 +257,7 @@ async fn accept_loop(
     let builder = Arc::new(builder());
     let mut client = FIRST_CLIENT;
     let deadline = loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -221,6 +278,10 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let client = Client {
+                number: client,
+                addr: peer,
+            };
             serve_connection(stream, tls, front, client, &builder, watcher).await;
         });
     };
@@ -232,7 +293,7 @@ async fn serve_connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     front: Arc<Front>,
-    client: usize,
+    client: Client,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {

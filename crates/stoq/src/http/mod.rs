@@ -5,7 +5,8 @@
 //! [`plan`] (which bytes and status a read is answered with, from its headers, no IO),
 //! `listen` (sockets, TLS and connections; [`limits`]), `h3` (the same over QUIC), `serve`
 //! (one request; `answer` holds the pieces of answers and the statuses refusals map to),
-//! `read` (GET and HEAD, streamed chunk by chunk as the node verifies them) and `publish`
+//! `redirect` (a read sent to the client's nearest edge, where asked), `read` (GET and HEAD,
+//! streamed chunk by chunk as the node verifies them) and `publish`
 //! (PUT and DELETE with the admin token). The front asks the node through
 //! [`crate::node::NodeContent`], so a read over HTTP goes exactly the way a `stoq get` does:
 //! the edge's cache, coalesced pulls, admission slots, verification.
@@ -21,9 +22,10 @@ pub mod media;
 pub mod plan;
 mod publish;
 mod read;
+mod redirect;
 pub mod route;
 mod serve;
 
 pub use crate::config::HttpConfig;
 pub use error::HttpError;
-pub use listen::HttpFront;
+pub use listen::{BoundFront, HttpFront};

@@ -7,15 +7,15 @@ use std::time::Instant;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 
 use super::answer::{text, Body};
-use super::front::Front;
+use super::front::{Client, Front};
 use super::route::{route, Route, RouteError};
-use super::{publish, read};
+use super::{publish, read, redirect};
 
-/// Answers one request from connection number `client` (over any HTTP version: the body
-/// of a request arrives as a [`Body`] too).
+/// Answers one request from `client` (over any HTTP version: the body of a request arrives as
+/// a [`Body`] too).
 pub async fn handle(
     front: Arc<Front>,
-    client: usize,
+    client: Client,
     req: Request<Body>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -26,7 +26,12 @@ pub async fn handle(
         _ => "1.1",
     };
     let response = match route(req.method(), req.uri().path()) {
-        Ok(Route::Read { target, inner }) => read::read(&front, client, req, target, inner).await,
+        Ok(Route::Read { target, inner }) => {
+            match redirect::to_nearest_edge(&front, client, &req) {
+                Some(redirect) => redirect,
+                None => read::read(&front, client.number, req, target, inner).await,
+            }
+        }
         Ok(Route::Publish) => publish::put(&front, req).await,
         Ok(Route::Purge(id)) => publish::delete(&front, req, id).await,
         Err(e) => misrouted(&e),

@@ -3,6 +3,7 @@
 //! way as the STOQ request that does the same thing (pull-through and coalescing on an edge,
 //! admission slots, counters), so a front adds a wire format and nothing else.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -71,6 +72,12 @@ impl NodeContent {
     pub async fn manifest(&self, id: ContentId) -> Answered<Arc<Manifest>> {
         self.state.metrics.request("manifest");
         manifest_of(&self.state, id, true).await
+    }
+
+    /// The base URL of the HTTP front of `client`'s nearest edge, when that is another node
+    /// that announces one (what a redirect sends the client to).
+    pub fn nearest_front(&self, client: SocketAddr) -> Option<String> {
+        super::locator::nearest_front(&self.state, client)
     }
 
     /// Whether a reader presenting `token` may read `id`: `Ok(true)` for restricted content

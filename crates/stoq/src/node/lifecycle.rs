@@ -49,6 +49,9 @@ pub struct NodeOptions {
     pub chunk_engine: Option<Arc<dyn ChunkEngine>>,
     /// A host's edge selection, used to answer LOCATE.
     pub edge_network: Option<SharedEdges>,
+    /// The base URL of this node's HTTP front, announced to its peers (so an origin can
+    /// redirect clients to it); see [`crate::http::BoundFront::announced_url`].
+    pub http_url: Option<String>,
 }
 
 impl std::fmt::Debug for NodeOptions {
@@ -59,6 +62,7 @@ impl std::fmt::Debug for NodeOptions {
             .field("router", &self.router.is_some())
             .field("chunk_engine", &self.chunk_engine.is_some())
             .field("edge_network", &self.edge_network.is_some())
+            .field("http_url", &self.http_url)
             .finish()
     }
 }
@@ -74,6 +78,7 @@ impl NodeOptions {
             router: None,
             chunk_engine: None,
             edge_network: None,
+            http_url: None,
         }
     }
 }
@@ -153,6 +158,7 @@ impl Node {
                 .and_then(GeoPoint::parse)
                 .map(|g| Member::geo_to_e6(g.lat, g.lon)),
             capacity_mbps: config.node.capacity_mbps,
+            http_url: options.http_url.clone(),
         };
         let dialer = Arc::new(Dialer::new(ConnectionPool::new(
             endpoint.clone(),

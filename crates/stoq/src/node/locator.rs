@@ -19,12 +19,12 @@ use crate::edge::{area_of, ClientLocation, EdgeError, EdgeNetwork, EdgeNode, Edg
 use crate::protocol::{LocateAnswer, Location, Source};
 use crate::routing::GeoPoint;
 
-/// The answer to LOCATE from `client` (its address and RTT to this node).
+/// The answer to LOCATE from `client` (its address, and its RTT to this node where measured).
 pub fn locate(
     state: &NodeState,
     location: &Location,
     client: SocketAddr,
-    client_rtt: Duration,
+    client_rtt: Option<Duration>,
 ) -> Answered<LocateAnswer> {
     let location = match location {
         Location::Geo(g) => ClientLocation::Geo(*g),
@@ -43,11 +43,9 @@ pub fn locate(
     members.push((state.me.clone(), state.load.load() as f32));
     let locator = &state.locator;
     let area = area_of(&location, &locator.prefixes);
-    if let (Some(area), Role::Edge) = (&area, state.role()) {
+    if let (Some(area), Role::Edge, Some(rtt)) = (&area, state.role(), client_rtt) {
         // An edge that a client asks measures its own RTT to that client's area.
-        state
-            .load
-            .record_area_rtt(area, client_rtt.as_secs_f64() * 1e3);
+        state.load.record_area_rtt(area, rtt.as_secs_f64() * 1e3);
     }
     let edges: Vec<EdgeNode> = members
         .iter()
@@ -88,6 +86,18 @@ pub fn locate(
             .map(describe),
     );
     Ok(LocateAnswer { sources })
+}
+
+/// The base URL of the HTTP front of the edge nearest to `client`, when that edge is another
+/// node and announces a valid one.
+pub fn nearest_front(state: &NodeState, client: SocketAddr) -> Option<String> {
+    let answer = locate(state, &Location::ByAddress, client, None).ok()?;
+    let nearest = answer.sources.first()?;
+    if nearest.role != Role::Edge || nearest.id == state.me.node_id() {
+        return None;
+    }
+    let peer = state.membership.peer(&nearest.id)?;
+    crate::config::front_base_url(peer.member.http_url.as_deref()?).ok()
 }
 
 /// Every live edge, ranked by STOQ's registry with the RTTs measured to the client's area.

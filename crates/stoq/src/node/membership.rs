@@ -171,6 +171,11 @@ impl Membership {
         peers
     }
 
+    /// A copy of one live peer.
+    pub fn peer(&self, id: &NodeId) -> Option<Peer> {
+        self.view.read().expect("view lock").peers.get(id).cloned()
+    }
+
     /// Waits until `done` holds for the live peers, re-checking whenever a member comes or
     /// goes; returns whether it held within `within`.
     pub async fn wait_for(&self, done: impl Fn(&[Peer]) -> bool, within: Duration) -> bool {
@@ -201,6 +206,7 @@ impl Membership {
             region: String::new(),
             geo_e6: None,
             capacity_mbps: 0,
+            http_url: None,
         };
         let _ = self.inputs.send(Input::Announce(seed));
     }
@@ -329,6 +335,7 @@ mod tests {
             region: "eu".into(),
             geo_e6: Some(Member::geo_to_e6(50.1, 8.7)),
             capacity_mbps: 1000,
+            http_url: None,
         }
     }
 

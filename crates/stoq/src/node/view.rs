@@ -30,6 +30,9 @@ pub struct Member {
     pub geo_e6: Option<(i32, i32)>,
     /// Link capacity it announces, in Mbit/s (what load is measured against).
     pub capacity_mbps: u32,
+    /// The base URL of its HTTP front, if it serves one (at most
+    /// [`crate::config::MAX_HTTP_URL_LEN`] bytes; checked again where it is used).
+    pub http_url: Option<String>,
 }
 
 impl Member {

@@ -52,7 +52,12 @@ pub fn gossip(
 
 /// LOCATE: where the asking client should fetch from.
 pub fn locate(state: &NodeState, req: &IncomingRequest, location: &Location) -> Answered<Answer> {
-    let answer = locator::locate(state, location, req.conn.remote_addr(), req.conn.rtt())?;
+    let answer = locator::locate(
+        state,
+        location,
+        req.conn.remote_addr(),
+        Some(req.conn.rtt()),
+    )?;
     Answer::json(&answer)
 }
 
