@@ -20,7 +20,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log lines as `text` or `json` (one object per line); for `serve`, overrides the
-    /// config's `node.log_format`. The level comes from `STOQ_LOG` (default `warn`).
+    /// config's `node.log_format`. The level comes from `STOQ_LOG`, else the config's
+    /// `node.log_level`, else `warn`.
     #[arg(long, global = true, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
 }

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(args, cli.log_format).await,
             Command::Ping(args) => serve::ping(args).await,
             Command::Config(args) => settings::print_config(args),
             Command::Put(args) if args.file.is_dir() => collection::put(args).await,

@@ -13,9 +13,11 @@ use crate::cli::{self, PingArgs, ServeArgs};
 use crate::known;
 use crate::logging::notice;
 
-/// Runs a node until Ctrl-C or SIGTERM, then shuts it down gracefully.
-pub async fn run(args: ServeArgs) -> Result<()> {
+/// Runs a node until Ctrl-C or SIGTERM, then shuts it down gracefully; on SIGHUP it reloads
+/// its config file (`log_format` is the `--log-format` flag, which a reload leaves alone).
+pub async fn run(args: ServeArgs, log_format: Option<String>) -> Result<()> {
     let config = crate::settings::serve_config(&args)?;
+    crate::logging::check_level(&config).map_err(crate::usage::usage)?;
     let seeds = config
         .node
         .seeds
@@ -47,7 +49,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     })?;
     // Listen for the stop signals before saying we are up: a signal sent the moment the
     // address is printed must stop the node gracefully, not kill the process.
-    let stop = StopSignals::install()?;
+    let mut stop = StopSignals::install()?;
     println!(
         "stoq listening on {} node {}",
         SocketAddr::V6(node.local_addr()),
@@ -67,7 +69,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Err(e) = known::record(node.local_addr(), node.node_id()) {
         notice(&format!("warning: {e:#}"));
     }
-    stop.wait().await;
+    while stop.wait().await == Signal::Reload {
+        reload(&node, &args, log_format.as_deref());
+    }
     notice(&format!(
         "shutting down (waiting up to {} ms for in-flight requests)",
         grace.as_millis()
@@ -87,10 +91,54 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment they are installed.
+/// Re-reads the config (file and flags, as at start) and applies what can change live; says
+/// what changed, what needs a restart, and why a bad file was not taken.
+fn reload(node: &Node, args: &ServeArgs, log_format: Option<&str>) {
+    let config = match crate::settings::serve_config(args) {
+        Ok(config) => config,
+        Err(e) => return notice(&format!("reload refused, nothing changed: {e:#}")),
+    };
+    if let Err(e) = crate::logging::check_level(&config) {
+        return notice(&format!("reload refused, nothing changed: {e}"));
+    }
+    let logs = crate::logging::reload(log_format, &config).unwrap_or_default();
+    match node.reload(config) {
+        Ok(done) => {
+            let mut applied: Vec<&str> = logs;
+            applied.extend(&done.applied);
+            let list = |names: &[&str]| match names.is_empty() {
+                true => "nothing".to_owned(),
+                false => names.join(", "),
+            };
+            notice(&format!("reloaded: applied {}", list(&applied)));
+            if !done.needs_restart.is_empty() {
+                notice(&format!(
+                    "reload: {} changed but take effect only after a restart",
+                    done.needs_restart.join(", ")
+                ));
+            }
+            for failure in done.failed {
+                notice(&format!("reload: not applied: {failure}"));
+            }
+        }
+        Err(e) => notice(&format!("reload refused, nothing changed: {e}")),
+    }
+}
+
+/// Which signal arrived.
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT or SIGTERM: stop.
+    Stop,
+    /// SIGHUP: reload the config.
+    Reload,
+}
+
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP, caught from the moment they are installed.
 struct StopSignals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
@@ -99,13 +147,15 @@ impl StopSignals {
         Ok(StopSignals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) {
+    async fn wait(&mut self) -> Signal {
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Signal::Stop,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
         }
     }
 }

@@ -179,6 +179,9 @@ pub struct NodeConfig {
     pub membership: JoinPolicy,
     /// How `stoq serve` writes its log: `text` or `json` (`--log-format` overrides it).
     pub log_format: LogFormat,
+    /// Which log events `stoq serve` writes, as `tracing` directives such as `info` or
+    /// `warn,stoq=debug`; empty = `STOQ_LOG`, else `warn`. `STOQ_LOG`, when set, wins.
+    pub log_level: String,
     /// Requests per second one client address (/64) may make; past it, BUSY "slow down".
     /// 0 = no limit. Members and requests carrying the admin token are not limited.
     pub client_requests_per_s: u32,
@@ -208,6 +211,7 @@ impl Default for NodeConfig {
             scrub_interval_ms: 24 * 3600 * 1000,
             membership: JoinPolicy::Closed,
             log_format: LogFormat::Text,
+            log_level: String::new(),
             client_requests_per_s: 0,
             client_bytes_per_s: 0,
             connection_requests_per_s: 0,

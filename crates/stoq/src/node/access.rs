@@ -18,7 +18,7 @@ use crate::protocol::{read_digest, Op, Request};
 
 /// Lets a change through if it carries the admin token; counts and refuses it otherwise.
 pub fn authorise(state: &NodeState, token: &Bytes) -> Answered<()> {
-    allow_if(state, state.access.token.verify(token))
+    allow_if(state, state.access.token().verify(token))
 }
 
 /// Lets `op` on `id` through if it carries the admin token (a client) or a proof another node
@@ -32,13 +32,16 @@ pub fn authorise_forwarded(
     let me = state.endpoint.node_id();
     allow_if(
         state,
-        state.access.token.accepts(token, op, id, &me, unix_now_s()),
+        state
+            .access
+            .token()
+            .accepts(token, op, id, &me, unix_now_s()),
     )
 }
 
 /// What this node sends node `to` in place of the token to have it do `op` on `id`.
 pub fn vouch(state: &NodeState, op: Op, id: &ContentId, to: &NodeId) -> Bytes {
-    Request::admin_token(&state.access.token.vouch(op, id, to, unix_now_s()))
+    Request::admin_token(&state.access.token().vouch(op, id, to, unix_now_s()))
 }
 
 fn allow_if(state: &NodeState, allowed: bool) -> Answered<()> {

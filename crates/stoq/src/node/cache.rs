@@ -20,6 +20,40 @@ use crate::store::{health_of, BlobHealth, Verified};
 
 pub use crate::protocol::CacheStats;
 
+/// A policy of `kind` bounded to `capacity` bytes.
+fn new_policy(capacity: u64, kind: PolicyKind) -> Box<dyn CachePolicy> {
+    match kind {
+        PolicyKind::Lru => Box::new(Lru::new(capacity)),
+        PolicyKind::S3fifo => Box::new(S3Fifo::new(capacity, 4096)),
+    }
+}
+
+/// The entries in the cache directory `dir`, oldest first: (modified, id, length).
+fn scan(dir: &Path) -> io::Result<Vec<(std::time::SystemTime, Hash32, u64)>> {
+    let mut found = Vec::new();
+    for shard in fs::read_dir(dir)? {
+        let shard = shard?;
+        if shard.file_name() == "tmp"
+            || shard.file_name() == "restricted"
+            || shard.file_name() == "types"
+            || !shard.file_type()?.is_dir()
+        {
+            continue;
+        }
+        for entry in fs::read_dir(shard.path())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.parse::<Hash32>().ok()) else {
+                continue;
+            };
+            let meta = entry.metadata()?;
+            found.push((meta.modified()?, id, meta.len()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// An on-disk cache of verified, content-addressed entries.
 pub struct EdgeCache {
     dir: PathBuf,
@@ -51,13 +85,9 @@ impl EdgeCache {
         for entry in fs::read_dir(dir.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
         }
-        let policy: Box<dyn CachePolicy> = match kind {
-            PolicyKind::Lru => Box::new(Lru::new(capacity)),
-            PolicyKind::S3fifo => Box::new(S3Fifo::new(capacity, 4096)),
-        };
         let cache = EdgeCache {
             dir: dir.to_path_buf(),
-            policy: Mutex::new(policy),
+            policy: Mutex::new(new_policy(capacity, kind)),
             hits: AtomicU64::new(0),
             missed: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
@@ -81,31 +111,33 @@ impl EdgeCache {
                 }
             }
         }
-        let mut found = Vec::new();
-        for shard in fs::read_dir(dir)? {
-            let shard = shard?;
-            if shard.file_name() == "tmp"
-                || shard.file_name() == "restricted"
-                || shard.file_name() == "types"
-                || !shard.file_type()?.is_dir()
-            {
-                continue;
-            }
-            for entry in fs::read_dir(shard.path())? {
-                let entry = entry?;
-                let name = entry.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.parse::<Hash32>().ok()) else {
-                    continue;
-                };
-                let meta = entry.metadata()?;
-                found.push((meta.modified()?, id, meta.len()));
-            }
-        }
-        found.sort();
-        for (_, id, len) in found {
+        for (_, id, len) in scan(dir)? {
             cache.admit(id, len);
         }
         Ok(cache)
+    }
+
+    /// Bounds the cache to `capacity` bytes under policy `kind`, while it runs: the policy is
+    /// rebuilt from the entries on disk (oldest first, as at open) and what no longer fits is
+    /// evicted. Reads under way keep the bytes they were handed.
+    pub fn reconfigure(&self, capacity: u64, kind: PolicyKind) -> io::Result<()> {
+        let evicted = {
+            // Held while rebuilding, so no entry admitted meanwhile is missed by the new policy.
+            let mut policy = self.policy.lock().expect("policy lock");
+            let mut rebuilt = new_policy(capacity, kind);
+            let mut evicted = Vec::new();
+            for (_, id, len) in scan(&self.dir)? {
+                evicted.extend(rebuilt.insert(id, len));
+            }
+            *policy = rebuilt;
+            evicted
+        };
+        for gone in evicted {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+            self.verified.remove(&gone);
+            let _ = fs::remove_file(self.path(&gone));
+        }
+        Ok(())
     }
 
     fn path(&self, id: &Hash32) -> PathBuf {

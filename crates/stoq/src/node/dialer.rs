@@ -104,13 +104,15 @@ impl Dialer {
 pub struct GossipOverQuic {
     /// The node's links.
     pub dialer: Arc<Dialer>,
-    /// This node's proof that it holds the network's token.
-    pub proof: [u8; 32],
+    /// This node's proof that it holds the network's token (replaced when a reload changes
+    /// the token).
+    pub proof: Arc<std::sync::RwLock<[u8; 32]>>,
 }
 
 impl GossipSender for GossipOverQuic {
     fn send(&self, to: &Member, data: Bytes) {
-        let (dialer, proof) = (self.dialer.clone(), self.proof);
+        let proof = *self.proof.read().expect("proof lock");
+        let dialer = self.dialer.clone();
         let to = to.clone();
         tokio::spawn(async move {
             let Ok(conn) = dialer.connect_to(&to).await else {

@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, SocketAddrV6};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use stoq_transport::{
@@ -17,6 +17,7 @@ use super::dialer::{Dialer, GossipOverQuic};
 use super::error::NodeError;
 use super::membership::{Member, Membership, MembershipTiming};
 use super::metrics::NodeMetrics;
+use super::reload::Live;
 use super::report::report_loop;
 use super::scrub::scrub_loop;
 use super::state::{
@@ -86,8 +87,9 @@ impl NodeOptions {
 /// A running node. Cloning shares it.
 #[derive(Clone)]
 pub struct Node {
-    state: Arc<NodeState>,
+    pub(super) state: Arc<NodeState>,
     background: Arc<Vec<tokio::task::JoinHandle<()>>>,
+    pub(super) live: Arc<Live>,
 }
 
 impl std::fmt::Debug for Node {
@@ -125,6 +127,17 @@ fn holdings(
     })
 }
 
+/// Serves `/metrics` for `state` at `addr` (IPv6), on a task of its own.
+pub(super) fn serve_metrics(
+    state: &Arc<NodeState>,
+    addr: SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+    let listener = super::metrics::bind_tcp_v6(addr, 128)?;
+    let render_state = state.clone();
+    let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
+    Ok(tokio::spawn(super::metrics::serve_http(listener, render)))
+}
+
 impl Node {
     /// Starts a node: identity, listening endpoint, store or cache, membership, handlers.
     pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
@@ -133,6 +146,7 @@ impl Node {
         let data_dir = config.node.data_dir.clone();
         std::fs::create_dir_all(&data_dir)?;
         let identity = NodeIdentity::from_config(&config.transport.tls, &data_dir)?;
+        let token_given = options.token.is_some();
         let token = match options.token {
             Some(t) => t,
             None => match &config.node.admin_token_file {
@@ -168,11 +182,13 @@ impl Node {
             probe_period: Duration::from_millis(config.node.probe_interval_ms),
             suspect_after: Duration::from_millis(config.node.suspect_after_ms),
         };
+        let proof = Arc::new(RwLock::new(token.membership_proof(&endpoint.node_id())));
         let gossip = GossipOverQuic {
             dialer: dialer.clone(),
-            proof: token.membership_proof(&endpoint.node_id()),
+            proof: proof.clone(),
         };
         let membership = Membership::start(me.clone(), timing, Arc::new(gossip));
+        let prefixes_given = !options.prefixes.is_empty();
         let prefixes = if options.prefixes.is_empty() {
             config.edge.prefix_table()
         } else {
@@ -205,12 +221,10 @@ impl Node {
         let handler_state = state.clone();
         endpoint.serve(move |req| super::serve::handle(handler_state.clone(), req));
         let mut background = vec![tokio::spawn(report_loop(state.clone(), options.seeds))];
-        if let Some(metrics_addr) = config.node.metrics {
-            let listener = super::metrics::bind_tcp_v6(metrics_addr, 128)?;
-            let render_state = state.clone();
-            let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
-            background.push(tokio::spawn(super::metrics::serve_http(listener, render)));
-        }
+        let metrics_server = match config.node.metrics {
+            Some(addr) => Some(serve_metrics(&state, addr)?),
+            None => None,
+        };
         if config.node.scrub_interval_ms > 0 {
             let every = Duration::from_millis(config.node.scrub_interval_ms);
             background.push(tokio::spawn(scrub_loop(state.clone(), every)));
@@ -218,6 +232,14 @@ impl Node {
         Ok(Node {
             state,
             background: Arc::new(background),
+            live: Arc::new(Live {
+                started: config.clone(),
+                applied: Mutex::new(config),
+                proof,
+                metrics_server: Mutex::new(metrics_server),
+                token_given,
+                prefixes_given,
+            }),
         })
     }
 
@@ -252,7 +274,7 @@ impl Node {
     }
 
     /// Its admin token.
-    pub fn token(&self) -> &AdminToken {
+    pub fn token(&self) -> AdminToken {
         self.state.access.token()
     }
 
@@ -271,18 +293,29 @@ impl Node {
         let started = std::time::Instant::now();
         // Telling the others takes at most a tenth of the deadline; the rest is for draining.
         let _ = tokio::time::timeout(deadline / 10, self.state.membership.leave()).await;
-        for task in self.background.iter() {
-            task.abort();
-        }
+        self.stop_background();
         let left = deadline.saturating_sub(started.elapsed());
         self.state.endpoint.shutdown(left).await
     }
 
-    /// Stops at once without telling anyone (what a crash looks like to the others).
-    pub async fn kill(&self) {
+    fn stop_background(&self) {
         for task in self.background.iter() {
             task.abort();
         }
+        if let Some(server) = self
+            .live
+            .metrics_server
+            .lock()
+            .expect("metrics lock")
+            .take()
+        {
+            server.abort();
+        }
+    }
+
+    /// Stops at once without telling anyone (what a crash looks like to the others).
+    pub async fn kill(&self) {
+        self.stop_background();
         self.state.membership.stop();
         self.state.endpoint.shutdown(Duration::ZERO).await;
     }

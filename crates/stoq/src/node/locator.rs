@@ -42,7 +42,7 @@ pub fn locate(
         .collect();
     members.push((state.me.clone(), state.load.load() as f32));
     let locator = &state.locator;
-    let area = area_of(&location, &locator.prefixes);
+    let area = area_of(&location, &locator.prefixes());
     if let (Some(area), Role::Edge, Some(rtt)) = (&area, state.role(), client_rtt) {
         // An edge that a client asks measures its own RTT to that client's area.
         state.load.record_area_rtt(area, rtt.as_secs_f64() * 1e3);
@@ -107,7 +107,7 @@ fn own_ranking(
     location: &ClientLocation,
     area: Option<&str>,
 ) -> Result<Vec<EdgeNode>, EdgeError> {
-    let mut registry = EdgeRegistry::new(state.locator.prefixes.clone());
+    let mut registry = EdgeRegistry::new(state.locator.prefixes());
     if let Some(area) = area {
         if let Some(ms) = state.load.area_rtt(area) {
             registry.record_rtt(&state.me.node_id().to_string(), area, ms);

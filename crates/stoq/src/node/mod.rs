@@ -28,6 +28,7 @@ mod membership;
 mod metrics;
 mod pull;
 mod qos;
+mod reload;
 mod report;
 mod scrub;
 mod serve;
@@ -42,6 +43,7 @@ pub use coalesce::Coalescer;
 pub use error::{NodeError, Refusal};
 pub use front::{NodeContent, ReadRefused, FRONT_RUN_BYTES, FRONT_RUN_CHUNKS};
 pub use lifecycle::{Node, NodeOptions};
+pub use reload::Reloaded;
 
 pub use dialer::link_sample;
 pub use front_metrics::FrontMetrics;

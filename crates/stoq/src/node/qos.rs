@@ -9,7 +9,7 @@
 //! limited. State is kept for a bounded number of clients; the longest idle are forgotten.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::bounded::BoundedMap;
@@ -124,7 +124,7 @@ pub struct SlowDown {
 /// The buckets of every client and connection.
 #[derive(Debug)]
 pub struct Qos {
-    limits: QosLimits,
+    limits: RwLock<QosLimits>,
     requests: Mutex<BoundedMap<Key, Bucket>>,
     bytes: Mutex<BoundedMap<Key, Bucket>>,
 }
@@ -133,7 +133,7 @@ impl Qos {
     /// Limits as configured; all zero turns the whole mechanism off.
     pub fn new(limits: QosLimits) -> Self {
         Qos {
-            limits,
+            limits: RwLock::new(limits),
             requests: Mutex::new(BoundedMap::new(MAX_TRACKED)),
             bytes: Mutex::new(BoundedMap::new(MAX_TRACKED)),
         }
@@ -141,13 +141,23 @@ impl Qos {
 
     /// Whether any limit is set (all zero turns the mechanism off).
     pub fn active(&self) -> bool {
-        self.limits.any()
+        self.limits().any()
+    }
+
+    /// The limits now.
+    pub fn limits(&self) -> QosLimits {
+        *self.limits.read().expect("qos limits lock")
+    }
+
+    /// Replaces the limits (a reload); buckets already tracked refill at the new rates.
+    pub fn set_limits(&self, limits: QosLimits) {
+        *self.limits.write().expect("qos limits lock") = limits;
     }
 
     /// The limited buckets of `client` for bytes or for requests: its address's and its
     /// connection's, with their rates and what to call them; unlimited ones are left out.
     fn limited(&self, client: Client, bytes: bool) -> Vec<(Key, f64, &'static str)> {
-        let l = self.limits;
+        let l = self.limits();
         let both = match bytes {
             true => [
                 (

@@ -267,7 +267,7 @@ const MAX_LEARNED_RESTRICTIONS: usize = 65_536;
 
 /// The node's admin token and the read restrictions it learned from upstream.
 pub struct Access {
-    pub(super) token: AdminToken,
+    token: RwLock<AdminToken>,
     pub(super) learned: Mutex<BoundedMap<ContentId, [u8; 32]>>,
 }
 
@@ -275,14 +275,19 @@ impl Access {
     /// Access control with `token` as the admin credential.
     pub fn new(token: AdminToken) -> Self {
         Access {
-            token,
+            token: RwLock::new(token),
             learned: Mutex::new(BoundedMap::new(MAX_LEARNED_RESTRICTIONS)),
         }
     }
 
-    /// The admin token.
-    pub fn token(&self) -> &AdminToken {
-        &self.token
+    /// The admin token now.
+    pub fn token(&self) -> AdminToken {
+        self.token.read().expect("token lock").clone()
+    }
+
+    /// Replaces the admin token (a reload): changes made after it need the new one.
+    pub fn set_token(&self, token: AdminToken) {
+        *self.token.write().expect("token lock") = token;
     }
 
     /// Keeps a restriction learned from upstream.
@@ -433,7 +438,7 @@ pub type SharedEdges = Arc<RwLock<Box<dyn EdgeNetwork>>>;
 
 /// How a node chooses edges for clients.
 pub struct Locator {
-    pub(super) prefixes: PrefixTable,
+    prefixes: RwLock<PrefixTable>,
     pub(super) host: Option<SharedEdges>,
     /// The edges this node told the host about, so it can withdraw those that left.
     pub(super) told: Mutex<HashSet<String>>,
@@ -443,9 +448,19 @@ impl Locator {
     /// Locates clients' addresses through `prefixes`; `host` decides, when given.
     pub fn new(prefixes: PrefixTable, host: Option<SharedEdges>) -> Self {
         Locator {
-            prefixes,
+            prefixes: RwLock::new(prefixes),
             host,
             told: Mutex::default(),
         }
+    }
+
+    /// The prefix table now.
+    pub fn prefixes(&self) -> PrefixTable {
+        self.prefixes.read().expect("prefixes lock").clone()
+    }
+
+    /// Replaces the prefix table (a reload).
+    pub fn set_prefixes(&self, prefixes: PrefixTable) {
+        *self.prefixes.write().expect("prefixes lock") = prefixes;
     }
 }

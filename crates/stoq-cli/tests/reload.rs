@@ -1,0 +1,178 @@
+//! Live reload: `stoq serve` re-reads its config on SIGHUP and applies what can change
+//! without a restart, while a download runs through it; a bad file changes nothing.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{noise, run, stderr, stoq, Server};
+
+fn write_token(path: &Path, byte: u8) -> String {
+    let text = format!("{byte:02x}").repeat(32);
+    std::fs::write(path, format!("{text}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    text
+}
+
+fn hangup(server: &Server) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// The edge's cache counters (asked again while the edge says "slow down": the download holds
+/// this address's byte budget).
+fn cache_of(edge: &Server) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run(&["status", "--node", &edge.addr, "--json"]);
+        if out.status.success() {
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            return status["cache"].clone();
+        }
+        assert!(Instant::now() < deadline, "status: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn edge_config(cache_bytes: u64, region: &str) -> String {
+    // The download is held to 8 MiB/s so the reload lands in the middle of it.
+    format!(
+        "[node]\nclient_bytes_per_s = 8388608\nregion = \"{region}\"\n\n\
+         [edge]\ncache_bytes = {cache_bytes}\n"
+    )
+}
+
+#[test]
+fn sighup_changes_the_cache_size_and_the_admin_token_while_a_download_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let net_token = dir.path().join("net.token");
+    write_token(&net_token, 0x11);
+    let old_token = dir.path().join("old.token");
+    write_token(&old_token, 0x11);
+    let token_flag = ["--token-file", net_token.to_str().unwrap()];
+    let origin = Server::start_with(&dir.path().join("origin"), &token_flag);
+    let config = dir.path().join("edge.toml");
+    std::fs::write(&config, edge_config(64 << 20, "eu")).unwrap();
+    let seed = format!("{}@{}", origin.node_id, origin.addr);
+    let edge = Server::start_with(
+        &dir.path().join("edge"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--role",
+            "edge",
+            "--seed",
+            &seed,
+            token_flag[0],
+            token_flag[1],
+        ],
+    );
+    let bytes = noise(24 << 20, 3);
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let put = run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--node",
+        &seed,
+        "--token-file",
+        net_token.to_str().unwrap(),
+    ]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let id = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+
+    // A download through the edge; once the edge holds some of it, the reload.
+    let out = dir.path().join("out.bin");
+    let mut get = stoq()
+        .args([
+            "get",
+            &id,
+            "--node",
+            &format!("{}@{}", edge.node_id, edge.addr),
+            "-o",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cache_of(&edge)["used_bytes"].as_u64().unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the download never began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&config, edge_config(4 << 20, "ap")).unwrap();
+    write_token(&net_token, 0x22);
+    hangup(&edge);
+    hangup(&origin);
+
+    // The download finishes, whole, and the edge's cache is bounded by the new size.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = get.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the download did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut get.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success(),
+        "the download failed across the reload: {err}"
+    );
+    assert!(std::fs::read(&out).unwrap() == bytes, "the bytes differ");
+    let cache = cache_of(&edge);
+    assert_eq!(cache["capacity_bytes"].as_u64(), Some(4 << 20), "{cache}");
+    assert!(cache["used_bytes"].as_u64().unwrap() <= 4 << 20, "{cache}");
+
+    // Changes now need the new token, on both nodes (the purge reaches the edge too).
+    let purge = |token: &Path| {
+        run(&[
+            "purge",
+            &id,
+            "--node",
+            &seed,
+            "--token-file",
+            token.to_str().unwrap(),
+        ])
+    };
+    let refused = purge(&old_token);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("wrong admin token"),
+        "{}",
+        stderr(&refused)
+    );
+    let purged = purge(&net_token);
+    assert!(purged.status.success(), "{}", stderr(&purged));
+
+    // A file that does not parse changes nothing, and the node runs on.
+    std::fs::write(&config, "[edge\ncache_bytes = 1\n").unwrap();
+    hangup(&edge);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache_of(&edge)["capacity_bytes"].as_u64() != Some(4 << 20) {
+        assert!(Instant::now() < deadline, "the edge stopped answering");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(origin);
+    let (code, log) = edge.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("reloaded: applied") && log.contains("edge.cache_bytes"),
+        "{log}"
+    );
+    assert!(log.contains("admin token"), "{log}");
+    assert!(
+        log.contains("node.region changed but take effect only after a restart"),
+        "{log}"
+    );
+    assert!(log.contains("reload refused, nothing changed"), "{log}");
+}
