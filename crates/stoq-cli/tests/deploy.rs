@@ -1,5 +1,6 @@
 //! What `deploy/` ships for operators, checked against the real tools and a real node:
-//! the Prometheus alert rules (`promtool`, the Debian package `prometheus`).
+//! the Prometheus alert rules (`promtool`, the Debian package `prometheus`) and the systemd
+//! unit (`systemd-analyze`, the Debian package `systemd`).
 
 mod common;
 
@@ -114,3 +115,69 @@ fn every_series_the_rules_use_is_one_a_real_node_exposes() {
     assert!(size > 0.0 && free <= size, "free {free} of {size}");
     drop(node);
 }
+
+#[test]
+fn the_systemd_unit_verifies_is_hardened_and_reloads_with_sighup() {
+    let unit = std::fs::read_to_string(deploy("systemd/stoq.service")).unwrap();
+    // What the service runs, how it reloads, and as whom.
+    for line in [
+        "ExecStart=/usr/local/bin/stoq serve --config /etc/stoq/stoq.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "DynamicUser=yes",
+        "StateDirectory=stoq",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=AF_INET6 AF_UNIX",
+        "Restart=on-failure",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit lacks {line:?}");
+    }
+    if !have("systemd-analyze") {
+        eprintln!("skipped: systemd-analyze is not installed (Debian: systemd)");
+        return;
+    }
+    // verify checks that ExecStart's program exists: point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stoq.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/stoq", env!("CARGO_BIN_EXE_stoq")),
+    )
+    .unwrap();
+    let analyze = |args: &[&str]| {
+        Command::new("timeout")
+            .args(["60", "systemd-analyze"])
+            .args(args)
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let verified = analyze(&["verify"]);
+    assert!(
+        verified.status.success(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // systemd's own exposure score, 0 (locked down) to 10: at most 3 ("OK").
+    let security = analyze(&["security", "--offline=yes", "--threshold=30"]);
+    assert!(
+        security.status.success(),
+        "systemd-analyze security: {}",
+        String::from_utf8_lossy(&security.stdout)
+    );
+}
+
+#[test]
+fn the_example_config_for_the_unit_starts_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = deploy("systemd/stoq.toml");
+    // Where the unit gives it /var/lib/stoq and port 4433, the test gives it its own.
+    let edge = Server::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap(), "--metrics", "[::1]:0"],
+    );
+    let (code, log) = edge.stop();
+    assert_eq!(code, 0, "{log}");
+}
+
