@@ -1,6 +1,7 @@
 //! What `deploy/` ships for operators, checked against the real tools and a real node:
 //! the Prometheus alert rules (`promtool`, the Debian package `prometheus`) and the systemd
-//! unit (`systemd-analyze`, the Debian package `systemd`).
+//! unit (`systemd-analyze`, the Debian package `systemd`), and the Grafana dashboard, whose
+//! every query is asked of a real Prometheus scraping real nodes.
 
 mod common;
 
@@ -181,3 +182,185 @@ fn the_example_config_for_the_unit_starts_a_node() {
     assert_eq!(code, 0, "{log}");
 }
 
+/// A free TCP port on [::1] (the kernel's choice, released for the program that takes it).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every PromQL expression of the dashboard's panels, as Grafana would send it for all nodes.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(deploy("grafana/stoq.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let expr = expr
+                .replace("$__rate_interval", "10s")
+                .replace("$instance", ".*");
+            queries.push((panel["title"].as_str().unwrap().to_owned(), expr));
+        }
+    }
+    queries
+}
+
+/// Prometheus's answer to an instant query: the result, or its error.
+fn query(prometheus: &str, expr: &str) -> Result<Vec<serde_json::Value>, String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-G", "--data-urlencode"])
+        .arg(format!("query={expr}"))
+        .arg(format!("{prometheus}/api/v1/query"))
+        .output()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|_| String::from_utf8_lossy(&out.stderr).into_owned())?;
+    match answer["status"].as_str() {
+        Some("success") => Ok(answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()),
+        _ => Err(answer["error"].to_string()),
+    }
+}
+
+/// Publishes, fetches through the edge over STOQ and HTTP, and tries a wrong token: traffic
+/// for every panel.
+fn small_load(origin: &Server, edge: &Server, dir: &Path) {
+    let file = dir.join("load.bin");
+    common::write_noise(&file, 2 << 20, 9);
+    let origin_at = format!("{}@{}", origin.node_id, origin.addr);
+    let token = dir.join("origin/admin.token");
+    let put = common::run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--node",
+        &origin_at,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert!(put.status.success(), "{}", common::stderr(&put));
+    let id = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+    let edge_at = format!("{}@{}", edge.node_id, edge.addr);
+    let out = dir.join("out.bin");
+    for _ in 0..2 {
+        let get = common::run(&["get", &id, "--node", &edge_at, "-o", out.to_str().unwrap()]);
+        assert!(get.status.success(), "{}", common::stderr(&get));
+    }
+    let url = format!("{}/c/{id}", edge.http_url.as_deref().unwrap());
+    let http = Command::new("curl")
+        .args(["-sS", "-f", "--max-time", "20", "-o", "/dev/null", &url])
+        .status()
+        .unwrap();
+    assert!(http.success());
+    let wrong = dir.join("wrong.token");
+    std::fs::write(&wrong, "ab".repeat(32)).unwrap();
+    let refused = common::run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--node",
+        &origin_at,
+        "--token-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+}
+
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_real_nodes() {
+    if !have("curl")
+        || Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        eprintln!("skipped: prometheus or curl is not installed (Debian: prometheus, curl)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (origin_metrics, edge_metrics) = (free_port(), free_port());
+    let origin = Server::start_with(
+        &dir.path().join("origin"),
+        &["--metrics", &format!("[::1]:{origin_metrics}")],
+    );
+    let seed = format!("{}@{}", origin.node_id, origin.addr);
+    let token = dir.path().join("origin/admin.token");
+    let edge = Server::start_with(
+        &dir.path().join("edge"),
+        &[
+            "--role",
+            "edge",
+            "--seed",
+            &seed,
+            "--token-file",
+            token.to_str().unwrap(),
+            "--metrics",
+            &format!("[::1]:{edge_metrics}"),
+            "--http",
+            "[::1]:0",
+        ],
+    );
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: stoq\n    static_configs:\n      \
+             - targets: [\"[::1]:{origin_metrics}\", \"[::1]:{edge_metrics}\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=[::1]:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prometheus_url = format!("http://[::1]:{port}");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        small_load(&origin, &edge, dir.path());
+        let queries = dashboard_queries();
+        assert!(queries.len() >= 20, "{queries:?}");
+        // Prometheus needs a few scrapes of both nodes before rates have two samples.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let failing: Vec<String> = queries
+                .iter()
+                .filter_map(|(title, expr)| match query(&prometheus_url, expr) {
+                    Ok(result) if !result.is_empty() => None,
+                    Ok(_) => Some(format!("{title}: {expr}: no data")),
+                    Err(e) => Some(format!("{title}: {expr}: {e}")),
+                })
+                .collect();
+            if failing.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dashboard queries that fail against a real Prometheus:\n{}",
+                failing.join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        // Both nodes were scraped, and the traffic is seen.
+        let up = query(&prometheus_url, "sum(up{job=\"stoq\"})").unwrap();
+        assert_eq!(up[0]["value"][1].as_str(), Some("2"), "{up:?}");
+        let out = query(&prometheus_url, "sum(stoq_bytes_out_total)").unwrap();
+        let bytes: f64 = out[0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(bytes >= f64::from(2u32 << 20), "{out:?}");
+    }));
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
