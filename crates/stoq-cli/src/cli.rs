@@ -256,6 +256,10 @@ pub struct StatusArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// With --node: ask again every 2 s (the screen is redrawn; with --json, a line each)
+    /// until Ctrl-C.
+    #[arg(long, requires = "node")]
+    pub watch: bool,
 }
 
 /// `stoq gc`.

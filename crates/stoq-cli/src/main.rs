@@ -20,6 +20,7 @@ mod route;
 mod serve;
 mod session;
 mod settings;
+mod status_view;
 mod usage;
 
 use std::process::ExitCode;
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
             Command::Get(args) if !args.nodes.is_empty() => remote::get(args).await,
             Command::Get(args) => content::get(args).await,
             Command::Status(args) => match &args.node {
-                Some(node) => remote::status(node, args.json).await,
+                Some(node) => remote::status(node, args.json, args.watch).await,
                 None => content::status(args),
             },
             Command::Purge(args) => remote::admin(args, true).await,

@@ -1,10 +1,10 @@
 //! `put`, `get`, `status`, `purge` and `prefetch` against running nodes over QUIC.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use stoq::chunking::{Collection, ContentId, ContentKind, Manifest};
@@ -328,53 +328,39 @@ fn chunk_cache() -> Option<Arc<ChunkCache>> {
     }
 }
 
-/// `stoq status --node ADDR`.
-pub async fn status(node: &str, json: bool) -> Result<()> {
+/// How often `stoq status --watch` asks again.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// `stoq status --node ADDR [--watch]`: one screen (or JSON object), or one every
+/// [`WATCH_EVERY`] until Ctrl-C.
+pub async fn status(node: &str, json: bool, watch: bool) -> Result<()> {
     let (id, addr) = known::resolve(node)?;
     let client = endpoint()?;
     let conn = connect(&client, id, addr).await?;
-    let doc = serde_json::to_value(client::status(&conn).await?)?;
-    if json {
-        println!("{doc}");
-        return Ok(());
-    }
-    println!(
-        "node {} ({} in {}) at {}: load {:.2}",
-        doc["node_id"].as_str().unwrap_or_default(),
-        doc["role"].as_str().unwrap_or_default(),
-        doc["region"].as_str().unwrap_or_default(),
-        doc["addr"].as_str().unwrap_or_default(),
-        doc["load"].as_f64().unwrap_or_default()
-    );
-    for p in doc["peers"].as_array().into_iter().flatten() {
-        println!(
-            "  peer {} {} {} at {} load {:.2} rtt {}",
-            &p["id"].as_str().unwrap_or_default()
-                [..12.min(p["id"].as_str().unwrap_or_default().len())],
-            p["role"].as_str().unwrap_or_default(),
-            p["region"].as_str().unwrap_or_default(),
-            p["addr"].as_str().unwrap_or_default(),
-            p["load"].as_f64().unwrap_or_default(),
-            p["rtt_ms"]
-                .as_f64()
-                .map_or("unmeasured".to_owned(), |ms| format!("{ms:.2} ms"))
-        );
-    }
-    if let Some(cache) = doc["cache"].as_object() {
-        println!(
-            "  cache: {} hits, {} misses, {} evictions, {} of {} bytes",
-            cache["hits"],
-            cache["misses"],
-            cache["evictions"],
-            cache["used_bytes"],
-            cache["capacity_bytes"]
-        );
-    }
-    if let Some(store) = doc["store"].as_object() {
-        println!(
-            "  store: {} object(s), {} logical bytes in {} bytes",
-            store["objects"], store["logical_bytes"], store["stored_bytes"]
-        );
+    let clear = watch && !json && std::io::stdout().is_terminal();
+    loop {
+        let status = client::status(&conn)
+            .await
+            .with_context(|| format!("{addr} did not answer STATUS"))?;
+        let mut out = std::io::stdout().lock();
+        if json {
+            writeln!(out, "{}", serde_json::to_value(&status)?)?;
+        } else {
+            if clear {
+                // Home and clear: the next screen replaces the last.
+                write!(out, "\x1b[H\x1b[2J")?;
+            }
+            write!(out, "{}", crate::status_view::render(&status))?;
+        }
+        out.flush()?;
+        drop(out);
+        if !watch {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
     }
     hang_up(&client).await;
     Ok(())

@@ -50,6 +50,18 @@ impl FrontMetrics {
             .sum()
     }
 
+    /// Requests answered so far, and those answered with a server error (5xx).
+    pub fn totals(&self) -> (u64, u64) {
+        let requests = self.requests.lock().expect("front metrics lock");
+        let all = requests.values().sum();
+        let failed = requests
+            .iter()
+            .filter(|((_, s, _), _)| *s >= 500)
+            .map(|(_, n)| n)
+            .sum();
+        (all, failed)
+    }
+
     /// Appends the front's series to a Prometheus text page.
     pub fn render(&self, out: &mut String) {
         let name = "stoq_http_requests_total";

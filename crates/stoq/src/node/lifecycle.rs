@@ -214,6 +214,7 @@ impl Node {
                 config.node.max_concurrent_reads as usize,
                 Duration::from_millis(config.node.read_queue_ms),
             ),
+            recent: Default::default(),
         });
         for (id, addr) in &options.seeds {
             state.membership.join(*id, *addr);

@@ -28,6 +28,7 @@ mod membership;
 mod metrics;
 mod pull;
 mod qos;
+mod recent;
 mod reload;
 mod report;
 mod scrub;

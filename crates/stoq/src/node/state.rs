@@ -166,6 +166,8 @@ pub struct NodeState {
     pub upload_counter: AtomicU64,
     /// Slots for content requests: the rest wait briefly, then are answered BUSY.
     pub admission: Admission,
+    /// Its counters over the last minute, and its uptime.
+    pub recent: super::recent::Recent,
 }
 
 impl NodeState {

@@ -203,6 +203,28 @@ pub struct StatusAnswer {
     pub bytes_out: u64,
     /// Content bytes received.
     pub bytes_in: u64,
+    /// Seconds since the node started (0 from nodes that predate it).
+    #[serde(default)]
+    pub uptime_s: u64,
+    /// Traffic and errors over about the last minute.
+    #[serde(default)]
+    pub last_minute: Window,
+}
+
+/// What a node did over a recent window of time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// How long the window is, in seconds (shorter than a minute just after start).
+    pub seconds: f64,
+    /// Content bytes received in it.
+    pub bytes_in: u64,
+    /// Content bytes sent in it.
+    pub bytes_out: u64,
+    /// Requests answered in it (STOQ and HTTP).
+    pub requests: u64,
+    /// Refusals and failures in it: BUSY, wrong tokens, refused connections, failed
+    /// handshakes, stalled streams, full request buffers, HTTP answers 5xx.
+    pub errors: u64,
 }
 
 /// One live peer in a STATUS answer.

@@ -47,7 +47,7 @@ mod tests;
 pub use answers::{
     CacheStats, ConnectionCounts, Distribution, HolderOutcome, LocateAnswer, NameSetAnswer,
     PeerStatus, PrefetchAnswer, PurgeAnswer, PurgeFailure, PutAnswer, RouteStatus, SinkReceipt,
-    Source, StatusAnswer, StoreShardsAnswer, StoreStatus,
+    Source, StatusAnswer, StoreShardsAnswer, StoreStatus, Window,
 };
 pub use meta::{valid_media_type, ManifestMeta, MAX_MEDIA_TYPE_LEN};
 pub use request::{read_digest, Location, PutSettings, Request};

@@ -148,7 +148,13 @@ pub fn status(state: &NodeState) -> StatusAnswer {
             dedup_ratio: s.dedup_ratio,
         });
     let counters = state.endpoint.counters();
+    let last_minute = state.recent.window(
+        std::time::Instant::now(),
+        super::super::recent::Totals::of(state),
+    );
     StatusAnswer {
+        uptime_s: state.recent.uptime().as_secs(),
+        last_minute,
         node_id: state.me.node_id(),
         addr: state.me.addr,
         role: state.role(),

@@ -1,5 +1,6 @@
-//! Live reload: `stoq serve` re-reads its config on SIGHUP and applies what can change
-//! without a restart, while a download runs through it; a bad file changes nothing.
+//! Running nodes as an operator does: live reload (`stoq serve` re-reads its config on SIGHUP
+//! and applies what can change without a restart, while a download runs through it; a bad
+//! file changes nothing) and the status screen (`stoq status --node`, `--watch`).
 
 mod common;
 
@@ -175,4 +176,89 @@ fn sighup_changes_the_cache_size_and_the_admin_token_while_a_download_runs() {
         "{log}"
     );
     assert!(log.contains("reload refused, nothing changed"), "{log}");
+}
+
+#[test]
+fn the_status_screen_shows_role_uptime_peers_cache_and_the_last_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Server::start_with(&dir.path().join("origin"), &["--region", "eu-west"]);
+    let seed = format!("{}@{}", origin.node_id, origin.addr);
+    let token = dir.path().join("origin/admin.token");
+    let edge = Server::start_with(
+        &dir.path().join("edge"),
+        &[
+            "--role",
+            "edge",
+            "--region",
+            "us-east",
+            "--seed",
+            &seed,
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let file = dir.path().join("file.bin");
+    common::write_noise(&file, 3 << 20, 4);
+    let put = run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--node",
+        &seed,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let id = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+    let edge_at = format!("{}@{}", edge.node_id, edge.addr);
+    let out = dir.path().join("out.bin");
+    let get = run(&["get", &id, "--node", &edge_at, "-o", out.to_str().unwrap()]);
+    assert!(get.status.success(), "{}", stderr(&get));
+
+    let shown = run(&["status", "--node", &edge_at]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let screen = String::from_utf8(shown.stdout).unwrap();
+    let short = &edge.node_id[..8];
+    assert!(
+        screen.starts_with(&format!("STOQ {short} (edge, us-east) at {}", edge.addr)),
+        "{screen}"
+    );
+    assert!(screen.contains("  up "), "{screen}");
+    assert!(screen.contains("cache: 3.00 MiB of"), "{screen}");
+    assert!(screen.contains("peers: 1"), "{screen}");
+    let peer = screen
+        .lines()
+        .find(|l| l.contains(&origin.node_id[..8]))
+        .unwrap_or_else(|| panic!("no origin row: {screen}"));
+    assert!(
+        peer.contains("origin") && peer.contains("eu-west") && peer.ends_with(" ms"),
+        "{peer}"
+    );
+    // The download is in the last minute's traffic, out of the edge.
+    let last = screen.lines().find(|l| l.contains("  last ")).unwrap();
+    assert!(
+        last.contains("out 3.00 MiB") && last.contains("0 error(s)"),
+        "{last}"
+    );
+
+    // --watch redraws until stopped; --json is the node's answer, a line each time.
+    let mut watch = stoq()
+        .args(["status", "--node", &edge_at, "--watch", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    assert_eq!(first["role"], "edge");
+    assert!(
+        first["last_minute"]["bytes_out"].as_u64() >= Some(3 << 20),
+        "{first}"
+    );
+    assert!(
+        second["uptime_s"].as_u64() >= first["uptime_s"].as_u64(),
+        "{second}"
+    );
+    assert!(second["requests"]["status"].as_u64() > first["requests"]["status"].as_u64());
 }
