@@ -100,6 +100,12 @@ pub struct UtilizationBenchArgs {
     /// Configuration file for the serving node (e.g. another congestion controller).
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Delay added to every packet the server sends, in ms (tc netem): the link's RTT.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u32,
+    /// Share of the server's packets lost, in percent (tc netem), such as 0.5.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
     /// Hidden helper: serve TCP at this address.
     #[arg(long, hide = true)]
     pub tcp_serve: Option<String>,

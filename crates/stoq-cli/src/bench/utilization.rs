@@ -1,5 +1,6 @@
 //! `stoq bench utilization`: how much of a shaped link a download uses. Two network namespaces
-//! joined by a veth pair whose server side is limited by `tc tbf` to `--rate`; a `stoq serve`
+//! joined by a veth pair whose server side is limited by `tc tbf` to `--rate` (and, with
+//! `--delay-ms` or `--loss`, delayed and thinned by `tc netem` under it); a `stoq serve`
 //! in one, `stoq get` in the other; plain TCP over the same link in the same run is the
 //! baseline. Utilization is goodput (content bytes over the whole `get`, connection set-up and
 //! manifest included) divided by the shaped rate. Needs root and iproute2.
@@ -56,7 +57,7 @@ struct Link {
 }
 
 impl Link {
-    fn new(rate: &str) -> Result<Link> {
+    fn new(rate: &str, delay_ms: u32, loss: f64) -> Result<Link> {
         let tag = std::process::id() % 100_000;
         let link = Link {
             server: format!("sqs{tag}"),
@@ -86,25 +87,24 @@ impl Link {
             ])?;
             sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
         }
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &link.server,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            &a,
-            "root",
-            "tbf",
-            "rate",
-            rate,
-            "burst",
-            "256kb",
-            "latency",
-            "50ms",
+        let tc = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", &link.server, "tc", "qdisc", "add"];
+            all.extend_from_slice(&["dev", &a]);
+            all.extend_from_slice(args);
+            sh(&all)
+        };
+        tc(&[
+            "root", "handle", "1:", "tbf", "rate", rate, "burst", "256kb", "latency", "50ms",
         ])?;
+        if delay_ms > 0 || loss > 0.0 {
+            // Under the rate limit: delay (the link's RTT) and loss, with room for a full
+            // bandwidth-delay product of packets in flight.
+            let (delay, loss) = (format!("{delay_ms}ms"), format!("{loss}%"));
+            tc(&[
+                "parent", "1:1", "handle", "10:", "netem", "delay", &delay, "loss", &loss, "limit",
+                "100000",
+            ])?;
+        }
         Ok(link)
     }
 
@@ -140,6 +140,11 @@ pub async fn run(args: UtilizationBenchArgs) -> Result<()> {
     if args.size == 0 || args.rounds == 0 {
         return Err(usage("--size and --rounds must be at least 1"));
     }
+    if !(0.0..100.0).contains(&args.loss) || args.delay_ms > 10_000 {
+        return Err(usage(
+            "--loss is a percentage under 100 and --delay-ms at most 10000",
+        ));
+    }
     let euid = Command::new("id")
         .arg("-u")
         .output()
@@ -150,7 +155,7 @@ pub async fn run(args: UtilizationBenchArgs) -> Result<()> {
     }
     let exe = std::env::current_exe()?;
     let exe = exe.to_str().context("the binary's path is not UTF-8")?;
-    let link = Link::new(&args.rate)?;
+    let link = Link::new(&args.rate, args.delay_ms, args.loss)?;
     let dir = std::env::temp_dir().join(format!("stoq-bench-utilization-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = measure(&args, &link, exe, &dir, rate_bps).await;
@@ -160,9 +165,12 @@ pub async fn run(args: UtilizationBenchArgs) -> Result<()> {
         println!("{report}");
     } else {
         println!(
-            "utilization: {} MiB over a {} tbf-shaped veth link between two namespaces",
+            "utilization: {} MiB over a {} tbf-shaped veth link between two namespaces \
+             ({} ms added delay, {} % loss)",
             args.size >> 20,
-            args.rate
+            args.rate,
+            args.delay_ms,
+            args.loss
         );
         println!(
             "  stoq get  {:7.1} Mbit/s goodput = {:5.1} % of the link",
@@ -325,6 +333,8 @@ async fn measure(
     Ok(serde_json::json!({
         "name": "utilization",
         "rate": args.rate,
+        "delay_ms": args.delay_ms,
+        "loss_percent": args.loss,
         "size_bytes": args.size,
         "rounds": args.rounds,
         "config": args.config.as_ref().map(|c| c.display().to_string()),
