@@ -103,7 +103,13 @@ impl Link {
             tc(&[
                 "parent", "1:1", "handle", "10:", "netem", "delay", &delay, "loss", &loss, "limit",
                 "100000",
-            ])?;
+            ])
+            .map_err(|e| match e.to_string().contains("qdisc kind is unknown") {
+                true => anyhow::anyhow!(
+                    "--delay-ms and --loss need tc netem, which this kernel lacks (sch_netem)"
+                ),
+                false => e,
+            })?;
         }
         Ok(link)
     }
