@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
 use serde::Serialize;
 use stoq::chunking::collection::check_path;
 use stoq::chunking::{Collection, CollectionEntry, ContentId, ContentKind};
@@ -15,6 +16,7 @@ use stoq::protocol::{read_digest, PutSettings};
 use stoq::store::{PutOptions, Store};
 
 use crate::cli::PutArgs;
+use crate::progress::Counting;
 use crate::usage::usage;
 
 /// What one put stored: the same fields whether it went to a store or an origin.
@@ -117,12 +119,21 @@ impl Drop for TempFile {
 }
 
 /// Publishes every file, then the listing; `put` stores one file with an optional kind.
-async fn publish_dir<F, Fut>(dir: &Path, mut put: F) -> Result<(ContentId, usize, Stored)>
+async fn publish_dir<F, Fut>(
+    dir: &Path,
+    bar: &ProgressBar,
+    mut put: F,
+) -> Result<(ContentId, usize, Stored)>
 where
     F: FnMut(PathBuf, Option<ContentKind>, Option<String>) -> Fut,
     Fut: std::future::Future<Output = Result<(ContentId, Stored)>>,
 {
     let files = files_of(dir)?;
+    let mut sizes = 0;
+    for (_, file) in &files {
+        sizes += std::fs::metadata(file)?.len();
+    }
+    bar.set_length(sizes);
     let mut total = Stored::default();
     let mut entries = Vec::with_capacity(files.len());
     for (path, file) in &files {
@@ -142,6 +153,7 @@ where
         });
     }
     let listing = Collection::new(entries).map_err(usage)?;
+    bar.finish_and_clear();
     let doc = TempFile::with(&listing.encode())?;
     let (id, stored) = put(doc.0.clone(), Some(ContentKind::Collection), None).await?;
     total.chunks += stored.chunks;
@@ -162,14 +174,15 @@ pub async fn put(args: PutArgs) -> Result<()> {
     }
     let erasure = args.erasure_policy()?;
     let started = Instant::now();
+    let bar = crate::progress::bytes(0, args.json);
     let (id, files, total, node) = match &args.node {
         None => {
             let mut store = Store::open(&args.data_dir)
                 .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
             let store = &mut store;
-            let (id, files, total) = publish_dir(&args.file, |file, kind, media_type| {
+            let (id, files, total) = publish_dir(&args.file, &bar, |file, kind, media_type| {
                 let report = store
-                    .put_file(&file, PutOptions { erasure, kind })
+                    .put_file_reporting(&file, PutOptions { erasure, kind }, &mut |n| bar.inc(n))
                     .and_then(|r| {
                         store
                             .set_media_type(&r.id, media_type.as_deref())
@@ -188,17 +201,19 @@ pub async fn put(args: PutArgs) -> Result<()> {
             let read_digest = crate::session::read_token(args.read_token_file.as_deref())?
                 .map(|t| read_digest(&t));
             let remote_ref = &remote;
-            let (id, files, total) = publish_dir(&args.file, |file, kind, media_type| async move {
-                let settings = PutSettings {
-                    erasure,
-                    kind,
-                    read_digest,
-                    media_type,
-                };
-                let a = remote_ref.publish(&file, settings).await?;
-                Ok((a.id, stored(a.size, a.chunks, a.new_chunks, a.new_bytes)))
-            })
-            .await?;
+            let bar_ref = &bar;
+            let (id, files, total) =
+                publish_dir(&args.file, bar_ref, |file, kind, media_type| async move {
+                    let settings = PutSettings {
+                        erasure,
+                        kind,
+                        read_digest,
+                        media_type,
+                    };
+                    let a = remote_ref.publish(&file, settings, bar_ref).await?;
+                    Ok((a.id, stored(a.size, a.chunks, a.new_chunks, a.new_bytes)))
+                })
+                .await?;
             let addr = SocketAddr::V6(remote.addr).to_string();
             remote.hang_up().await;
             (id, files, total, Some(addr))
@@ -237,6 +252,12 @@ fn stored(size: u64, chunks: usize, new_chunks: usize, new_bytes: u64) -> Stored
         new_chunks,
         new_bytes,
     }
+}
+
+/// A progress bar over the bytes of `collection`'s files.
+pub fn restore_bar(collection: &Collection, json: bool) -> ProgressBar {
+    let total = collection.entries().iter().map(|e| e.size).sum();
+    crate::progress::bytes(total, json)
 }
 
 /// Restores `collection` under `dir`: each file fetched by `fetch` into a `.part` file that
@@ -280,9 +301,13 @@ pub async fn get_local(store: &Store, id: &ContentId, dir: &Path, json: bool) ->
     let mut doc = Vec::new();
     store.get_to(id, &mut doc)?;
     let collection = Collection::decode(&doc)?;
+    let bar = restore_bar(&collection, json);
     let (files, bytes) = restore(&collection, dir, |entry, part| {
         let result = (|| {
-            let mut out = std::io::BufWriter::new(std::fs::File::create(&part)?);
+            let mut out = Counting {
+                inner: std::io::BufWriter::new(std::fs::File::create(&part)?),
+                bar: bar.clone(),
+            };
             store.get_to(&entry, &mut out)?;
             use std::io::Write;
             out.flush()?;
@@ -291,6 +316,7 @@ pub async fn get_local(store: &Store, id: &ContentId, dir: &Path, json: bool) ->
         async move { result }
     })
     .await?;
+    bar.finish_and_clear();
     report_restore(id, dir, files, bytes, started, json);
     Ok(())
 }

@@ -10,6 +10,7 @@ use stoq::store::{PutOptions, Store, StoreError};
 
 use crate::cli::{CheckArgs, DeleteArgs, GcArgs, GetArgs, PutArgs, StatusArgs};
 use crate::output::{self, Target};
+use crate::progress::Counting;
 use crate::usage::usage;
 
 fn open(dir: &Path) -> Result<Store> {
@@ -52,13 +53,17 @@ pub fn put(args: PutArgs) -> Result<()> {
         .gunzip
         .then(|| crate::gunzip::decompressed(&args.file))
         .transpose()?;
-    let report = store.put_file(
-        unpacked.as_ref().map_or(args.file.as_path(), |u| u.path()),
+    let path = unpacked.as_ref().map_or(args.file.as_path(), |u| u.path());
+    let bar = crate::progress::bytes(std::fs::metadata(path)?.len(), args.json);
+    let report = store.put_file_reporting(
+        path,
         PutOptions {
             erasure,
             kind: args.kind.map(Into::into),
         },
+        &mut |n| bar.inc(n),
     )?;
+    bar.finish_and_clear();
     let media_type = crate::collection::type_for_file(&args.file, args.gunzip);
     if media_type.is_some() {
         store.set_media_type(&report.id, media_type.as_deref())?;
@@ -98,18 +103,23 @@ pub async fn get(args: GetArgs) -> Result<()> {
     let report = match output::target(args.output.as_deref()) {
         Target::File(path) => {
             let part = PathBuf::from(format!("{}.part", path.display()));
-            let mut file = std::io::BufWriter::new(
-                std::fs::File::create(&part)
-                    .with_context(|| format!("cannot create {}", part.display()))?,
-            );
+            let bar = crate::progress::bytes(store.manifest(&id)?.size, args.json);
+            let mut file = Counting {
+                inner: std::io::BufWriter::new(
+                    std::fs::File::create(&part)
+                        .with_context(|| format!("cannot create {}", part.display()))?,
+                ),
+                bar: bar.clone(),
+            };
             let result = store
                 .get_to(&id, &mut file)
                 .map_err(anyhow::Error::from)
                 .and_then(|r| {
                     file.flush()?;
-                    file.get_ref().sync_all()?;
+                    file.inner.get_ref().sync_all()?;
                     Ok(r)
                 });
+            bar.finish_and_clear();
             match result {
                 Ok(r) => {
                     std::fs::rename(&part, &path)?;
@@ -198,7 +208,13 @@ pub fn gc(args: GcArgs) -> Result<()> {
 /// `--repair`, rebuilds a missing or damaged index, drops corrupt blobs and names the contents
 /// that cannot be recovered. Exits 1 while anything is wrong.
 pub fn check(args: CheckArgs) -> Result<()> {
-    let report = match stoq::store::check(&args.data_dir, args.repair) {
+    let bar = crate::progress::bytes(0, args.json);
+    let checked = stoq::store::check_reporting(&args.data_dir, args.repair, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let report = match checked {
         Err(e @ StoreError::NoStore(_)) => return Err(usage(e)),
         other => other?,
     };

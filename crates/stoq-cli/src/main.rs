@@ -15,6 +15,7 @@ mod local;
 mod logging;
 mod output;
 mod preset;
+mod progress;
 mod remote;
 mod route;
 mod serve;

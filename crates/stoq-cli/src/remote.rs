@@ -14,6 +14,7 @@ use stoq::protocol::{read_digest, Location, PutSettings};
 use crate::cli::{AdminArgs, GetArgs, NameCommand, PutArgs};
 use crate::known;
 use crate::output::{self, Target};
+use crate::progress::{self, Counting};
 use crate::session::{connect, endpoint, hang_up, read_token, token, Publisher};
 use crate::usage::usage;
 
@@ -40,7 +41,9 @@ pub async fn put(args: PutArgs, node: &str) -> Result<()> {
         .then(|| crate::gunzip::decompressed(&args.file))
         .transpose()?;
     let file = unpacked.as_ref().map_or(args.file.as_path(), |u| u.path());
-    let report = publisher.publish(file, settings).await?;
+    let bar = progress::bytes(std::fs::metadata(file)?.len(), args.json);
+    let report = publisher.publish(file, settings, &bar).await?;
+    bar.finish_and_clear();
     let elapsed = started.elapsed();
     if args.json {
         let mut doc = serde_json::to_value(&report)?;
@@ -73,48 +76,21 @@ async fn get_collection(
     let mut doc = Vec::new();
     located.fetch(id, &mut doc, options, |_| Ok(0)).await?;
     let collection = Collection::decode(&doc)?;
+    let bar = crate::collection::restore_bar(&collection, json);
+    let bar_ref = &bar;
     let (files, bytes) = crate::collection::restore(&collection, dir, |entry, part| async move {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&part)?);
+        let mut file = Counting {
+            inner: std::io::BufWriter::new(std::fs::File::create(&part)?),
+            bar: bar_ref.clone(),
+        };
         located.fetch(&entry, &mut file, options, |_| Ok(0)).await?;
         file.flush()?;
         Ok(())
     })
     .await?;
+    bar.finish_and_clear();
     crate::collection::report_restore(id, dir, files, bytes, started, json);
     Ok(())
-}
-
-/// Passes writes through and moves a progress bar (drawn only on a terminal).
-struct Progress<W> {
-    inner: W,
-    bar: indicatif::ProgressBar,
-}
-
-impl<W: Write> Write for Progress<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A byte progress bar on standard error, hidden when it is not a terminal or for `--json`.
-fn progress_bar(json: bool) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if json || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .expect("a valid template"),
-    );
-    bar
 }
 
 /// How many leading chunks of `manifest` the partial file already holds intact; the file is
@@ -215,8 +191,8 @@ pub async fn get(args: GetArgs) -> Result<()> {
                 .open(&part)
                 .with_context(|| format!("cannot open {}", part.display()))?;
             let mut resume = file.try_clone()?;
-            let bar = progress_bar(args.json);
-            let mut out = Progress {
+            let bar = progress::bytes(0, args.json);
+            let mut out = Counting {
                 inner: std::io::BufWriter::new(&mut file),
                 bar: bar.clone(),
             };

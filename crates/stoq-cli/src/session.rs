@@ -88,9 +88,18 @@ impl Publisher {
         })
     }
 
-    /// Publishes the file at `path`.
-    pub async fn publish(&self, path: &Path, settings: PutSettings) -> Result<PutAnswer> {
-        client::publish(&self.conn, self.token.as_str(), path, settings)
+    /// Publishes the file at `path`, moving `bar` by the bytes sent.
+    pub async fn publish(
+        &self,
+        path: &Path,
+        settings: PutSettings,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<PutAnswer> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut body = bar.wrap_async_read(file);
+        client::publish_from(&self.conn, self.token.as_str(), &mut body, settings)
             .await
             .with_context(|| format!("{} refused the upload", self.addr))
     }

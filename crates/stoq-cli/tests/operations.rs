@@ -1,6 +1,7 @@
 //! Running nodes as an operator does: live reload (`stoq serve` re-reads its config on SIGHUP
 //! and applies what can change without a restart, while a download runs through it; a bad
-//! file changes nothing) and the status screen (`stoq status --node`, `--watch`).
+//! file changes nothing), the status screen (`stoq status --node`, `--watch`) and progress
+//! bars on long work (drawn on a terminal, never for JSON or a pipe).
 
 mod common;
 
@@ -261,4 +262,96 @@ fn the_status_screen_shows_role_uptime_peers_cache_and_the_last_minute() {
         "{second}"
     );
     assert!(second["requests"]["status"].as_u64() > first["requests"]["status"].as_u64());
+}
+
+/// Runs `stoq ARGS` under a pseudo-terminal (`script`), as a person at a terminal would;
+/// everything it drew, or `None` where `script` is missing.
+fn at_a_terminal(args: &[&str]) -> Option<String> {
+    if Command::new("script").arg("--version").output().is_err() {
+        return None;
+    }
+    let line = std::iter::once(env!("CARGO_BIN_EXE_stoq"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // The same environment `stoq()` gives the binary (known-nodes file, chunk cache).
+    let cmd = stoq();
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let out = Command::new("timeout")
+        .args(["60", "script", "-qec", &line, "/dev/null"])
+        .envs(envs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether a progress bar (bytes, rate, time left) was drawn.
+fn drew_a_bar(screen: &str) -> bool {
+    screen.contains(" eta ") && screen.contains("/s")
+}
+
+#[test]
+fn long_work_shows_a_progress_bar_on_a_terminal_and_never_for_json_or_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    common::write_noise(&file, 48 << 20, 8);
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    common::write_noise(&site.join("a.bin"), 24 << 20, 9);
+    common::write_noise(&site.join("b.bin"), 24 << 20, 10);
+    let (store, file_s, site_s) = (
+        dir.path().join("store"),
+        file.to_str().unwrap(),
+        site.to_str().unwrap(),
+    );
+    let store_s = store.to_str().unwrap();
+    let Some(put) = at_a_terminal(&["put", file_s, "--data-dir", store_s]) else {
+        eprintln!("skipped: script (util-linux) is not installed");
+        return;
+    };
+    assert!(drew_a_bar(&put), "local put: {put}");
+    let id = put
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 64)
+        .unwrap()
+        .to_owned();
+    let out = dir.path().join("out.bin");
+    let get = at_a_terminal(&[
+        "get",
+        &id,
+        "--data-dir",
+        store_s,
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(drew_a_bar(&get), "local get: {get}");
+    let check = at_a_terminal(&["check", "--data-dir", store_s]).unwrap();
+    assert!(drew_a_bar(&check), "check: {check}");
+    let dir_put = at_a_terminal(&["put", site_s, "--data-dir", store_s]).unwrap();
+    assert!(drew_a_bar(&dir_put), "collection put: {dir_put}");
+
+    // Over the network too.
+    let origin = Server::start(&dir.path().join("origin"));
+    let node = format!("{}@{}", origin.node_id, origin.addr);
+    let token = dir.path().join("origin/admin.token");
+    let token_s = token.to_str().unwrap();
+    let remote = at_a_terminal(&["put", file_s, "--node", &node, "--token-file", token_s]).unwrap();
+    assert!(drew_a_bar(&remote), "remote put: {remote}");
+
+    // Never with --json, and never into a pipe.
+    let json = at_a_terminal(&["put", file_s, "--data-dir", store_s, "--json"]).unwrap();
+    assert!(!drew_a_bar(&json) && json.contains("\"id\""), "{json}");
+    let piped = run(&["put", file_s, "--data-dir", store_s]);
+    assert!(piped.status.success());
+    assert!(!drew_a_bar(&stderr(&piped)), "{}", stderr(&piped));
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&file).unwrap());
 }

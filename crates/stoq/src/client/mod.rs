@@ -284,6 +284,20 @@ pub async fn publish(
             path: path.display().to_string(),
             source,
         })?;
+    publish_from(conn, token, &mut file, settings).await
+}
+
+/// [`publish`] with the content read from `body` (a file wrapped to count its bytes for a
+/// progress bar, for instance).
+pub async fn publish_from<R>(
+    conn: &StoqConnection,
+    token: &str,
+    body: &mut R,
+    settings: PutSettings,
+) -> Result<PutAnswer, TransportError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
     let request = Request::Put {
         token: Request::admin_token(token),
         settings,
@@ -291,7 +305,7 @@ pub async fn publish(
     let (mut send, mut recv) = conn.open_bi().await?;
     let sent = async {
         send.send_request(request.encode()).await?;
-        send.send_data_from(&mut file).await?;
+        send.send_data_from(body).await?;
         send.send_end().await?;
         send.finish()
     }

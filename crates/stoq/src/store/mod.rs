@@ -38,7 +38,7 @@ mod scrub;
 
 use error::io_error;
 pub use error::StoreError;
-pub use recover::{check, CheckReport, Unrecoverable};
+pub use recover::{check, check_reporting, CheckReport, Unrecoverable};
 pub use reports::{GcReport, PutOptions, PutReport, ReadReport, StoreStats};
 pub use scrub::{health_of, BlobHealth, Verified, MAX_VERIFIED};
 

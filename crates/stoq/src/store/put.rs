@@ -21,18 +21,19 @@ impl Store {
         reader: R,
         options: PutOptions,
     ) -> Result<PutReport, StoreError> {
-        self.put_from(Source::Stream(Box::new(reader)), options)
+        self.put_from(Source::Stream(Box::new(reader)), options, &mut |_| {})
     }
 
     fn put_from(
         &mut self,
         source: Source<'_>,
         options: PutOptions,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<PutReport, StoreError> {
         let marker = self.root.join(PUT_MARKER);
         File::create(&marker).map_err(io_error("cannot create", &marker))?;
         let mut written = HashSet::new();
-        let result = self.put_blobs(source, options, &mut written);
+        let result = self.put_blobs(source, options, &mut written, progress);
         if result.is_err() {
             self.take_back(&written);
         }
@@ -60,6 +61,7 @@ impl Store {
         source: Source<'_>,
         options: PutOptions,
         written: &mut HashSet<ChunkId>,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<PutReport, StoreError> {
         let input_error = || io_error("cannot read", Path::new("input"));
         let (sniffed, mut input) = match source {
@@ -97,6 +99,7 @@ impl Store {
         };
         let this = &*self;
         let mut sink = |chunk: Chunk<'_>| {
+            progress(chunk.data.len() as u64);
             let outcome = (|| {
                 let shards = match options.erasure {
                     None => {
@@ -175,8 +178,19 @@ impl Store {
 
     /// Stores a file. A file can be read out of order, so a zip is cut at its members.
     pub fn put_file(&mut self, path: &Path, options: PutOptions) -> Result<PutReport, StoreError> {
+        self.put_file_reporting(path, options, &mut |_| {})
+    }
+
+    /// [`Store::put_file`], telling `progress` the bytes of each chunk as it is stored (for a
+    /// progress bar: the calls add up to the content's size).
+    pub fn put_file_reporting(
+        &mut self,
+        path: &Path,
+        options: PutOptions,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<PutReport, StoreError> {
         let file = File::open(path).map_err(io_error("cannot open", path))?;
-        self.put_from(Source::File(file), options)
+        self.put_from(Source::File(file), options, progress)
     }
 }
 

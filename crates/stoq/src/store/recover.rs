@@ -150,6 +150,16 @@ fn manifest_files(root: &Path) -> Vec<(ContentId, Manifest)> {
 /// with a missing blob are left out of the index and reported. Never creates a store: `root`
 /// must exist.
 pub fn check(root: &Path, repair: bool) -> Result<CheckReport, StoreError> {
+    check_reporting(root, repair, &mut |_, _| {})
+}
+
+/// [`check`], telling `progress` (bytes hashed so far, bytes to hash in all) after each blob,
+/// for a progress bar.
+pub fn check_reporting(
+    root: &Path,
+    repair: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CheckReport, StoreError> {
     if !root.is_dir() {
         return Err(StoreError::NoStore(root.display().to_string()));
     }
@@ -187,12 +197,20 @@ pub fn check(root: &Path, repair: bool) -> Result<CheckReport, StoreError> {
         None => return Ok(report),
     };
     // Every blob of every manifest, hashed once.
+    let mut sizes = std::collections::HashMap::new();
+    for (_, manifest) in &files {
+        sizes.extend(Store::blobs_of(manifest));
+    }
+    let (total, mut hashed) = (sizes.values().sum::<u64>(), 0u64);
     let mut health = std::collections::HashMap::new();
     for (id, manifest) in &files {
         let mut missing = 0;
-        for blob in Store::blobs_of(manifest).keys() {
+        for (blob, len) in Store::blobs_of(manifest) {
+            let blob = &blob;
             let state = *health.entry(*blob).or_insert_with(|| {
                 report.blobs_checked += 1;
+                hashed += len;
+                progress(hashed, total);
                 store.scrub_blob(blob).unwrap_or(BlobHealth::Missing)
             });
             if state == BlobHealth::Corrupt && !report.corrupt_blobs.contains(&blob.to_string()) {
