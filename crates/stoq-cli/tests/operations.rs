@@ -1,7 +1,8 @@
 //! Running nodes as an operator does: live reload (`stoq serve` re-reads its config on SIGHUP
 //! and applies what can change without a restart, while a download runs through it; a bad
 //! file changes nothing), the status screen (`stoq status --node`, `--watch`) and progress
-//! bars on long work (drawn on a terminal, never for JSON or a pipe).
+//! bars on long work (drawn on a terminal, never for JSON or a pipe), and structured logs
+//! (every event names the node, and the request and peer where there is one).
 
 mod common;
 
@@ -354,4 +355,86 @@ fn long_work_shows_a_progress_bar_on_a_terminal_and_never_for_json_or_a_pipe() {
     assert!(piped.status.success());
     assert!(!drew_a_bar(&stderr(&piped)), "{}", stderr(&piped));
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&file).unwrap());
+}
+
+#[test]
+fn every_log_event_names_the_node_and_a_requests_events_its_id_and_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("origin");
+    let origin = Server::start_with(&data, &["--log-format", "json", "--http", "[::1]:0"]);
+    let file = dir.path().join("f.bin");
+    std::fs::write(&file, b"some bytes").unwrap();
+    let wrong = dir.path().join("wrong.token");
+    write_token(&wrong, 0xab);
+    let node = format!("{}@{}", origin.node_id, origin.addr);
+    let put = run(&[
+        "put",
+        file.to_str().unwrap(),
+        "--node",
+        &node,
+        "--token-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!put.status.success());
+    if Command::new("curl").arg("--version").output().is_ok() {
+        let url = format!("{}/c", origin.http_url.as_deref().unwrap());
+        let status = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args([
+                "-X",
+                "PUT",
+                "-H",
+                "Authorization: Bearer nope",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", file.display()))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "403");
+    }
+    let short = origin.node_id[..8].to_owned();
+    let (code, log) = origin.stop();
+    assert_eq!(code, 0, "{log}");
+    // One JSON object per line, nothing else.
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l:?}")))
+        .collect();
+    let refused: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("refused"))
+        })
+        .collect();
+    assert!(!refused.is_empty(), "{log}");
+    for event in &refused {
+        let spans = event["spans"].as_array().unwrap();
+        assert_eq!(spans[0]["node"].as_str(), Some(short.as_str()), "{event}");
+        let request = &spans[1];
+        assert!(request["id"].as_u64() >= Some(1), "{event}");
+        assert!(
+            request["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("[::1]:")),
+            "{event}"
+        );
+    }
+    // The STOQ request also names the peer node (its certificate's id).
+    assert!(
+        refused
+            .iter()
+            .any(|e| e["spans"][1]["name"] == "request" && e["spans"][1]["peer_node"].is_string()),
+        "{log}"
+    );
 }

@@ -11,6 +11,7 @@ use stoq_protocol::{ErrorCode, ALPN};
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use tracing::{debug, info};
 
 use crate::serving::{serve_connection, IncomingRequest, Intake};
@@ -183,7 +184,9 @@ impl StoqEndpoint {
             .map(|max| Arc::new(Semaphore::new(max as usize)));
         for listener in &shared.listeners {
             let (listener, limiter) = (listener.clone(), limiter.clone());
-            tokio::spawn(accept_loop(shared.clone(), listener, limiter, tx.clone()));
+            tokio::spawn(
+                accept_loop(shared.clone(), listener, limiter, tx.clone()).in_current_span(),
+            );
         }
         Ok(StoqEndpoint { shared })
     }
@@ -286,17 +289,20 @@ impl StoqEndpoint {
     {
         let endpoint = self.clone();
         let handler = Arc::new(handler);
-        tokio::spawn(async move {
-            while let Some(conn) = endpoint.accept().await {
-                let tasks = endpoint.shared.tasks.clone();
-                let shutdown = endpoint.shared.shutdown.clone();
-                let (handler, intake) = (handler.clone(), endpoint.shared.intake.clone());
-                endpoint
-                    .shared
-                    .tasks
-                    .spawn(serve_connection(conn, tasks, shutdown, intake, handler));
+        // Tasks keep the caller's tracing span (a node's), so their events name the node.
+        tokio::spawn(
+            async move {
+                while let Some(conn) = endpoint.accept().await {
+                    let tasks = endpoint.shared.tasks.clone();
+                    let shutdown = endpoint.shared.shutdown.clone();
+                    let (handler, intake) = (handler.clone(), endpoint.shared.intake.clone());
+                    endpoint.shared.tasks.spawn(
+                        serve_connection(conn, tasks, shutdown, intake, handler).in_current_span(),
+                    );
+                }
             }
-        })
+            .in_current_span(),
+        )
     }
 
     /// Graceful shutdown: refuse new connections and streams at once, let in-flight request
@@ -354,7 +360,7 @@ async fn accept_loop(
                 .try_acquire_owned()
                 .map_or(Slot::Full, Slot::Taken),
         };
-        tokio::spawn(handshake(shared.clone(), incoming, slot, tx.clone()));
+        tokio::spawn(handshake(shared.clone(), incoming, slot, tx.clone()).in_current_span());
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
+use tracing::Instrument;
 
 use crate::config::TransportConfig;
 use crate::connection::StoqConnection;
@@ -125,18 +126,21 @@ pub(crate) async fn serve_connection<H, Fut>(
             budget: budget.clone(),
         };
         let (handler, intake) = (handler.clone(), intake.clone());
-        tasks.spawn(async move {
-            let peer = exchange.conn.remote_addr();
-            match exchange.run(handler).await {
-                Ok(()) => {}
-                Err(e) => {
-                    if let TransportError::Timeout(_) = e {
-                        intake.stalled.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(
+            async move {
+                let peer = exchange.conn.remote_addr();
+                match exchange.run(handler).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        if let TransportError::Timeout(_) = e {
+                            intake.stalled.fetch_add(1, Ordering::Relaxed);
+                        }
+                        debug!(%peer, error = %e, "request failed");
                     }
-                    debug!(%peer, error = %e, "request failed");
                 }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 

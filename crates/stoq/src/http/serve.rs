@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use tracing::Instrument;
 
 use super::answer::{text, Body};
 use super::front::{Client, Front};
@@ -14,6 +15,15 @@ use super::{publish, read, redirect};
 /// Answers one request from `client` (over any HTTP version: the body of a request arrives as
 /// a [`Body`] too).
 pub async fn handle(
+    front: Arc<Front>,
+    client: Client,
+    req: Request<Body>,
+) -> Result<Response<Body>, Infallible> {
+    let span = (front.content).request_span(client.addr, req.method().as_str(), req.uri().path());
+    answer(front, client, req).instrument(span).await
+}
+
+async fn answer(
     front: Arc<Front>,
     client: Client,
     req: Request<Body>,
@@ -36,12 +46,22 @@ pub async fn handle(
         Ok(Route::Purge(id)) => publish::delete(&front, req, id).await,
         Err(e) => misrouted(&e),
     };
-    front.content.metrics().answered(
-        method.as_str(),
-        response.status().as_u16(),
-        version,
-        started.elapsed(),
-    );
+    let status = response.status().as_u16();
+    front
+        .content
+        .metrics()
+        .answered(method.as_str(), status, version, started.elapsed());
+    match status {
+        // Wrong tokens are what an operator wants to see; the rest is routine.
+        403 => tracing::warn!(status, "refused: wrong token"),
+        401 => tracing::info!(status, "refused: no token"),
+        _ => tracing::debug!(
+            status,
+            version,
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        ),
+    }
     let mut response = response;
     if let Some(alt_svc) = &front.alt_svc {
         response

@@ -114,7 +114,7 @@ impl GossipSender for GossipOverQuic {
         let proof = *self.proof.read().expect("proof lock");
         let dialer = self.dialer.clone();
         let to = to.clone();
-        tokio::spawn(async move {
+        super::spawn_in_span(async move {
             let Ok(conn) = dialer.connect_to(&to).await else {
                 return;
             };

@@ -74,6 +74,13 @@ impl NodeContent {
         manifest_of(&self.state, id, true).await
     }
 
+    /// The span an HTTP request from `peer` is handled in: numbered like the node's STOQ
+    /// requests, under the node's span, so its events name the node, the request and the peer.
+    pub fn request_span(&self, peer: SocketAddr, method: &str, path: &str) -> tracing::Span {
+        let id = self.state.request_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error_span!(parent: &self.state.span, "http", id, %peer, method, path)
+    }
+
     /// The base URL of the HTTP front of `client`'s nearest edge, when that is another node
     /// that announces one (what a redirect sends the client to).
     pub fn nearest_front(&self, client: SocketAddr) -> Option<String> {
@@ -121,7 +128,7 @@ impl NodeContent {
         let (tx, rx) = mpsc::channel(2 * first_run.max(1) as usize);
         let state = self.state.clone();
         let stall = state.endpoint.config().stall_timeout();
-        tokio::spawn(async move {
+        super::spawn_in_span(async move {
             let mut next = run.start;
             while next < run.end {
                 // A run never holds more chunks than the channel has room for.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use stoq_transport::{
     ConnectionPool, NodeId, NodeIdentity, ShutdownReport, StoqEndpoint, TransportError,
 };
+use tracing::Instrument;
 
 use super::admission::Admission;
 use super::cache::{CacheStats, EdgeCache};
@@ -135,7 +136,8 @@ pub(super) fn serve_metrics(
     let listener = super::metrics::bind_tcp_v6(addr, 128)?;
     let render_state = state.clone();
     let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
-    Ok(tokio::spawn(super::metrics::serve_http(listener, render)))
+    let serving = super::metrics::serve_http(listener, render).instrument(state.span.clone());
+    Ok(tokio::spawn(serving))
 }
 
 impl Node {
@@ -158,7 +160,10 @@ impl Node {
             },
         };
         let holdings = holdings(&config, options.chunk_engine)?;
-        let endpoint = StoqEndpoint::bind(config.transport.clone(), identity)?;
+        // Every event of this node carries its id: its tasks run in this span (an error-level
+        // span, so it is there whatever level events are filtered at).
+        let span = tracing::error_span!("node", node = %identity.node_id().short());
+        let endpoint = span.in_scope(|| StoqEndpoint::bind(config.transport.clone(), identity))?;
         let me = Member {
             id: *endpoint.node_id().as_bytes(),
             addr: addr_v6(endpoint.local_addr()?)?,
@@ -187,7 +192,7 @@ impl Node {
             dialer: dialer.clone(),
             proof: proof.clone(),
         };
-        let membership = Membership::start(me.clone(), timing, Arc::new(gossip));
+        let membership = span.in_scope(|| Membership::start(me.clone(), timing, Arc::new(gossip)));
         let prefixes_given = !options.prefixes.is_empty();
         let prefixes = if options.prefixes.is_empty() {
             config.edge.prefix_table()
@@ -215,20 +220,31 @@ impl Node {
                 Duration::from_millis(config.node.read_queue_ms),
             ),
             recent: Default::default(),
+            span: span.clone(),
+            request_ids: AtomicU64::new(0),
         });
         for (id, addr) in &options.seeds {
             state.membership.join(*id, *addr);
         }
         let handler_state = state.clone();
-        endpoint.serve(move |req| super::serve::handle(handler_state.clone(), req));
-        let mut background = vec![tokio::spawn(report_loop(state.clone(), options.seeds))];
+        span.in_scope(|| {
+            endpoint.serve(move |req| {
+                let span = super::serve::request_span(&handler_state, &req);
+                super::serve::handle(handler_state.clone(), req).instrument(span)
+            })
+        });
+        let mut background = vec![tokio::spawn(
+            report_loop(state.clone(), options.seeds).instrument(span.clone()),
+        )];
         let metrics_server = match config.node.metrics {
             Some(addr) => Some(serve_metrics(&state, addr)?),
             None => None,
         };
         if config.node.scrub_interval_ms > 0 {
             let every = Duration::from_millis(config.node.scrub_interval_ms);
-            background.push(tokio::spawn(scrub_loop(state.clone(), every)));
+            background.push(tokio::spawn(
+                scrub_loop(state.clone(), every).instrument(span.clone()),
+            ));
         }
         Ok(Node {
             state,

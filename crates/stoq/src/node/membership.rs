@@ -144,7 +144,9 @@ impl Membership {
             changed: changed.clone(),
             sender,
         };
-        tokio::spawn(drive(foca, rx, runtime));
+        tokio::spawn(tracing::Instrument::in_current_span(drive(
+            foca, rx, runtime,
+        )));
         Membership {
             me,
             inputs,

@@ -258,7 +258,7 @@ where
             continue;
         };
         let render = render.clone();
-        tokio::spawn(async move {
+        super::spawn_in_span(async move {
             let mut head = Vec::with_capacity(512);
             let mut buf = [0u8; 1024];
             let read = async {

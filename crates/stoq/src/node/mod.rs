@@ -57,3 +57,13 @@ pub use report::REPORT_INTERVAL;
 pub use serve::serve_basic;
 pub use state::{SharedEdges, SharedRouter};
 pub use token::{AdminToken, MIN_TOKEN_LEN, TOKEN_FILE};
+
+/// `tokio::spawn` that keeps the caller's tracing span (the node's, a request's) for the task,
+/// so what the task logs still names the node and the request.
+pub(crate) fn spawn_in_span<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(tracing::Instrument::in_current_span(future))
+}

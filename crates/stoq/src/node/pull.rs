@@ -212,7 +212,7 @@ pub async fn name_of(state: &Arc<NodeState>, name: String) -> Answered<(NameReco
             Freshness::Fresh => return Ok((record, age_ms)),
             Freshness::Stale => {
                 let state = state.clone();
-                tokio::spawn(async move {
+                super::spawn_in_span(async move {
                     let _ = refresh_name(&state, name).await;
                 });
                 return Ok((record, age_ms));

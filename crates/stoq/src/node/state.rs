@@ -168,6 +168,10 @@ pub struct NodeState {
     pub admission: Admission,
     /// Its counters over the last minute, and its uptime.
     pub recent: super::recent::Recent,
+    /// The tracing span its events are logged in (`node{node=ID}`).
+    pub span: tracing::Span,
+    /// Numbers requests for the logs (`request{id=N}`), from 1.
+    pub request_ids: AtomicU64,
 }
 
 impl NodeState {

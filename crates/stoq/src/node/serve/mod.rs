@@ -149,6 +149,17 @@ pub async fn handle(state: Arc<NodeState>, mut req: IncomingRequest) -> Result<(
     send(&state, req, answer).await
 }
 
+/// The span a request from `req`'s peer is handled in: its number on this node, the peer's
+/// address and, for a node, its id (events under it say which request they belong to).
+pub fn request_span(state: &NodeState, req: &IncomingRequest) -> tracing::Span {
+    let id = state.request_ids.fetch_add(1, Ordering::Relaxed) + 1;
+    let peer = req.conn.remote_addr();
+    match req.conn.peer_node_id() {
+        Some(node) => tracing::error_span!("request", id, %peer, peer_node = %node.short()),
+        None => tracing::error_span!("request", id, %peer),
+    }
+}
+
 /// Serves the basic operations (PING, ECHO, SINK, DISCARD) on a bare endpoint that is not a
 /// node, as the transport benchmarks do; any other request is refused with BAD_REQUEST.
 pub fn serve_basic(endpoint: &StoqEndpoint) -> tokio::task::JoinHandle<()> {
@@ -188,6 +199,15 @@ async fn send(
             req.reply.send_response(payload).await?;
             req.reply.finish()
         }
-        Err(refusal) => req.reply.send_error(refusal.code, &refusal.reason).await,
+        Err(refusal) => {
+            match refusal.code {
+                // Wrong tokens are what an operator wants to see; the rest is routine.
+                ErrorCode::Unauthorized => {
+                    tracing::warn!(code = ?refusal.code, reason = %refusal.reason, "refused")
+                }
+                code => tracing::debug!(?code, reason = %refusal.reason, "refused"),
+            }
+            req.reply.send_error(refusal.code, &refusal.reason).await
+        }
     }
 }

@@ -89,7 +89,7 @@ pub async fn read_run(
     }
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     let state = state.clone();
-    tokio::spawn(async move {
+    super::super::spawn_in_span(async move {
         for index in run {
             let result = chunk_of(&state, id, manifest.clone(), index).await;
             let failed = result.is_err();
