@@ -114,6 +114,13 @@ fn every_series_the_rules_use_is_one_a_real_node_exposes() {
     };
     let (free, size) = (value("stoq_disk_free_bytes"), value("stoq_disk_size_bytes"));
     assert!(size > 0.0 && free <= size, "free {free} of {size}");
+    // Only /metrics is served there.
+    let other = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{metrics}/other"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "404");
     drop(node);
 }
 

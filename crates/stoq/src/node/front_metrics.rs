@@ -2,10 +2,12 @@
 //! sent, and the time to the first byte of an answer.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 
 use super::histogram::Histogram;
 
@@ -62,31 +64,37 @@ impl FrontMetrics {
         (all, failed)
     }
 
-    /// Appends the front's series to a Prometheus text page.
-    pub fn render(&self, out: &mut String) {
-        let name = "stoq_http_requests_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} HTTP requests answered, by method, status and protocol version.\n# TYPE {name} counter"
-        );
+    /// Encodes the front's series into a scrape (`http_requests_total{method,status,version}`,
+    /// `http_bytes_out_total`, `http_first_byte_seconds`, under the registry's `stoq_` prefix).
+    pub fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let requests = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "http_requests",
+            "HTTP requests answered, by method, status and protocol version.",
+            None,
+            requests.metric_type(),
+        )?;
         for ((method, status, version), n) in
             self.requests.lock().expect("front metrics lock").iter()
         {
-            let _ = writeln!(
-                out,
-                "{name}{{method=\"{method}\",status=\"{status}\",version=\"{version}\"}} {n}"
-            );
+            let labels = [
+                ("method", method.to_string()),
+                ("status", status.to_string()),
+                ("version", version.to_string()),
+            ];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
         }
-        let name = "stoq_http_bytes_out_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Body bytes sent by the HTTP front.\n# TYPE {name} counter\n{name} {}",
-            self.bytes_out.load(Ordering::Relaxed)
-        );
-        self.first_byte.render(
-            out,
-            "stoq_http_first_byte_seconds",
+        let bytes = ConstCounter::new(self.bytes_out.load(Ordering::Relaxed));
+        bytes.encode(encoder.encode_descriptor(
+            "http_bytes_out",
+            "Body bytes sent by the HTTP front.",
+            None,
+            bytes.metric_type(),
+        )?)?;
+        self.first_byte.encode(
+            encoder,
+            "http_first_byte_seconds",
             "Time from an HTTP request to its answer's head.",
-        );
+        )
     }
 }

@@ -134,9 +134,9 @@ pub(super) fn serve_metrics(
     addr: SocketAddr,
 ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
     let listener = super::metrics::bind_tcp_v6(addr, 128)?;
-    let render_state = state.clone();
-    let render = Arc::new(move || render_state.metrics.render(&render_state.snapshot()));
-    let serving = super::metrics::serve_http(listener, render).instrument(state.span.clone());
+    let registry = Arc::new(super::metrics::registry(state.clone()));
+    let serving =
+        super::metrics_http::serve_http(listener, registry).instrument(state.span.clone());
     Ok(tokio::spawn(serving))
 }
 

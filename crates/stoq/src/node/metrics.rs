@@ -1,18 +1,22 @@
-//! A node's counters, and the Prometheus text endpoint that exposes them (`--metrics ADDR`).
+//! A node's counters, and how a scrape encodes them (prometheus-client; served by
+//! `metrics_http` at `--metrics ADDR`).
 //!
 //! Series are `stoq_`-prefixed. Counters are plain atomics updated on the request path; the
-//! figures that live elsewhere (cache, connections, membership) are read at scrape time.
+//! figures that live elsewhere (cache, connections, membership) are read at scrape time, by a
+//! prometheus-client collector.
 
-use std::fmt::Write as _;
-
-pub use super::histogram::{Histogram, LATENCY_BUCKETS};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+pub use super::histogram::{Histogram, LATENCY_BUCKETS};
 
 /// The request kinds counted separately.
 pub const REQUEST_KINDS: [&str; 11] = [
@@ -94,203 +98,163 @@ impl NodeMetrics {
             .map_or(0, |i| self.requests[i].load(Ordering::Relaxed))
     }
 
-    /// The Prometheus text exposition of these counters and `snap`.
-    pub fn render(&self, snap: &Snapshot) -> String {
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP stoq_{name} {help}\n# TYPE stoq_{name} counter\nstoq_{name} {value}"
-            );
-        };
+    /// Encodes these counters and `snap` into a scrape (names under the registry's `stoq_`
+    /// prefix; counters get `_total`).
+    pub fn encode(
+        &self,
+        snap: &Snapshot,
+        encoder: &mut DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(
-            "bytes_in_total",
-            "Body bytes received.",
-            get(&self.bytes_in),
-        );
-        counter("bytes_out_total", "Body bytes sent.", get(&self.bytes_out));
-        counter(
-            "cache_hits_total",
-            "Cache lookups answered from the cache.",
-            snap.cache.hits,
-        );
-        counter(
-            "cache_misses_total",
-            "Cache lookups that missed and fetched upstream.",
-            snap.cache.misses,
-        );
-        counter(
-            "cache_coalesced_total",
-            "Cache lookups that missed and waited for a fetch already under way.",
-            snap.cache.coalesced,
-        );
-        counter(
-            "cache_evictions_total",
-            "Cache entries evicted.",
-            snap.cache.evictions,
-        );
-        counter(
-            "cache_purged_total",
-            "Cache entries removed by purges.",
-            snap.cache.purged,
-        );
-        counter(
-            "connections_accepted_total",
-            "Connections accepted.",
-            snap.connections_accepted,
-        );
-        counter(
-            "connections_refused_total",
-            "Connections refused by the connection limit.",
-            snap.connections_refused,
-        );
-        counter(
-            "stalled_streams_total",
-            "Request streams reset because the peer sent or took nothing within transport.stall_timeout_ms.",
-            snap.stalled_streams,
-        );
-        counter(
-            "request_buffers_full_total",
-            "Requests answered BUSY because the request buffers (per connection or per node) were full.",
-            snap.request_buffers_full,
-        );
-        counter(
-            "route_changes_total",
-            "Times the preferred upstream changed.",
-            get(&self.route_changes),
-        );
-        counter(
-            "membership_changes_total",
-            "Members that joined or left.",
-            snap.membership_changes,
-        );
-        counter(
-            "unauthorized_total",
-            "Requests refused for a missing or wrong admin token.",
-            get(&self.unauthorized),
-        );
-        counter(
-            "requests_busy_total",
-            "Content requests answered BUSY (every slot taken, or the connection's share).",
-            get(&self.busy),
-        );
-        counter(
-            "scrub_blobs_total",
-            "Stored blobs the scrub hashed again.",
-            get(&self.scrub_blobs),
-        );
-        counter(
-            "scrub_damaged_total",
-            "Damaged (corrupt or missing) blobs the scrub found.",
-            get(&self.scrub_damaged),
-        );
-        counter(
-            "scrub_passes_total",
-            "Scrub passes over the whole store completed.",
-            get(&self.scrub_passes),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP stoq_requests_total Requests answered, by kind.\n# TYPE stoq_requests_total counter"
-        );
-        for (kind, n) in REQUEST_KINDS.iter().zip(&self.requests) {
-            let _ = writeln!(out, "stoq_requests_total{{kind=\"{kind}\"}} {}", get(n));
+        let counters: [(&str, &str, u64); 17] = [
+            ("bytes_in", "Body bytes received.", get(&self.bytes_in)),
+            ("bytes_out", "Body bytes sent.", get(&self.bytes_out)),
+            ("cache_hits", "Cache lookups answered from the cache.", snap.cache.hits),
+            ("cache_misses", "Cache lookups that missed and fetched upstream.", snap.cache.misses),
+            (
+                "cache_coalesced",
+                "Cache lookups that missed and waited for a fetch already under way.",
+                snap.cache.coalesced,
+            ),
+            ("cache_evictions", "Cache entries evicted.", snap.cache.evictions),
+            ("cache_purged", "Cache entries removed by purges.", snap.cache.purged),
+            ("connections_accepted", "Connections accepted.", snap.connections_accepted),
+            (
+                "connections_refused",
+                "Connections refused by the connection limit.",
+                snap.connections_refused,
+            ),
+            (
+                "stalled_streams",
+                "Request streams reset because the peer sent or took nothing within transport.stall_timeout_ms.",
+                snap.stalled_streams,
+            ),
+            (
+                "request_buffers_full",
+                "Requests answered BUSY because the request buffers (per connection or per node) were full.",
+                snap.request_buffers_full,
+            ),
+            ("route_changes", "Times the preferred upstream changed.", get(&self.route_changes)),
+            ("membership_changes", "Members that joined or left.", snap.membership_changes),
+            (
+                "unauthorized",
+                "Requests refused for a missing or wrong admin token.",
+                get(&self.unauthorized),
+            ),
+            (
+                "requests_busy",
+                "Content requests answered BUSY (every slot taken, or the connection's share).",
+                get(&self.busy),
+            ),
+            ("scrub_blobs", "Stored blobs the scrub hashed again.", get(&self.scrub_blobs)),
+            (
+                "scrub_damaged",
+                "Damaged (corrupt or missing) blobs the scrub found.",
+                get(&self.scrub_damaged),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
         }
-        let mut gauge = |name: &str, help: &str, value: f64| {
-            let _ = writeln!(
-                out,
-                "# HELP stoq_{name} {help}\n# TYPE stoq_{name} gauge\nstoq_{name} {value}"
-            );
-        };
-        gauge(
-            "connections",
-            "Open connections.",
-            snap.connections_open as f64,
-        );
-        gauge("peers", "Live peers.", snap.peers as f64);
-        gauge(
-            "cache_bytes",
-            "Bytes held by the cache.",
-            snap.cache.used_bytes as f64,
-        );
-        gauge("load", "This node's load, 0 to 1.", snap.load);
-        gauge(
-            "read_slots_in_use",
-            "Content requests being worked on now.",
-            snap.slots_in_use as f64,
-        );
-        gauge(
-            "read_slots",
-            "Content requests worked on at once, at most (node.max_concurrent_reads).",
-            snap.slots as f64,
-        );
-        gauge(
-            "disk_free_bytes",
-            "Bytes free to this node on its data directory's filesystem.",
-            snap.disk.0 as f64,
-        );
-        gauge(
-            "disk_size_bytes",
-            "Bytes in all on its data directory's filesystem.",
-            snap.disk.1 as f64,
-        );
-        self.chunk_latency.render(
-            &mut out,
-            "stoq_chunk_retrieval_seconds",
+        let passes = ConstCounter::new(get(&self.scrub_passes));
+        passes.encode(encoder.encode_descriptor(
+            "scrub_passes",
+            "Scrub passes over the whole store completed.",
+            None,
+            passes.metric_type(),
+        )?)?;
+        let mut by_kind = encoder.encode_descriptor(
+            "requests",
+            "Requests answered, by kind.",
+            None,
+            passes.metric_type(),
+        )?;
+        for (kind, n) in REQUEST_KINDS.iter().zip(&self.requests) {
+            ConstCounter::new(get(n)).encode(by_kind.encode_family(&[("kind", *kind)])?)?;
+        }
+        let gauges: [(&str, &str, f64); 8] = [
+            (
+                "connections",
+                "Open connections.",
+                snap.connections_open as f64,
+            ),
+            ("peers", "Live peers.", snap.peers as f64),
+            (
+                "cache_bytes",
+                "Bytes held by the cache.",
+                snap.cache.used_bytes as f64,
+            ),
+            ("load", "This node's load, 0 to 1.", snap.load),
+            (
+                "read_slots_in_use",
+                "Content requests being worked on now.",
+                snap.slots_in_use as f64,
+            ),
+            (
+                "read_slots",
+                "Content requests worked on at once, at most (node.max_concurrent_reads).",
+                snap.slots as f64,
+            ),
+            (
+                "disk_free_bytes",
+                "Bytes free to this node on its data directory's filesystem.",
+                snap.disk.0 as f64,
+            ),
+            (
+                "disk_size_bytes",
+                "Bytes in all on its data directory's filesystem.",
+                snap.disk.1 as f64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        self.chunk_latency.encode(
+            encoder,
+            "chunk_retrieval_seconds",
             "Time to answer a chunk request.",
-        );
-        self.front.render(&mut out);
-        out
+        )?;
+        self.front.encode(encoder)
     }
 }
 
-/// Longest HTTP request head the metrics endpoint reads.
-const MAX_HEAD: usize = 8 * 1024;
+/// What a scrape reads: a node's counters and the figures read at scrape time.
+pub trait Scrape: Send + Sync + std::fmt::Debug + 'static {
+    /// The counters.
+    fn metrics(&self) -> &NodeMetrics;
+    /// The figures that live elsewhere, read now.
+    fn snapshot(&self) -> Snapshot;
+}
 
-/// Serves `GET /metrics` on `listener` with what `render` returns, until the task is dropped.
-pub async fn serve_http<F>(listener: TcpListener, render: Arc<F>)
-where
-    F: Fn() -> String + Send + Sync + 'static,
-{
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let render = render.clone();
-        super::spawn_in_span(async move {
-            let mut head = Vec::with_capacity(512);
-            let mut buf = [0u8; 1024];
-            let read = async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-                    let n = stream.read(&mut buf).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    head.extend_from_slice(&buf[..n]);
-                }
-                Ok::<_, std::io::Error>(())
-            };
-            if tokio::time::timeout(Duration::from_secs(5), read)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let wanted = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?");
-            let (status, body) = if wanted {
-                ("200 OK", render())
-            } else {
-                ("404 Not Found", "only /metrics is served here\n".to_owned())
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
+/// Encodes a [`Scrape`] on every scrape (prometheus-client's collector).
+#[derive(Debug)]
+struct Scraped<S>(Arc<S>);
+
+impl<S: Scrape> Collector for Scraped<S> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.metrics().encode(&self.0.snapshot(), &mut encoder)
     }
+}
+
+/// The registry a node's `/metrics` serves: every series of `source`, prefixed `stoq_`.
+pub fn registry<S: Scrape>(source: Arc<S>) -> Registry {
+    let mut registry = Registry::with_prefix("stoq");
+    registry.register_collector(Box::new(Scraped(source)));
+    registry
+}
+
+/// The Prometheus text exposition (format 0.0.4) of `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_text::encode(&mut out, registry).expect("writing to a String cannot fail");
+    out
 }
 
 /// Binds an IPv6-only TCP listener at `addr` (IPv4 refused) with room for `backlog` pending
@@ -308,22 +272,46 @@ pub fn bind_tcp_v6(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListene
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[derive(Debug, Default)]
+    struct Fixed(NodeMetrics, Snapshot);
+
+    impl Scrape for Fixed {
+        fn metrics(&self) -> &NodeMetrics {
+            &self.0
+        }
+        fn snapshot(&self) -> Snapshot {
+            self.1
+        }
+    }
 
     #[test]
-    fn the_histogram_counts_cumulatively_and_bounds_quantiles() {
-        let h = Histogram::default();
+    fn a_scrape_names_every_series_as_before_with_labels_and_buckets() {
+        let fixed = Fixed::default();
+        fixed.0.request("chunk");
+        fixed.0.request("nonsense");
         for ms in [1, 2, 3, 40, 400] {
-            h.observe(Duration::from_millis(ms));
+            fixed.0.chunk_latency.observe(Duration::from_millis(ms));
         }
-        assert_eq!(h.count(), 5);
-        assert_eq!(h.quantile_bound(0.5), Some(0.005));
-        assert_eq!(h.quantile_bound(1.0), Some(0.5));
-        let m = NodeMetrics::default();
-        m.request("chunk");
-        m.request("nonsense");
-        let text = m.render(&Snapshot::default());
-        assert!(text.contains("stoq_requests_total{kind=\"chunk\"} 1"));
-        assert!(text.contains("stoq_requests_total{kind=\"other\"} 1"));
-        assert!(text.contains("stoq_chunk_retrieval_seconds_bucket{le=\"+Inf\"} 0"));
+        fixed
+            .0
+            .front
+            .answered("GET", 200, "2", Duration::from_millis(3));
+        let text = render(&registry(Arc::new(fixed)));
+        for line in [
+            "# TYPE stoq_bytes_out_total counter",
+            "stoq_requests_total{kind=\"chunk\"} 1",
+            "stoq_requests_total{kind=\"other\"} 1",
+            "# TYPE stoq_connections gauge",
+            "# TYPE stoq_chunk_retrieval_seconds histogram",
+            "stoq_chunk_retrieval_seconds_bucket{le=\"0.005\"} 3",
+            "stoq_chunk_retrieval_seconds_bucket{le=\"+Inf\"} 5",
+            "stoq_chunk_retrieval_seconds_count 5",
+            "stoq_http_requests_total{method=\"GET\",status=\"200\",version=\"2\"} 1",
+            "stoq_http_first_byte_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
     }
 }

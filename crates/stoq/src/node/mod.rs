@@ -26,6 +26,7 @@ mod lifecycle;
 mod locator;
 mod membership;
 mod metrics;
+mod metrics_http;
 mod pull;
 mod qos;
 mod recent;
@@ -52,7 +53,10 @@ pub use membership::{
     GossipError, GossipSender, Member, Membership, MembershipTiming, Peer, Report, View,
     MAX_MEMBERS, MAX_REPORTED_RTTS,
 };
-pub use metrics::{bind_tcp_v6, Histogram, NodeMetrics, Snapshot, LATENCY_BUCKETS, REQUEST_KINDS};
+pub use metrics::{
+    bind_tcp_v6, registry, render, Histogram, NodeMetrics, Scrape, Snapshot, LATENCY_BUCKETS,
+    REQUEST_KINDS,
+};
 pub use report::REPORT_INTERVAL;
 pub use serve::serve_basic;
 pub use state::{SharedEdges, SharedRouter};

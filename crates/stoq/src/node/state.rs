@@ -132,6 +132,24 @@ impl LoadMeter {
     }
 }
 
+impl std::fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeState")
+            .field("node", &self.me.node_id())
+            .finish()
+    }
+}
+
+impl super::metrics::Scrape for NodeState {
+    fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        NodeState::snapshot(self)
+    }
+}
+
 /// Everything a running node shares among its tasks.
 pub struct NodeState {
     /// The QUIC endpoint it listens and dials on.
