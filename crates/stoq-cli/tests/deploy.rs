@@ -116,7 +116,15 @@ fn every_series_the_rules_use_is_one_a_real_node_exposes() {
     assert!(size > 0.0 && free <= size, "free {free} of {size}");
     // Only /metrics is served there.
     let other = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .arg(format!("http://{metrics}/other"))
         .output()
         .unwrap();

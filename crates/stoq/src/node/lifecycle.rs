@@ -18,7 +18,6 @@ use super::dialer::{Dialer, GossipOverQuic};
 use super::error::NodeError;
 use super::membership::{Member, Membership, MembershipTiming};
 use super::metrics::NodeMetrics;
-use super::reload::Live;
 use super::report::report_loop;
 use super::scrub::scrub_loop;
 use super::state::{
@@ -128,16 +127,20 @@ fn holdings(
     })
 }
 
-/// Serves `/metrics` for `state` at `addr` (IPv6), on a task of its own.
-pub(super) fn serve_metrics(
-    state: &Arc<NodeState>,
-    addr: SocketAddr,
-) -> Result<tokio::task::JoinHandle<()>, NodeError> {
-    let listener = super::metrics::bind_tcp_v6(addr, 128)?;
-    let registry = Arc::new(super::metrics::registry(state.clone()));
-    let serving =
-        super::metrics_http::serve_http(listener, registry).instrument(state.span.clone());
-    Ok(tokio::spawn(serving))
+/// What a running node keeps to be reloaded.
+pub(super) struct Live {
+    /// The configuration it started with (what restart-only settings are compared with).
+    pub(super) started: StoqConfig,
+    /// The configuration in effect now.
+    pub(super) applied: Mutex<StoqConfig>,
+    /// The membership proof its gossip carries (follows the admin token).
+    pub(super) proof: Arc<RwLock<[u8; 32]>>,
+    /// The `/metrics` server, if one runs.
+    pub(super) metrics_server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The token was handed in by the host, not read from a file: a reload keeps it.
+    pub(super) token_given: bool,
+    /// The prefix table was handed in by the host: a reload keeps it.
+    pub(super) prefixes_given: bool,
 }
 
 impl Node {
@@ -237,7 +240,7 @@ impl Node {
             report_loop(state.clone(), options.seeds).instrument(span.clone()),
         )];
         let metrics_server = match config.node.metrics {
-            Some(addr) => Some(serve_metrics(&state, addr)?),
+            Some(addr) => Some(super::metrics_http::serve_metrics(&state, addr)?),
             None => None,
         };
         if config.node.scrub_interval_ms > 0 {

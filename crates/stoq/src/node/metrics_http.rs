@@ -2,6 +2,7 @@
 //! on every scrape; anything else is 404. Heads are bounded in size and time.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use super::error::NodeError;
 use super::metrics::render;
+use super::state::NodeState;
+use tracing::Instrument;
 
 /// How long a scraper has to send its request head.
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
@@ -65,4 +69,15 @@ fn answer<B>(registry: &Registry, req: &Request<B>) -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
     response
+}
+
+/// Serves `/metrics` for `state` at `addr` (IPv6), on a task of its own.
+pub fn serve_metrics(
+    state: &Arc<NodeState>,
+    addr: SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+    let listener = super::metrics::bind_tcp_v6(addr, 128)?;
+    let registry = Arc::new(super::metrics::registry(state.clone()));
+    let serving = serve_http(listener, registry).instrument(state.span.clone());
+    Ok(tokio::spawn(serving))
 }

@@ -3,11 +3,9 @@
 //! that is at most a minute old.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::state::NodeState;
 use crate::protocol::Window;
 
 /// The window `stoq status` reports.
@@ -16,36 +14,14 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// The counters a window is the difference of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
-    bytes_in: u64,
-    bytes_out: u64,
-    requests: u64,
-    errors: u64,
-}
-
-impl Totals {
-    /// The node's counters now.
-    pub fn of(state: &NodeState) -> Totals {
-        let m = &state.metrics;
-        let c = state.endpoint.counters();
-        let (http_requests, http_errors) = m.front.totals();
-        let requests = m
-            .requests
-            .iter()
-            .map(|r| r.load(Ordering::Relaxed))
-            .sum::<u64>();
-        Totals {
-            bytes_in: m.bytes_in.load(Ordering::Relaxed),
-            bytes_out: m.bytes_out.load(Ordering::Relaxed),
-            requests: requests + http_requests,
-            errors: m.busy.load(Ordering::Relaxed)
-                + m.unauthorized.load(Ordering::Relaxed)
-                + c.refused_limit
-                + c.failed_handshakes
-                + c.stalled_streams
-                + c.busy_requests
-                + http_errors,
-        }
-    }
+    /// Content bytes received.
+    pub bytes_in: u64,
+    /// Content bytes sent.
+    pub bytes_out: u64,
+    /// Requests answered (STOQ and HTTP).
+    pub requests: u64,
+    /// Refusals and failures (see [`Window::errors`]).
+    pub errors: u64,
 }
 
 /// Samples of a node's counters over the last minute.

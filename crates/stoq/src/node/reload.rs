@@ -6,10 +6,10 @@
 //! the HTTP front) is named, and left as it was until a restart.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
 
 use super::error::NodeError;
-use super::lifecycle::{serve_metrics, Node};
+use super::lifecycle::Node;
+use super::metrics_http::serve_metrics;
 use super::qos::QosLimits;
 use super::token::{AdminToken, TOKEN_FILE};
 use crate::config::StoqConfig;
@@ -23,22 +23,6 @@ pub struct Reloaded {
     pub needs_restart: Vec<&'static str>,
     /// Settings that could not be applied, and why (the old values stay in effect).
     pub failed: Vec<String>,
-}
-
-/// What a running node keeps to be reloaded.
-pub(super) struct Live {
-    /// The configuration it started with (what restart-only settings are compared with).
-    pub(super) started: StoqConfig,
-    /// The configuration in effect now.
-    pub(super) applied: Mutex<StoqConfig>,
-    /// The membership proof its gossip carries (follows the admin token).
-    pub(super) proof: Arc<RwLock<[u8; 32]>>,
-    /// The `/metrics` server, if one runs.
-    pub(super) metrics_server: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// The token was handed in by the host, not read from a file: a reload keeps it.
-    pub(super) token_given: bool,
-    /// The prefix table was handed in by the host: a reload keeps it.
-    pub(super) prefixes_given: bool,
 }
 
 /// Restart-only settings that differ between `started` and `new`.

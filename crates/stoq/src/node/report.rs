@@ -28,7 +28,7 @@ pub async fn report_loop(state: Arc<NodeState>, seeds: Vec<(NodeId, SocketAddrV6
         ticker.tick().await;
         seq += 1;
         state.membership.report(report(&state, seq));
-        let totals = super::recent::Totals::of(&state);
+        let totals = state.totals();
         state.recent.record(std::time::Instant::now(), totals);
         if state.membership.peers().is_empty() {
             for (id, addr) in &seeds {

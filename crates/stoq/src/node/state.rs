@@ -198,7 +198,31 @@ impl NodeState {
         self.holdings.role()
     }
 
-    /// Figures for the metrics page.
+    /// The counters a "last minute" window is the difference of, now.
+    pub fn totals(&self) -> super::recent::Totals {
+        let m = &self.metrics;
+        let c = self.endpoint.counters();
+        let (http_requests, http_errors) = m.front.totals();
+        let requests = m
+            .requests
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .sum::<u64>();
+        super::recent::Totals {
+            bytes_in: m.bytes_in.load(Ordering::Relaxed),
+            bytes_out: m.bytes_out.load(Ordering::Relaxed),
+            requests: requests + http_requests,
+            errors: m.busy.load(Ordering::Relaxed)
+                + m.unauthorized.load(Ordering::Relaxed)
+                + c.refused_limit
+                + c.failed_handshakes
+                + c.stalled_streams
+                + c.busy_requests
+                + http_errors,
+        }
+    }
+
+    /// Figures for the metrics page, read at scrape time from the parts that own them.
     pub fn snapshot(&self) -> Snapshot {
         let counters = self.endpoint.counters();
         Snapshot {

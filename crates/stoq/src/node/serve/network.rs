@@ -148,10 +148,9 @@ pub fn status(state: &NodeState) -> StatusAnswer {
             dedup_ratio: s.dedup_ratio,
         });
     let counters = state.endpoint.counters();
-    let last_minute = state.recent.window(
-        std::time::Instant::now(),
-        super::super::recent::Totals::of(state),
-    );
+    let last_minute = state
+        .recent
+        .window(std::time::Instant::now(), state.totals());
     StatusAnswer {
         uptime_s: state.recent.uptime().as_secs(),
         last_minute,
