@@ -249,16 +249,7 @@ fn small_load(origin: &Server, edge: &Server, dir: &Path) {
     common::write_noise(&file, 2 << 20, 9);
     let origin_at = format!("{}@{}", origin.node_id, origin.addr);
     let token = dir.join("origin/admin.token");
-    let put = common::run(&[
-        "put",
-        file.to_str().unwrap(),
-        "--node",
-        &origin_at,
-        "--token-file",
-        token.to_str().unwrap(),
-    ]);
-    assert!(put.status.success(), "{}", common::stderr(&put));
-    let id = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+    let id = common::publish(&file, &origin_at, &token);
     let edge_at = format!("{}@{}", edge.node_id, edge.addr);
     let out = dir.join("out.bin");
     for _ in 0..2 {
@@ -273,15 +264,7 @@ fn small_load(origin: &Server, edge: &Server, dir: &Path) {
     assert!(http.success());
     let wrong = dir.join("wrong.token");
     std::fs::write(&wrong, "ab".repeat(32)).unwrap();
-    let refused = common::run(&[
-        "put",
-        file.to_str().unwrap(),
-        "--node",
-        &origin_at,
-        "--token-file",
-        wrong.to_str().unwrap(),
-    ]);
-    assert!(!refused.status.success());
+    assert!(!common::put_to(&file, &origin_at, &wrong).status.success());
 }
 
 #[test]
@@ -301,22 +284,13 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_real_nodes
         &dir.path().join("origin"),
         &["--metrics", &format!("[::1]:{origin_metrics}")],
     );
-    let seed = format!("{}@{}", origin.node_id, origin.addr);
     let token = dir.path().join("origin/admin.token");
-    let edge = Server::start_with(
+    let metrics = format!("[::1]:{edge_metrics}");
+    let edge = Server::edge(
+        &origin,
         &dir.path().join("edge"),
-        &[
-            "--role",
-            "edge",
-            "--seed",
-            &seed,
-            "--token-file",
-            token.to_str().unwrap(),
-            "--metrics",
-            &format!("[::1]:{edge_metrics}"),
-            "--http",
-            "[::1]:0",
-        ],
+        &token,
+        &["--metrics", &metrics, "--http", "[::1]:0"],
     );
     let config = dir.path().join("prometheus.yml");
     std::fs::write(

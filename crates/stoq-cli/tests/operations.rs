@@ -80,16 +80,7 @@ fn sighup_changes_the_cache_size_and_the_admin_token_while_a_download_runs() {
     let bytes = noise(24 << 20, 3);
     let file = dir.path().join("big.bin");
     std::fs::write(&file, &bytes).unwrap();
-    let put = run(&[
-        "put",
-        file.to_str().unwrap(),
-        "--node",
-        &seed,
-        "--token-file",
-        net_token.to_str().unwrap(),
-    ]);
-    assert!(put.status.success(), "{}", stderr(&put));
-    let id = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+    let id = common::publish(&file, &seed, &net_token);
 
     // A download through the edge; once the edge holds some of it, the reload.
     let out = dir.path().join("out.bin");
@@ -186,31 +177,15 @@ fn the_status_screen_shows_role_uptime_peers_cache_and_the_last_minute() {
     let origin = Server::start_with(&dir.path().join("origin"), &["--region", "eu-west"]);
     let seed = format!("{}@{}", origin.node_id, origin.addr);
     let token = dir.path().join("origin/admin.token");
-    let edge = Server::start_with(
+    let edge = Server::edge(
+        &origin,
         &dir.path().join("edge"),
-        &[
-            "--role",
-            "edge",
-            "--region",
-            "us-east",
-            "--seed",
-            &seed,
-            "--token-file",
-            token.to_str().unwrap(),
-        ],
+        &token,
+        &["--region", "us-east"],
     );
     let file = dir.path().join("file.bin");
     common::write_noise(&file, 3 << 20, 4);
-    let put = run(&[
-        "put",
-        file.to_str().unwrap(),
-        "--node",
-        &seed,
-        "--token-file",
-        token.to_str().unwrap(),
-    ]);
-    assert!(put.status.success(), "{}", stderr(&put));
-    let id = String::from_utf8(put.stdout).unwrap().trim().to_owned();
+    let id = common::publish(&file, &seed, &token);
     let edge_at = format!("{}@{}", edge.node_id, edge.addr);
     let out = dir.path().join("out.bin");
     let get = run(&["get", &id, "--node", &edge_at, "-o", out.to_str().unwrap()]);
@@ -367,15 +342,7 @@ fn every_log_event_names_the_node_and_a_requests_events_its_id_and_peer() {
     let wrong = dir.path().join("wrong.token");
     write_token(&wrong, 0xab);
     let node = format!("{}@{}", origin.node_id, origin.addr);
-    let put = run(&[
-        "put",
-        file.to_str().unwrap(),
-        "--node",
-        &node,
-        "--token-file",
-        wrong.to_str().unwrap(),
-    ]);
-    assert!(!put.status.success());
+    assert!(!common::put_to(&file, &node, &wrong).status.success());
     if Command::new("curl").arg("--version").output().is_ok() {
         let url = format!("{}/c", origin.http_url.as_deref().unwrap());
         let status = Command::new("curl")

@@ -25,6 +25,24 @@ pub fn run(args: &[&str]) -> Output {
     stoq().args(args).output().expect("stoq runs")
 }
 
+/// `stoq put FILE --node NODE --token-file TOKEN`.
+pub fn put_to(file: &std::path::Path, node: &str, token: &std::path::Path) -> Output {
+    stoq()
+        .arg("put")
+        .arg(file)
+        .args(["--node", node, "--token-file"])
+        .arg(token)
+        .output()
+        .expect("stoq runs")
+}
+
+/// The same, which must succeed: the content id it printed.
+pub fn publish(file: &std::path::Path, node: &str, token: &std::path::Path) -> String {
+    let out = put_to(file, node, token);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -91,6 +109,21 @@ impl Server {
             node_id: words[5].to_owned(),
             http_url,
         }
+    }
+
+    /// An edge in `data` joined to `origin` with the admin token at `token` (the network's),
+    /// with `extra` flags.
+    pub fn edge(
+        origin: &Server,
+        data: &std::path::Path,
+        token: &std::path::Path,
+        extra: &[&str],
+    ) -> Server {
+        let seed = format!("{}@{}", origin.node_id, origin.addr);
+        let token = token.to_str().unwrap();
+        let mut flags = vec!["--role", "edge", "--seed", &seed, "--token-file", token];
+        flags.extend_from_slice(extra);
+        Server::start_with(data, &flags)
     }
 
     /// SIGTERM, then wait (bounded) for a graceful exit.

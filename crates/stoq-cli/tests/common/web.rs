@@ -102,19 +102,9 @@ pub fn edge_of(origin: &Server, dir: &Path, token: &Path) -> Server {
 
 /// The same with its data in `data` and `extra` flags (a region, a position).
 pub fn edge_with(origin: &Server, data: &Path, token: &Path, extra: &[&str]) -> Server {
-    let seed = format!("{}@{}", origin.node_id, origin.addr);
-    let mut flags = vec![
-        "--role",
-        "edge",
-        "--seed",
-        &seed,
-        "--token-file",
-        token.to_str().unwrap(),
-        "--http",
-        "[::1]:0",
-    ];
+    let mut flags = vec!["--http", "[::1]:0"];
     flags.extend_from_slice(extra);
-    Server::start_with(data, &flags)
+    Server::edge(origin, data, token, &flags)
 }
 
 /// Publishes `file` on `server` (whose data dir `data` holds the admin token); its id.
