@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::web::{curl, curl_missing, head, head_of, header, https_origin, put};
 use common::{noise, run, stderr, Server};
@@ -473,4 +474,70 @@ fn a_bad_http_setting_is_a_usage_error_that_names_it() {
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(named), "{flags:?}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn slow_readers_hold_the_fronts_read_ahead_budget_and_a_new_read_gets_503_until_they_finish() {
+    if curl_missing() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stoq.toml");
+    std::fs::write(&config, "[http]\nread_ahead_bytes = 4194304\n").unwrap();
+    let data = dir.path().join("origin");
+    let origin = Server::start_with(
+        &data,
+        &["--config", config.to_str().unwrap(), "--http", "[::1]:0"],
+    );
+    let bytes = noise(32 << 20, 21);
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let id = put(&file, &origin, &data, &[]);
+    let url = format!("{}/c/{id}", origin.http_url.as_deref().unwrap());
+    // Two clients that read slowly: once their socket buffers are full, each holds two runs.
+    let slow: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "--max-time",
+                    "60",
+                    "--limit-rate",
+                    "20K",
+                    "-o",
+                    "/dev/null",
+                    &url,
+                ])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (status, headers, body) = loop {
+        let dump = String::from_utf8_lossy(&curl(None, &["-D", "-", "-r", "0-0", &url]).stdout)
+            .into_owned();
+        let (status, headers) = head_of(&dump);
+        if status == 503 || std::time::Instant::now() > deadline {
+            let body = dump.split("\r\n\r\n").last().unwrap_or_default().to_owned();
+            break (status, headers, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 503, "{headers:?}");
+    assert_eq!(header(&headers, "retry-after"), Some("1"));
+    assert!(body.contains("read-ahead buffers are full"), "{body}");
+    // Once they are gone, their share comes back.
+    for mut child in slow {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let whole = loop {
+        let out = curl(None, &["-f", &url]);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out.stdout;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(whole == bytes, "{} bytes came back", whole.len());
 }

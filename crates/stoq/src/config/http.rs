@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The HTTP front of a node. Off unless `listen` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// The TCP address (IPv6) to serve HTTP on, such as `[::]:443`; with a certificate, HTTP/3
@@ -24,6 +24,23 @@ pub struct HttpConfig {
     /// On an origin or relay: answer a read with a redirect (302) to the client's nearest
     /// edge's front, when that edge announces one. Off by default; an edge always serves.
     pub redirect_to_nearest_edge: bool,
+    /// Bytes of chunks read ahead for HTTP readers, all together: each reader holds up to two
+    /// runs of about 1 MiB while its client takes them; past this, new reads are answered 503
+    /// with `Retry-After` until readers finish. At least 4 MiB.
+    pub read_ahead_bytes: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            cert: None,
+            key: None,
+            public_url: None,
+            redirect_to_nearest_edge: false,
+            read_ahead_bytes: 256 << 20,
+        }
+    }
 }
 
 /// Longest front URL a node announces to its peers.
@@ -65,6 +82,9 @@ impl HttpConfig {
             if let Err(reason) = front_base_url(url) {
                 return Some(("http.public_url", reason));
             }
+        }
+        if self.read_ahead_bytes < 4 << 20 {
+            return Some(("http.read_ahead_bytes", "at least 4 MiB (4194304)"));
         }
         if self.cert.is_some() != self.key.is_some() {
             return Some((

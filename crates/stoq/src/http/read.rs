@@ -10,7 +10,6 @@ use headers::HeaderMapExt;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::answer::{bearer, denied, empty, refused, text, Body, BodyError};
@@ -180,6 +179,14 @@ fn answer(
     };
     let body = match &bytes {
         Some(range) if req.method() != Method::HEAD && !range.is_empty() => {
+            if !front.content.has_read_room() {
+                // Every read-ahead buffer is taken by readers still sending: come back soon.
+                let after = std::time::Duration::from_secs(1);
+                return refused(&Refusal::busy(
+                    "the HTTP front's read-ahead buffers are full",
+                    after,
+                ));
+            }
             stream(front, client, id, manifest, range.clone())
         }
         _ => empty(),
@@ -231,7 +238,7 @@ fn stream(
         .chunks(id, manifest.clone(), first as u32..end as u32, client);
     let content = front.content.clone();
     let mut index = first;
-    let frames = ReceiverStream::new(arriving).map(move |next| {
+    let frames = arriving.map(move |next| {
         let entry = &manifest.chunks[index];
         index += 1;
         let bytes = next.map_err(|refusal| BodyError::from(refusal.to_string()))?;

@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::access::{authorise, restriction_of};
-use super::error::Answered;
+use super::error::{Answered, Refusal};
 use super::pull::{manifest_of, name_of};
 use super::serve::{not_an_origin, publish_file, purge_everywhere, read_run};
 use super::state::NodeState;
@@ -27,6 +27,49 @@ pub const FRONT_RUN_BYTES: u64 = 1 << 20;
 
 /// Most chunks in one run.
 pub const FRONT_RUN_CHUNKS: u32 = 64;
+
+/// The budget of read-ahead bytes (`http.read_ahead_bytes`) is counted in KiB.
+const BUDGET_UNIT: u64 = 1024;
+
+/// Budget units a chunk of `len` bytes holds.
+fn units(len: u32) -> u32 {
+    u64::from(len).div_ceil(BUDGET_UNIT).max(1) as u32
+}
+
+/// The front-wide budget of `bytes` of read-ahead chunks, shared by every reader of one node:
+/// with many slow clients the others wait for room, and a new read is answered 503 while there
+/// is none.
+pub fn front_budget(bytes: u64) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new((bytes / BUDGET_UNIT) as usize))
+}
+
+/// A chunk read ahead for a reader, with its share of the front's budget (given back when
+/// the reader takes it).
+type Held = (Answered<Bytes>, Option<OwnedSemaphorePermit>);
+
+/// What [`NodeContent::chunks`] hands a reader: the chunks in order, as they are read.
+#[derive(Debug)]
+pub struct Arriving(mpsc::Receiver<Held>);
+
+impl Arriving {
+    /// The next chunk, or `None` after the last (or after the reading stopped).
+    pub async fn recv(&mut self) -> Option<Answered<Bytes>> {
+        self.0.recv().await.map(|(chunk, _share)| chunk)
+    }
+}
+
+impl tokio_stream::Stream for Arriving {
+    type Item = Answered<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0
+            .poll_recv(cx)
+            .map(|held| held.map(|(chunk, _share)| chunk))
+    }
+}
 
 /// Where the run starting at chunk `first` ends: after [`FRONT_RUN_BYTES`] or
 /// [`FRONT_RUN_CHUNKS`], at `end` at the latest, and always after at least one chunk.
@@ -115,18 +158,23 @@ impl NodeContent {
     /// while the last is sent. It ends after the last chunk, after the first refusal, or when
     /// the consumer has taken nothing for the transport's stall timeout (a client that stopped
     /// reading).
+    ///
+    /// Every read-ahead chunk also holds its bytes of the node's front-wide budget
+    /// (`http.read_ahead_bytes`) until the reader takes it; a run waits for its share like it
+    /// waits for channel room.
     pub fn chunks(
         &self,
         id: ContentId,
         manifest: Arc<Manifest>,
         run: Range<u32>,
         client: usize,
-    ) -> mpsc::Receiver<Answered<Bytes>> {
+    ) -> Arriving {
         // Room for two runs like the first (a content's chunks are of one profile, so its
         // runs hold about as many chunks each): about 2 MiB buffered per reader.
         let first_run = run_end(&manifest, run.start, run.end).saturating_sub(run.start);
         let (tx, rx) = mpsc::channel(2 * first_run.max(1) as usize);
         let state = self.state.clone();
+        let budget = state.front_budget.clone();
         let stall = state.endpoint.config().stall_timeout();
         super::spawn_in_span(async move {
             let mut next = run.start;
@@ -140,29 +188,53 @@ impl NodeContent {
                 else {
                     return;
                 };
+                let lengths: Vec<u32> = manifest.chunks[part.start as usize..part.end as usize]
+                    .iter()
+                    .map(|c| c.length)
+                    .collect();
+                let wanted = lengths.iter().map(|l| units(*l)).sum();
+                let mut share =
+                    match tokio::time::timeout(stall, budget.clone().acquire_many_owned(wanted))
+                        .await
+                    {
+                        Ok(Ok(share)) => share,
+                        _ => {
+                            let busy =
+                                Refusal::busy("the front's read-ahead buffers are full", stall);
+                            let _ = tx.send((Err(busy), None)).await;
+                            return;
+                        }
+                    };
                 let _slot = match state.admission.enter(Some(client)).await {
                     Ok(slot) => slot,
                     Err(busy) => {
                         state.metrics.busy.fetch_add(1, Ordering::Relaxed);
-                        let _ = tx.send(Err(busy)).await;
+                        let _ = tx.send((Err(busy), None)).await;
                         return;
                     }
                 };
                 state.metrics.request("chunk");
                 let mut chunks = read_run(&state, id, manifest.clone(), part).await;
-                for permit in permits {
+                for (permit, len) in permits.zip(lengths) {
                     let Some(result) = chunks.recv().await else {
                         return;
                     };
                     let failed = result.is_err();
-                    permit.send(result);
+                    permit.send((result, share.split(units(len) as usize)));
                     if failed {
                         return;
                     }
                 }
             }
         });
-        rx
+        Arriving(rx)
+    }
+
+    /// Whether the front's read-ahead budget has room for a reader to start (two runs); a
+    /// read that finds none is answered 503 before its head is sent.
+    pub fn has_read_room(&self) -> bool {
+        let two_runs = 2 * FRONT_RUN_BYTES / BUDGET_UNIT;
+        self.state.front_budget.available_permits() as u64 >= two_runs
     }
 
     /// The media type recorded for `id` when it was published, if any.

@@ -225,6 +225,7 @@ impl Node {
             recent: Default::default(),
             span: span.clone(),
             request_ids: AtomicU64::new(0),
+            front_budget: super::front::front_budget(config.http.read_ahead_bytes),
         });
         for (id, addr) in &options.seeds {
             state.membership.join(*id, *addr);

@@ -43,7 +43,7 @@ mod view;
 pub use cache::{CacheStats, EdgeCache};
 pub use coalesce::Coalescer;
 pub use error::{NodeError, Refusal};
-pub use front::{NodeContent, ReadRefused, FRONT_RUN_BYTES, FRONT_RUN_CHUNKS};
+pub use front::{Arriving, NodeContent, ReadRefused, FRONT_RUN_BYTES, FRONT_RUN_CHUNKS};
 pub use lifecycle::{Node, NodeOptions};
 pub use reload::Reloaded;
 

@@ -190,6 +190,8 @@ pub struct NodeState {
     pub span: tracing::Span,
     /// Numbers requests for the logs (`request{id=N}`), from 1.
     pub request_ids: AtomicU64,
+    /// The HTTP front's read-ahead budget (`http.read_ahead_bytes`).
+    pub front_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl NodeState {
