@@ -101,27 +101,27 @@ fn reload(node: &Node, args: &ServeArgs, log_format: Option<&str>) {
     if let Err(e) = crate::logging::check_level(&config) {
         return notice(&format!("reload refused, nothing changed: {e}"));
     }
-    let logs = crate::logging::reload(log_format, &config).unwrap_or_default();
-    match node.reload(config) {
-        Ok(done) => {
-            let mut applied: Vec<&str> = logs;
-            applied.extend(&done.applied);
-            let list = |names: &[&str]| match names.is_empty() {
-                true => "nothing".to_owned(),
-                false => names.join(", "),
-            };
-            notice(&format!("reloaded: applied {}", list(&applied)));
-            if !done.needs_restart.is_empty() {
-                notice(&format!(
-                    "reload: {} changed but take effect only after a restart",
-                    done.needs_restart.join(", ")
-                ));
-            }
-            for failure in done.failed {
-                notice(&format!("reload: not applied: {failure}"));
-            }
-        }
-        Err(e) => notice(&format!("reload refused, nothing changed: {e}")),
+    // The node's part can fail (a token file, a metrics address); the logs' part cannot once
+    // the level was checked. So the node first: a refusal then leaves the logs as they were.
+    let done = match node.reload(config.clone()) {
+        Ok(done) => done,
+        Err(e) => return notice(&format!("reload refused, nothing changed: {e}")),
+    };
+    let mut applied = crate::logging::reload(log_format, &config).unwrap_or_default();
+    applied.extend(&done.applied);
+    let applied = match applied.is_empty() {
+        true => "nothing".to_owned(),
+        false => applied.join(", "),
+    };
+    notice(&format!("reloaded: applied {applied}"));
+    if !done.needs_restart.is_empty() {
+        notice(&format!(
+            "reload: {} changed but take effect only after a restart",
+            done.needs_restart.join(", ")
+        ));
+    }
+    for failure in done.failed {
+        notice(&format!("reload: not applied: {failure}"));
     }
 }
 

@@ -188,11 +188,8 @@ impl NodeContent {
                 else {
                     return;
                 };
-                let lengths: Vec<u32> = manifest.chunks[part.start as usize..part.end as usize]
-                    .iter()
-                    .map(|c| c.length)
-                    .collect();
-                let wanted = lengths.iter().map(|l| units(*l)).sum();
+                let units_of = |index: u32| units(manifest.chunks[index as usize].length);
+                let wanted = part.clone().map(units_of).sum();
                 let mut share =
                     match tokio::time::timeout(stall, budget.clone().acquire_many_owned(wanted))
                         .await
@@ -214,13 +211,13 @@ impl NodeContent {
                     }
                 };
                 state.metrics.request("chunk");
-                let mut chunks = read_run(&state, id, manifest.clone(), part).await;
-                for (permit, len) in permits.zip(lengths) {
+                let mut chunks = read_run(&state, id, manifest.clone(), part.clone()).await;
+                for (permit, index) in permits.zip(part) {
                     let Some(result) = chunks.recv().await else {
                         return;
                     };
                     let failed = result.is_err();
-                    permit.send((result, share.split(units(len) as usize)));
+                    permit.send((result, share.split(units_of(index) as usize)));
                     if failed {
                         return;
                     }

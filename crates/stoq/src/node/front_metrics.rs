@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
 
 use super::histogram::Histogram;
 
@@ -67,12 +68,11 @@ impl FrontMetrics {
     /// Encodes the front's series into a scrape (`http_requests_total{method,status,version}`,
     /// `http_bytes_out_total`, `http_first_byte_seconds`, under the registry's `stoq_` prefix).
     pub fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let requests = ConstCounter::new(0u64);
         let mut family = encoder.encode_descriptor(
             "http_requests",
             "HTTP requests answered, by method, status and protocol version.",
             None,
-            requests.metric_type(),
+            MetricType::Counter,
         )?;
         for ((method, status, version), n) in
             self.requests.lock().expect("front metrics lock").iter()

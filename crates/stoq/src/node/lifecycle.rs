@@ -24,7 +24,7 @@ use super::state::{
     Access, Holdings, LoadMeter, Locator, NodeState, SharedEdges, SharedRouter, Upstreams,
 };
 use super::stored::OriginStore;
-use super::token::{AdminToken, TOKEN_FILE};
+use super::token::{token_path, AdminToken};
 use crate::chunking::ChunkEngine;
 use crate::config::Role;
 use crate::config::StoqConfig;
@@ -154,13 +154,10 @@ impl Node {
         let token_given = options.token.is_some();
         let token = match options.token {
             Some(t) => t,
-            None => match &config.node.admin_token_file {
-                // A token file that does not exist yet is created (mode 0600), so a network's
-                // first node makes the token the others and its clients are given.
-                Some(path) => AdminToken::load_or_create(path).map_err(NodeError::Token)?,
-                None => AdminToken::load_or_create(&data_dir.join(TOKEN_FILE))
-                    .map_err(NodeError::Token)?,
-            },
+            // A token file that does not exist yet is created (mode 0600), so a network's
+            // first node makes the token the others and its clients are given.
+            None => AdminToken::load_or_create(&token_path(&data_dir, &config.node))
+                .map_err(NodeError::Token)?,
         };
         let holdings = holdings(&config, options.chunk_engine)?;
         // Every event of this node carries its id: its tasks run in this span (an error-level
@@ -295,7 +292,7 @@ impl Node {
     }
 
     /// Its admin token.
-    pub fn token(&self) -> AdminToken {
+    pub fn token(&self) -> Arc<AdminToken> {
         self.state.access.token()
     }
 

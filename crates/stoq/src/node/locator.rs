@@ -107,7 +107,7 @@ fn own_ranking(
     location: &ClientLocation,
     area: Option<&str>,
 ) -> Result<Vec<EdgeNode>, EdgeError> {
-    let mut registry = EdgeRegistry::new(state.locator.prefixes());
+    let mut registry = EdgeRegistry::new((*state.locator.prefixes()).clone());
     if let Some(area) = area {
         if let Some(ms) = state.load.area_rtt(area) {
             registry.record_rtt(&state.me.node_id().to_string(), area, ms);

@@ -13,6 +13,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -106,7 +107,7 @@ impl NodeMetrics {
         encoder: &mut DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&str, &str, u64); 17] = [
+        let counters: [(&str, &str, u64); 18] = [
             ("bytes_in", "Body bytes received.", get(&self.bytes_in)),
             ("bytes_out", "Body bytes sent.", get(&self.bytes_out)),
             ("cache_hits", "Cache lookups answered from the cache.", snap.cache.hits),
@@ -152,6 +153,11 @@ impl NodeMetrics {
                 "Damaged (corrupt or missing) blobs the scrub found.",
                 get(&self.scrub_damaged),
             ),
+            (
+                "scrub_passes",
+                "Scrub passes over the whole store completed.",
+                get(&self.scrub_passes),
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -162,18 +168,11 @@ impl NodeMetrics {
                 counter.metric_type(),
             )?)?;
         }
-        let passes = ConstCounter::new(get(&self.scrub_passes));
-        passes.encode(encoder.encode_descriptor(
-            "scrub_passes",
-            "Scrub passes over the whole store completed.",
-            None,
-            passes.metric_type(),
-        )?)?;
         let mut by_kind = encoder.encode_descriptor(
             "requests",
             "Requests answered, by kind.",
             None,
-            passes.metric_type(),
+            MetricType::Counter,
         )?;
         for (kind, n) in REQUEST_KINDS.iter().zip(&self.requests) {
             ConstCounter::new(get(n)).encode(by_kind.encode_family(&[("kind", *kind)])?)?;

@@ -5,13 +5,11 @@
 //! applies them itself). What cannot (addresses, identity, role, transport, membership timing,
 //! the HTTP front) is named, and left as it was until a restart.
 
-use std::net::SocketAddr;
-
 use super::error::NodeError;
 use super::lifecycle::Node;
 use super::metrics_http::serve_metrics;
 use super::qos::QosLimits;
-use super::token::{AdminToken, TOKEN_FILE};
+use super::token::{token_path, AdminToken};
 use crate::config::StoqConfig;
 
 /// What a reload did.
@@ -80,8 +78,7 @@ impl Node {
         let token = match live.token_given {
             true => None,
             false => {
-                let path = (new.node.admin_token_file.clone())
-                    .unwrap_or_else(|| live.started.node.data_dir.join(TOKEN_FILE));
+                let path = token_path(&live.started.node.data_dir, &new.node);
                 Some(AdminToken::read(&path).map_err(NodeError::Token)?)
             }
         };
@@ -128,10 +125,5 @@ impl Node {
         }
         *applied = next;
         Ok(done)
-    }
-
-    /// Where `/metrics` is served now, if anywhere.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.live.applied.lock().expect("config lock").node.metrics
     }
 }

@@ -317,7 +317,7 @@ const MAX_LEARNED_RESTRICTIONS: usize = 65_536;
 
 /// The node's admin token and the read restrictions it learned from upstream.
 pub struct Access {
-    token: RwLock<AdminToken>,
+    token: RwLock<Arc<AdminToken>>,
     pub(super) learned: Mutex<BoundedMap<ContentId, [u8; 32]>>,
 }
 
@@ -325,19 +325,19 @@ impl Access {
     /// Access control with `token` as the admin credential.
     pub fn new(token: AdminToken) -> Self {
         Access {
-            token: RwLock::new(token),
+            token: RwLock::new(Arc::new(token)),
             learned: Mutex::new(BoundedMap::new(MAX_LEARNED_RESTRICTIONS)),
         }
     }
 
-    /// The admin token now.
-    pub fn token(&self) -> AdminToken {
+    /// The admin token now (shared: checking a request copies no secret).
+    pub fn token(&self) -> Arc<AdminToken> {
         self.token.read().expect("token lock").clone()
     }
 
     /// Replaces the admin token (a reload): changes made after it need the new one.
     pub fn set_token(&self, token: AdminToken) {
-        *self.token.write().expect("token lock") = token;
+        *self.token.write().expect("token lock") = Arc::new(token);
     }
 
     /// Keeps a restriction learned from upstream.
@@ -488,7 +488,7 @@ pub type SharedEdges = Arc<RwLock<Box<dyn EdgeNetwork>>>;
 
 /// How a node chooses edges for clients.
 pub struct Locator {
-    prefixes: RwLock<PrefixTable>,
+    prefixes: RwLock<Arc<PrefixTable>>,
     pub(super) host: Option<SharedEdges>,
     /// The edges this node told the host about, so it can withdraw those that left.
     pub(super) told: Mutex<HashSet<String>>,
@@ -498,19 +498,19 @@ impl Locator {
     /// Locates clients' addresses through `prefixes`; `host` decides, when given.
     pub fn new(prefixes: PrefixTable, host: Option<SharedEdges>) -> Self {
         Locator {
-            prefixes: RwLock::new(prefixes),
+            prefixes: RwLock::new(Arc::new(prefixes)),
             host,
             told: Mutex::default(),
         }
     }
 
-    /// The prefix table now.
-    pub fn prefixes(&self) -> PrefixTable {
+    /// The prefix table now (shared, not copied).
+    pub fn prefixes(&self) -> Arc<PrefixTable> {
         self.prefixes.read().expect("prefixes lock").clone()
     }
 
     /// Replaces the prefix table (a reload).
     pub fn set_prefixes(&self, prefixes: PrefixTable) {
-        *self.prefixes.write().expect("prefixes lock") = prefixes;
+        *self.prefixes.write().expect("prefixes lock") = Arc::new(prefixes);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::TryRngCore;
 use stoq_transport::NodeId;
@@ -30,6 +30,14 @@ pub const TOKEN_FILE: &str = "admin.token";
 pub const MIN_TOKEN_LEN: usize = 16;
 
 pub use crate::protocol::MAX_TOKEN_LEN;
+
+/// Where a node reads its admin token: `node.admin_token_file`, else `TOKEN_FILE` in its data
+/// directory `data_dir` (the one it started with).
+pub fn token_path(data_dir: &Path, node: &crate::config::NodeConfig) -> PathBuf {
+    node.admin_token_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(TOKEN_FILE))
+}
 
 /// An admin token, compared in constant time.
 #[derive(Clone)]
