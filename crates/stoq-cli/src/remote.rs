@@ -95,7 +95,7 @@ async fn get_collection(
 
 /// How many leading chunks of `manifest` the partial file already holds intact; the file is
 /// cut back to exactly those.
-fn verified_prefix(part: &mut std::fs::File, manifest: &Manifest) -> std::io::Result<u32> {
+fn verified_prefix(mut part: &std::fs::File, manifest: &Manifest) -> std::io::Result<u32> {
     part.seek(SeekFrom::Start(0))?;
     let mut good = 0u32;
     let mut offset = 0u64;
@@ -183,30 +183,29 @@ pub async fn get(args: GetArgs) -> Result<()> {
     let report = match output::target(args.output.as_deref()) {
         Target::File(path) => {
             let part = PathBuf::from(format!("{}.part", path.display()));
-            let mut file = std::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
                 .create(true)
                 .read(true)
                 .write(true)
                 .truncate(false)
                 .open(&part)
                 .with_context(|| format!("cannot open {}", part.display()))?;
-            let mut resume = file.try_clone()?;
             let bar = progress::bytes(0, args.json);
-            let mut out = Counting {
-                inner: std::io::BufWriter::new(&mut file),
-                bar: bar.clone(),
-            };
+            let file = Arc::new(file);
+            let mut total = 0;
             let report = located
-                .fetch(&id, &mut out, &options, |m| {
-                    let have = verified_prefix(&mut resume, m)?;
-                    bar.set_length(m.size);
-                    let done: u64 = m.chunks[..have as usize]
-                        .iter()
-                        .map(|c| u64::from(c.length))
-                        .sum();
-                    bar.set_position(done);
-                    Ok(have)
-                })
+                .fetch_to_file(
+                    &id,
+                    file.clone(),
+                    &options,
+                    |m| {
+                        let have = verified_prefix(&file, m)?;
+                        total = m.size;
+                        bar.set_length(m.size);
+                        Ok(have)
+                    },
+                    |done| bar.set_position(done),
+                )
                 .await
                 .with_context(|| {
                     format!(
@@ -214,9 +213,9 @@ pub async fn get(args: GetArgs) -> Result<()> {
                         part.display()
                     )
                 })?;
-            out.flush()?;
             bar.finish_and_clear();
-            drop(out);
+            // A longer file left by something else at this path ends where the content does.
+            file.set_len(total)?;
             file.sync_all()?;
             std::fs::rename(&part, &path)?;
             report

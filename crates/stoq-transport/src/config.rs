@@ -136,7 +136,8 @@ pub struct TransportConfig {
     pub gso: bool,
     /// UDP payload size used before path MTU discovery confirms more (at least 1200).
     pub initial_mtu: u16,
-    /// Upper bound for path MTU discovery; equal to `initial_mtu` turns discovery off.
+    /// Upper bound for path MTU discovery; equal to `initial_mtu` turns discovery off. With
+    /// `gso`, at most [`MAX_MTU_WITH_GSO`].
     pub max_mtu: u16,
     /// Bytes of incoming QUIC datagrams buffered per connection before old ones are dropped.
     pub datagram_receive_buffer: usize,
@@ -147,6 +148,10 @@ pub struct TransportConfig {
     /// The outgoing connection pool.
     pub pool: PoolConfig,
 }
+
+/// The largest `max_mtu` that works with GSO: quinn batches up to 10 packets into one UDP
+/// send, and the kernel refuses a send above 64 KiB (10 × 6552 + the 8-byte UDP header).
+pub const MAX_MTU_WITH_GSO: u16 = 6552;
 
 impl Default for TransportConfig {
     fn default() -> Self {
@@ -174,7 +179,9 @@ impl Default for TransportConfig {
             socket_recv_buffer: Some(4 * 1024 * 1024),
             gso: true,
             initial_mtu: 1200,
-            max_mtu: 1452,
+            // Path MTU discovery settles at what the path carries: 1452 across the Internet,
+            // more on jumbo-frame networks and loopback (fewer packets to encrypt and parse).
+            max_mtu: 6452,
             datagram_receive_buffer: 1024 * 1024,
             shutdown_grace_ms: 5_000,
             tls: TlsConfig::default(),
@@ -319,6 +326,16 @@ impl TransportConfig {
                 ),
             ));
         }
+        if self.gso && self.max_mtu > MAX_MTU_WITH_GSO {
+            return Err(TransportError::config(
+                field("max_mtu"),
+                format!(
+                    "{} is above {MAX_MTU_WITH_GSO}: with gso, quinn sends up to 10 packets in \
+                     one 64 KiB UDP datagram (set gso = false for more)",
+                    self.max_mtu
+                ),
+            ));
+        }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(TransportError::config(
                 field("tls.key_file"),
@@ -452,6 +469,7 @@ mod tests {
             ),
             ("transport.initial_mtu", Box::new(|c| c.initial_mtu = 500)),
             ("transport.max_mtu", Box::new(|c| c.max_mtu = 1200)),
+            ("transport.max_mtu", Box::new(|c| c.max_mtu = 9000)),
             (
                 "transport.socket_recv_buffer",
                 Box::new(|c| c.socket_recv_buffer = Some(10)),

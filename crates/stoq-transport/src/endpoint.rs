@@ -130,13 +130,12 @@ impl StoqEndpoint {
             TransportError::Socket(std::io::Error::other("no async runtime running"))
         })?;
         let quinn_endpoint = |socket, server: Option<quinn::ServerConfig>| {
-            quinn::Endpoint::new(
-                quinn::EndpointConfig::default(),
-                server,
-                socket,
-                runtime.clone(),
-            )
-            .map_err(TransportError::Socket)
+            let mut endpoint_config = quinn::EndpointConfig::default();
+            endpoint_config
+                .max_udp_payload_size(config.max_mtu.max(1472))
+                .expect("a u16 payload size above 1200 is valid");
+            quinn::Endpoint::new(endpoint_config, server, socket, runtime.clone())
+                .map_err(TransportError::Socket)
         };
         let count = if serve { config.endpoint_count() } else { 1 };
         let (endpoint, listeners) = match server_config {

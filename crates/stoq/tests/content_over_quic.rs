@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use stoq::chunking::{ErasurePolicy, Hash32};
-use stoq::client::{fetch, fetch_manifest, fetch_run, stall_deadline, FetchError, RunEvent};
+use stoq::client::{
+    fetch, fetch_manifest, fetch_run, fetch_to_file, stall_deadline, FetchError, FetchOptions,
+    RunEvent,
+};
 use stoq::protocol::{ErrorCode, Request};
 use stoq::store::{PutOptions, Store};
 use stoq::transport::{
@@ -107,6 +110,74 @@ async fn content_is_fetched_from_several_nodes_at_once() {
             data.len() as u64,
             "no chunk fetched twice"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_into_a_file_puts_every_chunk_in_its_place_resumes_and_stops_on_a_failed_write()
+{
+    bounded(async {
+        let data = noise(6 << 20, 5);
+        let (dirs, mut nodes) = (
+            vec![tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()],
+            Vec::new(),
+        );
+        let mut id = None;
+        for dir in &dirs {
+            id = Some(stored(dir.path(), &data, PutOptions::default()));
+            nodes.push(origin(dir.path()).await);
+        }
+        let id = id.unwrap();
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conns = vec![
+            dial(&client, &nodes[0]).await,
+            dial(&client, &nodes[1]).await,
+        ];
+        let options = FetchOptions {
+            active: 2,
+            ..FetchOptions::default()
+        };
+        let out = tempfile::tempdir().unwrap();
+
+        // Two sources write their chunks wherever they belong, in whatever order they come.
+        let path = out.path().join("whole");
+        let file = Arc::new(std::fs::File::create(&path).unwrap());
+        let mut progress = Vec::new();
+        let report = fetch_to_file(&conns, &id, file, &options, |_| Ok(0), |p| progress.push(p))
+            .await
+            .unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == data,
+            "the file is the content"
+        );
+        assert_eq!(report.size, data.len() as u64);
+        assert!(report.sources.iter().all(|(_, b)| *b > 0), "{report:?}");
+        assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+        assert_eq!(progress.last(), Some(&(data.len() as u64)));
+
+        // A file holding the first chunks already: only the rest is fetched, after them.
+        let manifest = fetch_manifest(&conns[0], &id).await.unwrap();
+        let held = manifest.chunks[3].offset as usize;
+        let path = out.path().join("resumed");
+        std::fs::write(&path, &data[..held]).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let report = fetch_to_file(&conns, &id, Arc::new(file), &options, |_| Ok(3), |_| {})
+            .await
+            .unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == data,
+            "resumed to the whole"
+        );
+        assert_eq!(report.resumed_bytes, held as u64);
+        assert_eq!(report.size, (data.len() - held) as u64);
+
+        // A file that cannot be written stops the download with the reason.
+        let read_only = Arc::new(std::fs::File::open(&path).unwrap());
+        match fetch_to_file(&conns, &id, read_only, &options, |_| Ok(0), |_| {}).await {
+            Err(FetchError::Output(e)) => assert!(!e.to_string().is_empty()),
+            other => panic!("expected an output error, got {other:?}"),
+        }
     })
     .await;
 }

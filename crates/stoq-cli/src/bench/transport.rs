@@ -1,5 +1,5 @@
 //! `stoq bench transport`: the same bytes over [::1] through STOQ, raw quinn with its
-//! defaults, TCP + TLS 1.3 (tokio-rustls) and plain TCP, round-robin in one process.
+//! defaults but for the path MTU bounds (STOQ's, like for like), TCP + TLS 1.3 (tokio-rustls) and plain TCP, round-robin in one process.
 //!
 //! Each round sends `size` bytes from memory (split over `streams` streams or connections) to a
 //! receiver that reads every byte and answers with the count; the clock runs from the first
@@ -32,8 +32,9 @@ pub async fn run(args: TransportBenchArgs) -> Result<()> {
         None => args.preset.config(),
     };
     let data = Bytes::from(pattern(args.size));
+    let max_mtu = config.transport.max_mtu;
     let mut stoq = Stoq::start(config.transport, args.streams).await?;
-    let mut quinn = RawQuinn::start(args.streams).await?;
+    let mut quinn = RawQuinn::start(args.streams, max_mtu).await?;
     let tls = TcpTls::start().await?;
     let tcp = PlainTcp::start().await?;
 
@@ -68,6 +69,7 @@ pub async fn run(args: TransportBenchArgs) -> Result<()> {
         },
         "gbps": { "stoq": s, "quinn": q, "tcp_tls": t, "tcp": p },
         "baseline": "quinn",
+        "max_mtu": max_mtu,
         "ratio": { "quinn": s / q, "tcp_tls": s / t, "tcp": s / p },
         "stoq_connection": {
             "rtt_us": stats.rtt.as_micros() as u64,
@@ -181,7 +183,9 @@ impl Stoq {
     }
 }
 
-/// Raw quinn with its default configuration: the ceiling STOQ is held to.
+/// Raw quinn with its default configuration but for the path MTU bounds, which it takes from
+/// STOQ's transport configuration (`max_mtu`): the ceiling STOQ is held to, like for like.
+/// `max_mtu` 1452 is quinn's own default.
 pub(super) struct RawQuinn {
     _server: quinn::Endpoint,
     _client: quinn::Endpoint,
@@ -190,10 +194,26 @@ pub(super) struct RawQuinn {
 }
 
 impl RawQuinn {
-    pub(super) async fn start(streams: usize) -> Result<Self> {
+    pub(super) async fn start(streams: usize, max_mtu: u16) -> Result<Self> {
         let (cert, key) = self_signed()?;
-        let server_config = quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?;
-        let server = quinn::Endpoint::server(server_config, LOCALHOST.parse()?)?;
+        let mut transport = quinn::TransportConfig::default();
+        let mut discovery = quinn::MtuDiscoveryConfig::default();
+        discovery.upper_bound(max_mtu);
+        transport.mtu_discovery_config(Some(discovery));
+        let transport = Arc::new(transport);
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        endpoint_config.max_udp_payload_size(max_mtu.max(1472))?;
+        let localhost: SocketAddr = LOCALHOST.parse()?;
+        let socket = || std::net::UdpSocket::bind(localhost);
+        let runtime = quinn::default_runtime().context("no async runtime")?;
+        let mut server_config = quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?;
+        server_config.transport_config(transport.clone());
+        let server = quinn::Endpoint::new(
+            endpoint_config.clone(),
+            Some(server_config),
+            socket()?,
+            runtime.clone(),
+        )?;
         let addr = server.local_addr()?;
         let acceptor = server.clone();
         tokio::spawn(async move {
@@ -215,8 +235,9 @@ impl RawQuinn {
         });
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert)?;
-        let client_config = quinn::ClientConfig::with_root_certificates(Arc::new(roots))?;
-        let mut client = quinn::Endpoint::client(LOCALHOST.parse()?)?;
+        let mut client_config = quinn::ClientConfig::with_root_certificates(Arc::new(roots))?;
+        client_config.transport_config(transport);
+        let mut client = quinn::Endpoint::new(endpoint_config, None, socket()?, runtime)?;
         client.set_default_client_config(client_config);
         let conn = client.connect(addr, "localhost")?.await?;
         Ok(RawQuinn {

@@ -2,8 +2,10 @@
 //! of chunks (one GET_CHUNKS each), verifies every manifest and chunk, and moves the work of a
 //! source that fails, stalls or lies to the others. A busy source is paused, not dropped.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,105 +14,17 @@ use stoq_transport::StoqConnection;
 
 use super::content::{fetch_manifest_as, fetch_run, RunEvent};
 use super::error::FetchError;
+use super::plan::{stall_deadline, FetchReport, Plan, Waiting, MAX_BUSY_WAIT};
 use super::reuse::LocalChunks;
 use crate::chunking::{ContentId, Manifest};
-use crate::protocol::MAX_RUN_CHUNKS;
-use crate::routing::Ewma;
-
-/// Chunks a fetch keeps in flight per source.
-pub const WINDOW_PER_SOURCE: usize = 4;
-
-/// The most chunks one source may have in flight, however fast it is (memory is bounded by
-/// [`MAX_IN_FLIGHT_BYTES`] first for chunks above 64 KiB).
-pub const MAX_WINDOW_PER_SOURCE: usize = 512;
-
-/// The bytes one run of chunks aims at: enough that a request's cost is spread over many
-/// chunks, little enough that a stalled run strands little.
-pub const RUN_BYTES: u64 = 1 << 20;
-
-/// The most runs one source has in flight: each is one request, and a node holds each
-/// connection to a share of its slots, so a client asks for a few long runs, not many short
-/// ones.
-pub const MAX_RUNS_PER_SOURCE: usize = 4;
-
-/// The chunks in one run for a source with room for `room` chunks of about `chunk_len` bytes:
-/// about [`RUN_BYTES`], or longer where that is needed to fill the room with
-/// [`MAX_RUNS_PER_SOURCE`] runs; at most half the room (so a second run is already streaming
-/// when one ends) and [`MAX_RUN_CHUNKS`]; at least 1.
-pub fn run_len(room: usize, chunk_len: u32) -> usize {
-    let by_bytes = (RUN_BYTES / u64::from(chunk_len.max(1))).max(1) as usize;
-    let to_fill = room.div_ceil(MAX_RUNS_PER_SOURCE);
-    let most = (room / 2).clamp(1, MAX_RUN_CHUNKS as usize);
-    by_bytes.max(to_fill).min(most)
-}
-
-/// The longest a fetch waits on sources that only answer BUSY, with no chunk delivered, before
-/// it gives up.
-pub const MAX_BUSY_WAIT: Duration = Duration::from_secs(60);
-
-/// The longest pause between a busy source's retries (the pause doubles while it stays busy).
-pub const MAX_BUSY_PAUSE: Duration = Duration::from_secs(2);
-
-/// The most bytes one source may have in flight (bounds memory for large chunks).
-pub const MAX_IN_FLIGHT_BYTES: u64 = 32 << 20;
-
-/// How much data a source should have in flight, in seconds of its measured rate: enough to
-/// cover the round trip of a loaded path (queues add tens of milliseconds).
-const IN_FLIGHT_SECONDS: f64 = 0.1;
-
-/// Chunks in flight for a source that has shown `rate` bytes/s, for chunks of about
-/// `chunk_len` bytes: enough to keep 100 ms of its rate in flight (so a fast source is never
-/// idle waiting for requests), at least 2, at most [`MAX_WINDOW_PER_SOURCE`] and
-/// [`MAX_IN_FLIGHT_BYTES`]. A source with no measurement yet gets [`WINDOW_PER_SOURCE`].
-pub fn window_for(rate: Option<f64>, chunk_len: u32) -> usize {
-    let len = u64::from(chunk_len.max(1));
-    let cap = ((MAX_IN_FLIGHT_BYTES / len) as usize).clamp(2, MAX_WINDOW_PER_SOURCE);
-    match rate {
-        None => WINDOW_PER_SOURCE.min(cap),
-        Some(r) => ((r * IN_FLIGHT_SECONDS / len as f64).ceil() as usize).clamp(2, cap),
-    }
-}
-
-/// The least time a source gets for a chunk before it counts as stalled.
-pub const STALL_FLOOR: Duration = Duration::from_millis(500);
-
-/// How many stalls in a row the only source left may show before the fetch gives up; each one
-/// doubles the time it gets (a source with others beside it is dropped at its first stall, and
-/// its chunks go to the others).
-pub const MAX_STRIKES: u32 = 5;
 
 /// How long a source may take to send a manifest before the next source is asked.
 pub const MANIFEST_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The rate assumed for a source before its first chunk arrives (1 MB/s: generous, so a slow
-/// but working source is not dropped on its first chunk).
-const INITIAL_RATE_BYTES_PER_S: f64 = 1e6;
-
-/// How long a source may take for a chunk of `len` bytes, given the rate it has shown so far
-/// (with its other chunks in flight): 500 ms plus three times the expected transfer time.
-pub fn stall_deadline(len: u32, rate_bytes_per_s: f64) -> Duration {
-    STALL_FLOOR + Duration::from_secs_f64(3.0 * f64::from(len) / rate_bytes_per_s.max(1.0))
-}
-
-/// What a fetch moved, per source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchReport {
-    /// Content bytes delivered.
-    pub size: u64,
-    /// (source address, verified bytes it delivered), in the order the sources were given.
-    pub sources: Vec<(String, u64)>,
-    /// Sources dropped for failing or sending bad data.
-    pub dropped: Vec<String>,
-    /// Bytes the caller already had (a resumed download), not fetched again.
-    pub resumed_bytes: u64,
-    /// Bytes copied from the caller's own disk ([`FetchOptions::local`]).
-    pub reused_bytes: u64,
-}
-
 /// Fetches `id` from several sources at once and writes it to `out` in order.
 ///
 /// Each source has a window of chunks in flight sized to its measured throughput
-/// ([`window_for`]), asked for in runs ([`run_len`]), so a faster source both finishes its
+/// ([`window_for`](crate::client::window_for)), asked for in runs ([`run_len`](crate::client::run_len)), so a faster source both finishes its
 /// chunks sooner and keeps more of them going. A source that fails, stalls (misses its
 /// [`stall_deadline`], which adapts to the rate it has shown) or sends a chunk that does not
 /// match its id is dropped, and its unfinished chunks go to the others; a verified chunk is
@@ -156,6 +70,73 @@ pub async fn fetch_with<W: Write>(
     options: &FetchOptions,
     already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
 ) -> Result<FetchReport, FetchError> {
+    fetch_into(
+        sources,
+        id,
+        Sink::Ordered(out),
+        options,
+        already_have,
+        |_| {},
+    )
+    .await
+}
+
+/// [`fetch_with`] into a file, each chunk written at its offset by the task that received it
+/// as soon as it is verified (its bytes still in the CPU's caches, none waiting in memory for
+/// the chunks before it). `file` is written from its start: the leading chunks
+/// `already_have` counts must already be there. `progress` is told the bytes complete from
+/// the start, as that prefix grows. The file is not truncated to the content's size.
+pub async fn fetch_to_file(
+    sources: &[StoqConnection],
+    id: &ContentId,
+    file: Arc<File>,
+    options: &FetchOptions,
+    already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
+    progress: impl FnMut(u64),
+) -> Result<FetchReport, FetchError> {
+    let sink = Sink::<std::io::Sink>::At(file);
+    fetch_into(sources, id, sink, options, already_have, progress).await
+}
+
+/// Where a fetch puts the chunks it verified.
+enum Sink<'a, W> {
+    /// In content order through a writer (a pipe, standard output): a chunk that arrives early
+    /// waits in memory for those before it.
+    Ordered(&'a mut W),
+    /// At each chunk's offset in a file, in any order.
+    At(Arc<File>),
+}
+
+/// What a run's task tells the fetch loop.
+enum Note {
+    /// Chunk `index` arrived, verified: its bytes, unless the task already wrote them to
+    /// their place in the file.
+    Arrived {
+        index: u32,
+        took: Duration,
+        len: usize,
+        bytes: Option<Bytes>,
+    },
+    /// The run stopped (see [`RunEvent::Stopped`]).
+    Stopped {
+        index: u32,
+        error: FetchError,
+        rest: std::ops::Range<u32>,
+    },
+    /// Writing a chunk to the file failed.
+    WriteFailed(std::io::Error),
+    /// The run's request is over.
+    Ended,
+}
+
+async fn fetch_into<W: Write>(
+    sources: &[StoqConnection],
+    id: &ContentId,
+    mut sink: Sink<'_, W>,
+    options: &FetchOptions,
+    already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
+    mut progress: impl FnMut(u64),
+) -> Result<FetchReport, FetchError> {
     if sources.is_empty() {
         return Err(FetchError::NoSource);
     }
@@ -174,24 +155,31 @@ pub async fn fetch_with<W: Write>(
     for i in &local {
         plan.todo.remove(i);
     }
-    // (source, its strikes when asked, what happened; `None` when a run ended)
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Option<RunEvent>)>();
-    let mut ready: BTreeMap<u32, Bytes> = BTreeMap::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Note)>();
+    // Verified chunks past the write cursor: their bytes, or `None` where already in the file.
+    let mut ready: BTreeMap<u32, Option<Bytes>> = BTreeMap::new();
     let mut next_write = skip;
     loop {
-        // Write what is ready in order, copying in locally held chunks as the writer reaches
-        // them (one that no longer verifies goes back in line to be fetched).
+        // Move the write cursor over what is ready, copying in locally held chunks as it
+        // reaches them (one that no longer verifies goes back in line to be fetched).
+        let before = next_write;
         loop {
             if let Some(bytes) = ready.remove(&next_write) {
-                out.write_all(&bytes)?;
-                plan.report.size += bytes.len() as u64;
+                let entry = &manifest.chunks[next_write as usize];
+                if let Some(bytes) = bytes {
+                    match &mut sink {
+                        Sink::Ordered(out) => out.write_all(&bytes)?,
+                        Sink::At(file) => file.write_all_at(&bytes, entry.offset)?,
+                    }
+                }
+                plan.report.size += u64::from(entry.length);
                 next_write += 1;
             } else if local.remove(&next_write) {
                 let id = &manifest.chunks[next_write as usize].id;
                 match options.local.iter().find_map(|l| l.read(id)) {
                     Some(bytes) => {
                         plan.report.reused_bytes += bytes.len() as u64;
-                        ready.insert(next_write, bytes);
+                        ready.insert(next_write, Some(bytes));
                     }
                     None => {
                         plan.todo.insert(next_write);
@@ -200,6 +188,12 @@ pub async fn fetch_with<W: Write>(
             } else {
                 break;
             }
+        }
+        if next_write > before {
+            progress(match manifest.chunks.get(next_write as usize) {
+                Some(entry) => entry.offset,
+                None => manifest.size,
+            });
         }
         if next_write >= count {
             break;
@@ -210,12 +204,41 @@ pub async fn fetch_with<W: Write>(
         for (s, conn) in sources.iter().enumerate() {
             while let Some(run) = plan.next_run(s, next_write, now) {
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
-                let token = token.clone();
+                let (token, keepers) = (token.clone(), options.local.clone());
+                let file = match &sink {
+                    Sink::At(file) => Some(file.clone()),
+                    Sink::Ordered(_) => None,
+                };
                 let (asked_at, rate) = (plan.strikes[s], plan.rate_of(s));
                 tokio::spawn(async move {
                     let deadline = |i: u32| {
                         stall_deadline(manifest.chunks[i as usize].length, rate)
                             * 2u32.pow(asked_at)
+                    };
+                    let note = |event| match event {
+                        RunEvent::Chunk { index, took, bytes } => {
+                            let entry = &manifest.chunks[index as usize];
+                            for keeper in &keepers {
+                                keeper.keep(&entry.id, &bytes);
+                            }
+                            let len = bytes.len();
+                            let bytes = match &file {
+                                None => Some(bytes),
+                                Some(file) => match file.write_all_at(&bytes, entry.offset) {
+                                    Ok(()) => None,
+                                    Err(e) => return Note::WriteFailed(e),
+                                },
+                            };
+                            Note::Arrived {
+                                index,
+                                took,
+                                len,
+                                bytes,
+                            }
+                        }
+                        RunEvent::Stopped { index, error, rest } => {
+                            Note::Stopped { index, error, rest }
+                        }
                     };
                     fetch_run(
                         &conn,
@@ -225,11 +248,11 @@ pub async fn fetch_with<W: Write>(
                         token.as_deref(),
                         deadline,
                         |e| {
-                            let _ = tx.send((s, asked_at, Some(e)));
+                            let _ = tx.send((s, asked_at, note(e)));
                         },
                     )
                     .await;
-                    let _ = tx.send((s, asked_at, None));
+                    let _ = tx.send((s, asked_at, Note::Ended));
                 });
             }
         }
@@ -247,214 +270,23 @@ pub async fn fetch_with<W: Write>(
                 });
             }
         };
-        let (s, asked_at, event) = event.expect("a sender is alive while chunks are in flight");
-        match event {
-            Some(RunEvent::Chunk { index, took, bytes }) => {
-                plan.delivered(s, bytes.len(), took);
-                for keeper in &options.local {
-                    keeper.keep(&manifest.chunks[index as usize].id, &bytes);
-                }
+        let (s, asked_at, note) = event.expect("a sender is alive while chunks are in flight");
+        match note {
+            Note::Arrived {
+                index,
+                took,
+                len,
+                bytes,
+            } => {
+                plan.delivered(s, len, took);
                 ready.insert(index, bytes);
             }
-            Some(RunEvent::Stopped { index, error, rest }) => {
-                plan.stopped(s, asked_at, error, index, rest);
-            }
-            None => plan.runs[s] -= 1,
+            Note::Stopped { index, error, rest } => plan.stopped(s, asked_at, error, index, rest),
+            Note::WriteFailed(e) => return Err(FetchError::Output(e)),
+            Note::Ended => plan.runs[s] -= 1,
         }
     }
     Ok(plan.report)
-}
-
-/// How many chunks past the write cursor a fetch may ask for: [`MAX_IN_FLIGHT_BYTES`] per
-/// active source of the content's typical chunk, within [`MAX_WINDOW_PER_SOURCE`] per source
-/// and at least 2 per source. This bounds the memory of chunks received but not yet written.
-fn write_ahead(active: usize, typical_len: u32) -> u32 {
-    let per_source =
-        (MAX_IN_FLIGHT_BYTES / u64::from(typical_len)).clamp(2, MAX_WINDOW_PER_SOURCE as u64);
-    (per_source * active as u64) as u32
-}
-
-/// What the fetch loop waits for next.
-enum Waiting {
-    /// Chunks in flight.
-    OnChunks,
-    /// Nothing in flight, but a paused source may be asked again at this time.
-    Until(Instant),
-    /// Nothing in flight and no source left.
-    Nothing,
-}
-
-/// The bookkeeping of one fetch: which chunks are still to fetch, and each source's state.
-struct Plan {
-    /// Chunks not yet asked for (or handed back), in order.
-    todo: BTreeSet<u32>,
-    alive: Vec<bool>,
-    standby: VecDeque<usize>,
-    in_flight: Vec<usize>,
-    /// Requests (runs) in flight per source, at most [`MAX_RUNS_PER_SOURCE`].
-    runs: Vec<usize>,
-    rate: Vec<Ewma>,
-    /// Stalls a source has shown since its last delivered chunk (see `MAX_STRIKES`).
-    strikes: Vec<u32>,
-    /// When a busy source may be asked again, and the pause it got last.
-    paused_until: Vec<Option<Instant>>,
-    pause: Vec<Duration>,
-    /// The last time any chunk arrived.
-    progress: Instant,
-    /// Chunks allowed ahead of the write cursor.
-    window: u32,
-    /// The content's mean chunk length (windows and runs are sized by it).
-    typical_len: u32,
-    report: FetchReport,
-    last: String,
-}
-
-impl Plan {
-    fn new(sources: &[StoqConnection], active: usize, manifest: &Manifest, skip: u32) -> Self {
-        let active = active.clamp(1, sources.len());
-        let count = manifest.chunks.len() as u32;
-        let typical_len = (manifest.size / u64::from(count.max(1))).max(1) as u32;
-        let n = sources.len();
-        Plan {
-            todo: (skip..count).collect(),
-            alive: (0..n).map(|s| s < active).collect(),
-            standby: (active..n).collect(),
-            in_flight: vec![0; n],
-            runs: vec![0; n],
-            rate: vec![Ewma::starting_at(0.3, INITIAL_RATE_BYTES_PER_S); n],
-            strikes: vec![0; n],
-            paused_until: vec![None; n],
-            pause: vec![Duration::ZERO; n],
-            progress: Instant::now(),
-            window: write_ahead(active, typical_len),
-            typical_len,
-            report: FetchReport {
-                size: 0,
-                sources: sources
-                    .iter()
-                    .map(|c| (c.remote_addr().to_string(), 0))
-                    .collect(),
-                dropped: Vec::new(),
-                reused_bytes: 0,
-                resumed_bytes: manifest.chunks[..skip as usize]
-                    .iter()
-                    .map(|c| u64::from(c.length))
-                    .sum(),
-            },
-            last: String::new(),
-        }
-    }
-
-    fn rate_of(&self, s: usize) -> f64 {
-        rate_of(&self.rate[s])
-    }
-
-    /// The next run source `s` should ask for, if it is alive, not paused and has room.
-    fn next_run(
-        &mut self,
-        s: usize,
-        next_write: u32,
-        now: Instant,
-    ) -> Option<std::ops::Range<u32>> {
-        if !self.alive[s]
-            || self.paused_until[s].is_some_and(|t| t > now)
-            || self.runs[s] >= MAX_RUNS_PER_SOURCE
-        {
-            return None;
-        }
-        self.paused_until[s] = None;
-        let measured = (self.report.sources[s].1 > 0).then(|| self.rate_of(s));
-        // A source that stalled gets one chunk at a time until it delivers again.
-        let room = match self.strikes[s] {
-            0 => window_for(measured, self.typical_len),
-            _ => 1,
-        };
-        let free = room.saturating_sub(self.in_flight[s]);
-        let longest = free.min(run_len(room, self.typical_len)) as u32;
-        let first = *self.todo.first()?;
-        if longest == 0 || first >= next_write + self.window {
-            return None;
-        }
-        let mut end = first;
-        while end - first < longest && end < next_write + self.window && self.todo.remove(&end) {
-            end += 1;
-        }
-        self.in_flight[s] += (end - first) as usize;
-        self.runs[s] += 1;
-        Some(first..end)
-    }
-
-    /// What to wait for when nothing more can be handed out.
-    fn waiting(&self) -> Waiting {
-        if self.runs.iter().any(|&n| n > 0) {
-            return Waiting::OnChunks;
-        }
-        let wake = (0..self.alive.len())
-            .filter(|&s| self.alive[s])
-            .filter_map(|s| self.paused_until[s])
-            .min();
-        match wake {
-            Some(t) => Waiting::Until(t),
-            None => Waiting::Nothing,
-        }
-    }
-
-    fn delivered(&mut self, s: usize, len: usize, took: Duration) {
-        self.in_flight[s] -= 1;
-        let observed = len as f64 / took.as_secs_f64().max(1e-6);
-        if self.report.sources[s].1 == 0 {
-            self.rate[s] = Ewma::new(0.3);
-        }
-        self.rate[s].update(observed);
-        self.report.sources[s].1 += len as u64;
-        self.strikes[s] = 0;
-        self.pause[s] = Duration::ZERO;
-        self.progress = Instant::now();
-    }
-
-    /// A run stopped at `index`: the chunk and the rest of the run go back in line, and the
-    /// source is paused (busy), given more time (the only one left, stalling) or dropped.
-    fn stopped(
-        &mut self,
-        s: usize,
-        asked_at: u32,
-        error: FetchError,
-        index: u32,
-        rest: std::ops::Range<u32>,
-    ) {
-        self.in_flight[s] -= 1 + rest.len();
-        self.todo.insert(index);
-        self.todo.extend(rest);
-        self.last = error.to_string();
-        if let Some(asked) = error.busy_pause() {
-            if self.progress.elapsed() < MAX_BUSY_WAIT {
-                // Busy is not failure: pause, doubling while it stays busy.
-                self.pause[s] = (self.pause[s] * 2).max(asked).min(MAX_BUSY_PAUSE);
-                self.paused_until[s] = Some(Instant::now() + self.pause[s]);
-                return;
-            }
-        }
-        let stalled = matches!(error, FetchError::Stalled { .. });
-        let others = !self.standby.is_empty()
-            || self
-                .alive
-                .iter()
-                .enumerate()
-                .any(|(o, &live)| live && o != s);
-        if stalled && !others && self.strikes[s] < MAX_STRIKES {
-            // Slowness is not failure: the only source left gets twice the time (once per
-            // stall, however many of its requests stalled together).
-            if asked_at == self.strikes[s] {
-                self.strikes[s] += 1;
-            }
-        } else if self.alive[s] {
-            self.alive[s] = false;
-            self.report.dropped.push(self.report.sources[s].0.clone());
-            if let Some(next) = self.standby.pop_front() {
-                self.alive[next] = true;
-            }
-        }
-    }
 }
 
 /// Extra rounds over the sources for a manifest when every source only stalled (each round
@@ -504,50 +336,4 @@ async fn fetch_manifest_from_any(
         }
     }
     Err(last_error.unwrap_or(FetchError::NoSource))
-}
-
-fn rate_of(rate: &Ewma) -> f64 {
-    rate.value().unwrap_or(INITIAL_RATE_BYTES_PER_S)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_follow_measured_throughput_within_bounds() {
-        assert_eq!(window_for(None, 65536), WINDOW_PER_SOURCE);
-        assert_eq!(
-            window_for(Some(1e3), 65536),
-            2,
-            "a slow source keeps a minimum"
-        );
-        // 100 MB/s with 64 KiB chunks: 10 MB in 100 ms = 153 chunks.
-        assert_eq!(window_for(Some(1e8), 65536), 153);
-        // 10 GB/s: 1 GB in flight would be 15,259 chunks; memory caps it at 32 MiB = 512.
-        assert_eq!(window_for(Some(1e10), 65536), MAX_WINDOW_PER_SOURCE);
-        // 10 MB/s: 1 MB in flight = 16 chunks of 64 KiB.
-        assert_eq!(window_for(Some(1e7), 65536), 16);
-        // 4 MiB chunks: memory caps the window at 8 however fast the source.
-        assert_eq!(window_for(Some(1e10), 4 << 20), 8);
-    }
-
-    #[test]
-    fn runs_are_about_a_mebibyte_and_leave_room_for_a_second() {
-        assert_eq!(run_len(64, 65536), 16, "1 MiB of 64 KiB chunks");
-        assert_eq!(run_len(512, 65536), 128, "four runs fill a large room");
-        assert_eq!(run_len(4, 65536), 2, "half the room");
-        assert_eq!(
-            run_len(1, 65536),
-            1,
-            "a stalling source asks one chunk at a time"
-        );
-        assert_eq!(run_len(2, 4 << 20), 1, "chunks above 1 MiB go one per run");
-        assert_eq!(
-            run_len(8, 4 << 20),
-            2,
-            "unless four runs would not fill the room"
-        );
-        assert_eq!(run_len(1 << 20, 1), MAX_RUN_CHUNKS as usize);
-    }
 }

@@ -6,18 +6,20 @@ mod chunk_cache;
 mod content;
 mod download;
 mod error;
+mod plan;
 mod reuse;
 
 pub use chunk_cache::{ChunkCache, DEFAULT_CACHE_BYTES};
 pub use content::{
     fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_run, ReadDigest, RunEvent,
 };
-pub use download::{
-    fetch, fetch_with, run_len, stall_deadline, window_for, FetchOptions, FetchReport,
-    MANIFEST_DEADLINE, MAX_BUSY_PAUSE, MAX_BUSY_WAIT, MAX_IN_FLIGHT_BYTES, MAX_RUNS_PER_SOURCE,
-    MAX_STRIKES, MAX_WINDOW_PER_SOURCE, RUN_BYTES, STALL_FLOOR, WINDOW_PER_SOURCE,
-};
+pub use download::{fetch, fetch_to_file, fetch_with, FetchOptions, MANIFEST_DEADLINE};
 pub use error::{FetchError, DEFAULT_BUSY_PAUSE};
+pub use plan::{
+    run_len, stall_deadline, window_for, FetchReport, MAX_BUSY_PAUSE, MAX_BUSY_WAIT,
+    MAX_IN_FLIGHT_BYTES, MAX_RUNS_PER_SOURCE, MAX_STRIKES, MAX_WINDOW_PER_SOURCE, RUN_BYTES,
+    STALL_FLOOR, WINDOW_PER_SOURCE,
+};
 pub use reuse::{LocalChunks, ReuseIndex};
 
 use std::future::Future;
@@ -25,6 +27,7 @@ use std::io::Write;
 use std::net::{SocketAddr, SocketAddrV6};
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -209,6 +212,19 @@ impl Located {
         already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
     ) -> Result<FetchReport, FetchError> {
         fetch_with(&self.connections(), id, out, options, already_have).await
+    }
+
+    /// Downloads `id` from these sources into `file` (see [`fetch_to_file`]).
+    pub async fn fetch_to_file(
+        &self,
+        id: &ContentId,
+        file: Arc<std::fs::File>,
+        options: &FetchOptions,
+        already_have: impl FnOnce(&Manifest) -> std::io::Result<u32>,
+        progress: impl FnMut(u64),
+    ) -> Result<FetchReport, FetchError> {
+        let sources = self.connections();
+        fetch_to_file(&sources, id, file, options, already_have, progress).await
     }
 }
 
