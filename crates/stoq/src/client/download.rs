@@ -81,9 +81,9 @@ pub async fn fetch_with<W: Write>(
     .await
 }
 
-/// [`fetch_with`] into a file, each chunk written at its offset by the task that received it
-/// as soon as it is verified (its bytes still in the CPU's caches, none waiting in memory for
-/// the chunks before it). `file` is written from its start: the leading chunks
+/// [`fetch_with`] into a file, each chunk written at its offset as soon as it is verified (its
+/// bytes still in the CPU's caches, none waiting in memory for the chunks before it), by one
+/// writer thread, so no async task blocks on the disk. `file` is written from its start: the leading chunks
 /// `already_have` counts must already be there. `progress` is told the bytes complete from
 /// the start, as that prefix grows. The file is not truncated to the content's size.
 pub async fn fetch_to_file(
@@ -107,26 +107,55 @@ enum Sink<'a, W> {
     At(Arc<File>),
 }
 
-/// What a run's task tells the fetch loop.
+/// What a run's task, or the file's writer, tells the fetch loop.
 enum Note {
-    /// Chunk `index` arrived, verified: its bytes, unless the task already wrote them to
-    /// their place in the file.
+    /// Source `s` delivered chunk `index`, verified: its bytes, unless they went to the writer.
     Arrived {
+        s: usize,
         index: u32,
         took: Duration,
         len: usize,
         bytes: Option<Bytes>,
     },
-    /// The run stopped (see [`RunEvent::Stopped`]).
+    /// Source `s`'s run (asked with `asked_at` strikes) stopped (see [`RunEvent::Stopped`]).
     Stopped {
+        s: usize,
+        asked_at: u32,
         index: u32,
         error: FetchError,
         rest: std::ops::Range<u32>,
     },
+    /// A run of source `s` is over.
+    Ended { s: usize },
+    /// The writer put chunk `index` in its place in the file.
+    Written { index: u32 },
     /// Writing a chunk to the file failed.
     WriteFailed(std::io::Error),
-    /// The run's request is over.
-    Ended,
+}
+
+type Notes = tokio::sync::mpsc::UnboundedSender<Note>;
+
+/// The thread that writes verified chunks (index, offset, bytes) into `file` as they come and
+/// tells the loop; it ends when the last sender is dropped.
+fn spawn_writer(
+    file: Arc<File>,
+    notes: Notes,
+) -> std::io::Result<std::sync::mpsc::Sender<(u32, u64, Bytes)>> {
+    let (tx, rx) = std::sync::mpsc::channel::<(u32, u64, Bytes)>();
+    std::thread::Builder::new()
+        .name("stoq-file-writer".into())
+        .spawn(move || {
+            for (index, offset, bytes) in rx {
+                let note = match file.write_all_at(&bytes, offset) {
+                    Ok(()) => Note::Written { index },
+                    Err(e) => Note::WriteFailed(e),
+                };
+                if notes.send(note).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 async fn fetch_into<W: Write>(
@@ -155,10 +184,16 @@ async fn fetch_into<W: Write>(
     for i in &local {
         plan.todo.remove(i);
     }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Note)>();
-    // Verified chunks past the write cursor: their bytes, or `None` where already in the file.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Note>();
+    let writer = match &sink {
+        Sink::At(file) => Some(spawn_writer(file.clone(), tx.clone())?),
+        Sink::Ordered(_) => None,
+    };
+    // Verified chunks past the write cursor: their bytes, or `None` where written to the file.
     let mut ready: BTreeMap<u32, Option<Bytes>> = BTreeMap::new();
     let mut next_write = skip;
+    // Chunks handed to the writer and not yet written.
+    let mut at_writer = 0usize;
     loop {
         // Move the write cursor over what is ready, copying in locally held chunks as it
         // reaches them (one that no longer verifies goes back in line to be fetched).
@@ -205,10 +240,7 @@ async fn fetch_into<W: Write>(
             while let Some(run) = plan.next_run(s, next_write, now) {
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
                 let (token, keepers) = (token.clone(), options.local.clone());
-                let file = match &sink {
-                    Sink::At(file) => Some(file.clone()),
-                    Sink::Ordered(_) => None,
-                };
+                let writer = writer.clone();
                 let (asked_at, rate) = (plan.strikes[s], plan.rate_of(s));
                 tokio::spawn(async move {
                     let deadline = |i: u32| {
@@ -222,22 +254,28 @@ async fn fetch_into<W: Write>(
                                 keeper.keep(&entry.id, &bytes);
                             }
                             let len = bytes.len();
-                            let bytes = match &file {
-                                None => Some(bytes),
-                                Some(file) => match file.write_all_at(&bytes, entry.offset) {
-                                    Ok(()) => None,
-                                    Err(e) => return Note::WriteFailed(e),
-                                },
+                            let (bytes, to_write) = match &writer {
+                                None => (Some(bytes), None),
+                                Some(_) => (None, Some((index, entry.offset, bytes))),
                             };
-                            Note::Arrived {
+                            let note = Note::Arrived {
+                                s,
                                 index,
                                 took,
                                 len,
                                 bytes,
-                            }
+                            };
+                            (note, to_write)
                         }
                         RunEvent::Stopped { index, error, rest } => {
-                            Note::Stopped { index, error, rest }
+                            let note = Note::Stopped {
+                                s,
+                                asked_at,
+                                index,
+                                error,
+                                rest,
+                            };
+                            (note, None)
                         }
                     };
                     fetch_run(
@@ -248,15 +286,23 @@ async fn fetch_into<W: Write>(
                         token.as_deref(),
                         deadline,
                         |e| {
-                            let _ = tx.send((s, asked_at, note(e)));
+                            // The loop hears of a chunk before the writer can say it is written.
+                            let (note, to_write) = note(e);
+                            let _ = tx.send(note);
+                            if let (Some(writer), Some(chunk)) = (&writer, to_write) {
+                                // A writer gone means the fetch is over.
+                                let _ = writer.send(chunk);
+                            }
                         },
                     )
                     .await;
-                    let _ = tx.send((s, asked_at, Note::Ended));
+                    let _ = tx.send(Note::Ended { s });
                 });
             }
         }
         let event = match plan.waiting() {
+            // Chunks at the writer are still to come.
+            Waiting::OnChunks | Waiting::Nothing if at_writer > 0 => rx.recv().await,
             Waiting::OnChunks => rx.recv().await,
             Waiting::Until(wake) => match tokio::time::timeout_at(wake.into(), rx.recv()).await {
                 Ok(event) => event,
@@ -270,20 +316,33 @@ async fn fetch_into<W: Write>(
                 });
             }
         };
-        let (s, asked_at, note) = event.expect("a sender is alive while chunks are in flight");
-        match note {
+        match event.expect("a sender is alive while chunks are in flight") {
             Note::Arrived {
+                s,
                 index,
                 took,
                 len,
                 bytes,
             } => {
                 plan.delivered(s, len, took);
-                ready.insert(index, bytes);
+                match bytes {
+                    Some(bytes) => _ = ready.insert(index, Some(bytes)),
+                    None => at_writer += 1,
+                }
             }
-            Note::Stopped { index, error, rest } => plan.stopped(s, asked_at, error, index, rest),
+            Note::Stopped {
+                s,
+                asked_at,
+                index,
+                error,
+                rest,
+            } => plan.stopped(s, asked_at, error, index, rest),
+            Note::Ended { s } => plan.runs[s] -= 1,
+            Note::Written { index } => {
+                at_writer -= 1;
+                ready.insert(index, None);
+            }
             Note::WriteFailed(e) => return Err(FetchError::Output(e)),
-            Note::Ended => plan.runs[s] -= 1,
         }
     }
     Ok(plan.report)
