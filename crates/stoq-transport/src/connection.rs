@@ -37,6 +37,8 @@ pub struct ConnectionStats {
     pub congestion_events: u64,
     /// The path MTU in use.
     pub mtu: u16,
+    /// Path MTU probes sent (each a packet of padding at the size being tried).
+    pub mtu_probes_sent: u64,
 }
 
 impl ConnectionStats {
@@ -64,6 +66,7 @@ impl From<quinn::ConnectionStats> for ConnectionStats {
             bytes_lost: s.path.lost_bytes,
             congestion_events: s.path.congestion_events,
             mtu: s.path.current_mtu,
+            mtu_probes_sent: s.path.sent_plpmtud_probes,
         }
     }
 }

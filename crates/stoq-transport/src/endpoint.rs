@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
 use stoq_protocol::{ErrorCode, ALPN};
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +13,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use tracing::{debug, info};
 
+use crate::config::{accepted_udp_payload, PathKind};
+use crate::dial::DialConfigs;
 use crate::serving::{serve_connection, IncomingRequest, Intake};
 use crate::trust::{self, PeerExpectation};
 use crate::{
@@ -67,11 +68,14 @@ struct Shared {
     endpoint: quinn::Endpoint,
     /// The endpoints that accept connections, all on one port; empty for a dial-only one.
     listeners: Vec<quinn::Endpoint>,
-    identity: NodeIdentity,
+    node_id: NodeId,
     config: TransportConfig,
-    transport: Arc<quinn::TransportConfig>,
-    ca_roots: Option<Arc<RootCertStore>>,
-    accepted: Mutex<mpsc::Receiver<StoqConnection>>,
+    /// Transport parameters of the connections this endpoint dials.
+    dialled: PerPath<Arc<quinn::TransportConfig>>,
+    /// How connections peers open are accepted; `None` for a dial-only endpoint.
+    accepted: Option<PerPath<Arc<quinn::ServerConfig>>>,
+    dial_configs: DialConfigs,
+    accept_queue: Mutex<mpsc::Receiver<StoqConnection>>,
     counters: Counters,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -115,24 +119,30 @@ impl StoqEndpoint {
             Some(path) => Some(Arc::new(trust::load_ca_bundle(path)?)),
             None => None,
         };
-        let transport = Arc::new(config.quinn_transport());
-        let server_config = if serve {
+        let dialled = PerPath::new(|path| Arc::new(config.quinn_transport(path)));
+        let accepted = if serve {
             let crypto = trust::server_crypto(&identity, &config.tls, ca_roots.as_ref())?;
             let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(crypto))
                 .map_err(|e| TransportError::Certificate(e.to_string()))?;
-            let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-            server.transport_config(Arc::new(config.quinn_transport_accepted()));
-            Some(server)
+            let crypto = Arc::new(crypto);
+            Some(PerPath::new(|path| {
+                let mut server = quinn::ServerConfig::with_crypto(crypto.clone());
+                server.transport_config(Arc::new(config.quinn_transport_accepted(path)));
+                Arc::new(server)
+            }))
         } else {
             None
         };
+        let server_config = accepted
+            .as_ref()
+            .map(|a| quinn::ServerConfig::clone(&a.network));
         let runtime = quinn::default_runtime().ok_or_else(|| {
             TransportError::Socket(std::io::Error::other("no async runtime running"))
         })?;
         let quinn_endpoint = |socket, server: Option<quinn::ServerConfig>| {
             let mut endpoint_config = quinn::EndpointConfig::default();
             endpoint_config
-                .max_udp_payload_size(config.max_mtu.max(1472))
+                .max_udp_payload_size(accepted_udp_payload(config.max_mtu))
                 .expect("a u16 payload size above 1200 is valid");
             quinn::Endpoint::new(endpoint_config, server, socket, runtime.clone())
                 .map_err(TransportError::Socket)
@@ -167,11 +177,12 @@ impl StoqEndpoint {
         let shared = Arc::new(Shared {
             endpoint,
             listeners,
-            identity,
+            node_id: identity.node_id(),
             config,
-            transport,
-            ca_roots,
-            accepted: Mutex::new(rx),
+            dialled,
+            accepted,
+            dial_configs: DialConfigs::new(identity, ca_roots),
+            accept_queue: Mutex::new(rx),
             counters: Counters::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -208,7 +219,7 @@ impl StoqEndpoint {
 
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.shared.identity.node_id()
+        self.shared.node_id
     }
 
     /// The configuration the endpoint runs with.
@@ -250,16 +261,8 @@ impl StoqEndpoint {
         if self.shared.shutdown.is_cancelled() {
             return Err(TransportError::Shutdown);
         }
-        let crypto = trust::client_crypto(
-            &self.shared.identity,
-            expect,
-            self.shared.ca_roots.as_ref(),
-            alpn,
-        )?;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(crypto))
-            .map_err(|e| TransportError::Certificate(e.to_string()))?;
-        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(self.shared.transport.clone());
+        let mut client = quinn::ClientConfig::new(self.shared.dial_configs.get(expect, alpn)?);
+        client.transport_config(self.shared.dialled.to(addr).clone());
         let connecting =
             self.shared
                 .endpoint
@@ -270,7 +273,7 @@ impl StoqEndpoint {
 
     /// The next accepted connection; `None` once the endpoint shuts down.
     pub async fn accept(&self) -> Option<StoqConnection> {
-        let mut rx = self.shared.accepted.lock().await;
+        let mut rx = self.shared.accept_queue.lock().await;
         tokio::select! {
             conn = rx.recv() => conn,
             _ = self.shared.shutdown.cancelled() => None,
@@ -363,6 +366,30 @@ async fn accept_loop(
     }
 }
 
+/// One value for each kind of path a connection can run on ([`PathKind`]).
+#[derive(Debug)]
+struct PerPath<T> {
+    network: T,
+    loopback: T,
+}
+
+impl<T> PerPath<T> {
+    fn new(make: impl Fn(PathKind) -> T) -> Self {
+        PerPath {
+            network: make(PathKind::Network),
+            loopback: make(PathKind::Loopback),
+        }
+    }
+
+    /// The value for the path to `peer`.
+    fn to(&self, peer: SocketAddr) -> &T {
+        match PathKind::to(peer) {
+            PathKind::Network => &self.network,
+            PathKind::Loopback => &self.loopback,
+        }
+    }
+}
+
 /// A connection's claim on the `max_connections` budget.
 enum Slot {
     Unlimited,
@@ -378,9 +405,12 @@ async fn handshake(
     tx: mpsc::Sender<StoqConnection>,
 ) {
     let remote = incoming.remote_address();
-    let conn = match incoming.accept() {
-        Ok(connecting) => connecting.await,
-        Err(e) => Err(e),
+    let accepted = (shared.accepted.as_ref()).map(|a| a.to(remote).clone());
+    let conn = match accepted.map(|config| incoming.accept_with(config)) {
+        Some(Ok(connecting)) => connecting.await,
+        Some(Err(e)) => Err(e),
+        // A listener exists only with a server config; nothing to accept with otherwise.
+        None => return,
     };
     let conn = match conn {
         Ok(conn) => conn,

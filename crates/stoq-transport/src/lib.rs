@@ -29,6 +29,7 @@
 mod addr;
 mod config;
 mod connection;
+mod dial;
 mod endpoint;
 mod error;
 mod framed;

@@ -26,7 +26,7 @@ use stoq_protocol::ALPN;
 use crate::{NodeId, NodeIdentity, TlsConfig, TransportError};
 
 /// What a client requires of the server it connects to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PeerExpectation {
     /// The server's key must hash to this node id.
     Node(NodeId),
@@ -262,6 +262,8 @@ pub(crate) fn server_crypto(
         .with_single_cert(identity.chain().to_vec(), identity.key())
         .map_err(tls_error)?;
     config.alpn_protocols = vec![ALPN.to_vec()];
+    // Clients never resume (see `client_crypto`): tickets would be work and memory for nothing.
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -303,6 +305,8 @@ pub(crate) fn client_crypto(
         .with_client_auth_cert(identity.chain().to_vec(), identity.key())
         .map_err(tls_error)?;
     config.alpn_protocols = vec![alpn.to_vec()];
+    // Every handshake is a full one, both keys proven: nothing to resume, no cache to keep.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 

@@ -579,13 +579,19 @@ async fn a_limit_applies_by_default_and_none_means_unlimited() {
 
 #[tokio::test]
 async fn the_idle_timeout_closes_a_silent_connection_and_keep_alives_prevent_it() {
+    // (The dialling side's keep-alives are what hold a connection: the node's own are off.)
     bounded(async {
         let quiet = TransportConfig {
             idle_timeout_ms: 300,
             keep_alive_interval_ms: None,
             ..local_config()
         };
-        let server = echo_server(quiet.clone());
+        // A node configured with keep-alives sends none to the connections peers open: a
+        // silent client's connection still ends at the idle timeout.
+        let server = echo_server(TransportConfig {
+            keep_alive_interval_ms: Some(50),
+            ..quiet.clone()
+        });
         let silent =
             StoqEndpoint::client(quiet.clone(), NodeIdentity::generate().unwrap()).unwrap();
         let conn = silent
@@ -625,6 +631,25 @@ async fn the_idle_timeout_closes_a_silent_connection_and_keep_alives_prevent_it(
             "keep-alives did not keep the connection open"
         );
         echo_round_trip(&conn, payload(100, 6)).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_loopback_one_probe_takes_packets_to_max_mtu() {
+    bounded(async {
+        let config = local_config();
+        let server = echo_server(config.clone());
+        let conn = connect_to(&server).await;
+        echo_round_trip(&conn, payload(1 << 20, 9)).await;
+        // Discovery runs after the handshake; wait until it is over (bounded by `bounded`).
+        while conn.stats().mtu < config.max_mtu {
+            echo_round_trip(&conn, payload(1 << 16, 10)).await;
+        }
+        let stats = conn.stats();
+        assert_eq!(stats.mtu, config.max_mtu);
+        // A binary search from 1200 to 6452 would have sent about ten.
+        assert_eq!(stats.mtu_probes_sent, 1, "{stats:?}");
     })
     .await;
 }

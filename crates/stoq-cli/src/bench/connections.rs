@@ -21,6 +21,9 @@ use crate::usage::usage;
 
 const HANDSHAKES_AT_ONCE: usize = 64;
 
+/// A progress line (to stderr) every this many connections, so a slowing rate shows.
+const PROGRESS_EVERY: usize = 10_000;
+
 /// Resident memory of this process now (VmRSS), in bytes.
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -51,21 +54,20 @@ pub async fn run(args: ConnectionsBenchArgs) -> Result<()> {
     }
     let exe = std::env::current_exe()?;
     let side = |name: &str| -> Result<serde_json::Value> {
-        let out = std::process::Command::new(&exe)
-            .args([
-                "bench",
-                "connections",
-                "--only",
-                name,
-                "--count",
-                &args.count.to_string(),
-            ])
+        let mut child = std::process::Command::new(&exe);
+        child.args(["bench", "connections", "--only", name]);
+        child.args(["--count", &args.count.to_string()]);
+        if let Some(config) = &args.config {
+            child.arg("--config").arg(config);
+        }
+        // The side's progress lines go straight to the terminal.
+        let out = child
+            .stderr(std::process::Stdio::inherit())
             .output()
             .with_context(|| format!("cannot run the {name} side"))?;
         ensure!(
             out.status.success(),
-            "the {name} side failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "the {name} side failed (its error is above)"
         );
         Ok(serde_json::from_slice(&out.stdout)?)
     };
@@ -161,8 +163,17 @@ where
         }));
     }
     let mut conns = Vec::with_capacity(count);
-    for t in tasks {
+    let mut last = Instant::now();
+    for (done, t) in tasks.into_iter().enumerate() {
         conns.push(t.await??);
+        if (done + 1) % PROGRESS_EVERY == 0 {
+            let rate = PROGRESS_EVERY as f64 / last.elapsed().as_secs_f64();
+            eprintln!(
+                "  {} connections open, the last {PROGRESS_EVERY} at {rate:.0}/s",
+                done + 1
+            );
+            last = Instant::now();
+        }
     }
     let handshakes = started.elapsed();
     let mut alive = 0;
