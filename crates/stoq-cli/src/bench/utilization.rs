@@ -289,6 +289,9 @@ async fn measure(
                         "-o",
                         out_file.to_str().context("path")?,
                         "--json",
+                        // Every round over the link: not from the chunks an earlier round
+                        // left in the client's cache.
+                        "--no-cache",
                     ],
                 )
                 .output()?;
