@@ -23,6 +23,12 @@ use crate::{
     NodeId, NodeIdentity, StoqConnection, TransportConfig, TransportError,
 };
 
+/// Bytes of the connection ids this endpoint issues. Every packet a peer sends here carries
+/// one, so a download's packets carry the client's: 4 instead of quinn's 8 is 0.3 % more
+/// content per 1,452-byte packet. Random, unique among the endpoint's connections (quinn
+/// draws again on a clash), and 2^32 of them is ample for any one endpoint's connections.
+const CID_LEN: usize = 4;
+
 /// Connections that finished their handshake and wait for [`StoqEndpoint::accept`].
 const ACCEPT_QUEUE: usize = 1024;
 
@@ -144,6 +150,8 @@ impl StoqEndpoint {
             endpoint_config
                 .max_udp_payload_size(accepted_udp_payload(config.max_mtu))
                 .expect("a u16 payload size above 1200 is valid");
+            endpoint_config
+                .cid_generator(|| Box::new(quinn_proto::RandomConnectionIdGenerator::new(CID_LEN)));
             quinn::Endpoint::new(endpoint_config, server, socket, runtime.clone())
                 .map_err(TransportError::Socket)
         };
