@@ -60,9 +60,13 @@ pub struct DeliveryBenchArgs {
     /// Rounds of each case (medians are reported).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Also run this many downloads from the origin at once (0: none).
+    /// Also run this many downloads from the origin, each its own client (0: none).
     #[arg(long, default_value_t = 0)]
     pub clients: usize,
+    /// With --clients: at most this many in flight, the next starting as one ends (0: all at
+    /// once). Each holds its output file until done, so this bounds the memory they take.
+    #[arg(long, default_value_t = 0)]
+    pub at_once: usize,
     /// Sockets each node serves from on its port (SO_REUSEPORT; 0: one per core).
     #[arg(long, default_value_t = 0)]
     pub endpoints: u32,

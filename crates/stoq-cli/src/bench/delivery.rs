@@ -95,14 +95,25 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
     })
 }
 
-/// `n` downloads from the origin at once, each on its own connection: (completed, seconds of
-/// each, wall seconds).
-async fn concurrent(net: &Network, n: usize, dir: &Path, size: usize) -> Result<serde_json::Value> {
+/// `n` downloads from the origin, at most `at_once` in flight, each its own client on its own
+/// connection: completed, failed, aggregate rate (all bytes over the wall time) and the p50 /
+/// p99 of each download's time.
+async fn concurrent(
+    net: &Network,
+    n: usize,
+    at_once: usize,
+    dir: &Path,
+    size: usize,
+) -> Result<serde_json::Value> {
+    let at_once = if at_once == 0 { n } else { at_once.min(n) };
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(at_once));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
+        let slots = slots.clone();
         tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await?;
             let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
             let conn = dial(&client, &origin).await?;
             let took = download(&[conn], &id, &out, size).await;
@@ -121,6 +132,7 @@ async fn concurrent(net: &Network, n: usize, dir: &Path, size: usize) -> Result<
     let wall = started.elapsed();
     Ok(serde_json::json!({
         "clients": n,
+        "at_once": at_once,
         "completed": times.len(),
         "failed": failed,
         "aggregate_gbps": gbps(size * times.len(), wall),
@@ -183,7 +195,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     let clients = match args.clients {
         0 => serde_json::Value::Null,
-        n => concurrent(&net, n, &scratch.0, args.size).await?,
+        n => concurrent(&net, n, args.at_once, &scratch.0, args.size).await?,
     };
     net.origin.shutdown(Duration::from_secs(1)).await;
     net.edge.shutdown(Duration::from_secs(1)).await;
@@ -246,8 +258,8 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     if !clients.is_null() {
         println!(
-            "  {} at once from the origin: {} completed, {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s",
-            clients["clients"], clients["completed"], clients["failed"],
+            "  {} from the origin, {} at once: {} completed, {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s",
+            clients["clients"], clients["at_once"], clients["completed"], clients["failed"],
             clients["aggregate_gbps"].as_f64().unwrap_or(0.0),
             clients["p50_s"].as_f64().unwrap_or(0.0),
             clients["p99_s"].as_f64().unwrap_or(0.0)
