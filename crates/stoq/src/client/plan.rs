@@ -268,8 +268,9 @@ impl Plan {
         if let Some(asked) = error.busy_pause() {
             if self.progress.elapsed() < MAX_BUSY_WAIT {
                 // Busy is not failure: pause, doubling while it stays busy.
-                self.pause[s] = (self.pause[s] * 2).max(asked).min(MAX_BUSY_PAUSE);
-                self.paused_until[s] = Some(Instant::now() + self.pause[s]);
+                let now = Instant::now();
+                self.pause[s] = next_pause(self.pause[s], self.paused_until[s], now, asked);
+                self.paused_until[s] = Some(now + self.pause[s]);
                 return;
             }
         }
@@ -293,6 +294,23 @@ impl Plan {
                 self.alive[next] = true;
             }
         }
+    }
+}
+
+/// The pause after a BUSY answer: what the node `asked`, doubling (up to [`MAX_BUSY_PAUSE`])
+/// each time the source is still busy when asked again. Once per pause: the other runs in
+/// flight were asked at the same time and come back BUSY together, and doubling for each of
+/// them would send this client to the back for seconds while others take the freed slots.
+fn next_pause(
+    last: Duration,
+    paused_until: Option<Instant>,
+    now: Instant,
+    asked: Duration,
+) -> Duration {
+    if paused_until.is_some_and(|until| until > now) {
+        last.max(asked)
+    } else {
+        (last * 2).max(asked).min(MAX_BUSY_PAUSE)
     }
 }
 
@@ -320,6 +338,33 @@ mod tests {
         assert_eq!(window_for(Some(1e7), 65536), 16);
         // 4 MiB chunks: memory caps the window at 8 however fast the source.
         assert_eq!(window_for(Some(1e10), 4 << 20), 8);
+    }
+
+    #[test]
+    fn a_busy_source_pause_doubles_once_per_pause_up_to_the_cap() {
+        let now = Instant::now();
+        let asked = Duration::from_millis(100);
+        let first = next_pause(Duration::ZERO, None, now, asked);
+        assert_eq!(first, asked, "the node's own pause first");
+        // Three more runs come back BUSY while that pause runs: it stays.
+        let mut pause = first;
+        for _ in 0..3 {
+            pause = next_pause(pause, Some(now + first), now, asked);
+        }
+        assert_eq!(pause, asked);
+        // Asked again after the pause and still busy: twice as long, then up to the cap.
+        let later = now + first;
+        assert_eq!(next_pause(pause, Some(later), later, asked), 2 * asked);
+        let mut pause = 2 * asked;
+        for _ in 0..10 {
+            pause = next_pause(pause, None, later, asked);
+        }
+        assert_eq!(pause, MAX_BUSY_PAUSE);
+        // A node asking for more than the doubling gives gets what it asks.
+        assert_eq!(
+            next_pause(Duration::ZERO, None, now, Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
