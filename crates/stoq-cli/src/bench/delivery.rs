@@ -107,6 +107,13 @@ async fn concurrent(
 ) -> Result<serde_json::Value> {
     let at_once = if at_once == 0 { n } else { at_once.min(n) };
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(at_once));
+    let busy = || {
+        net.origin
+            .metrics()
+            .busy
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let busy_before = busy();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
@@ -134,6 +141,8 @@ async fn concurrent(
         "clients": n,
         "at_once": at_once,
         "completed": times.len(),
+        // Requests the origin answered BUSY meanwhile (each a pause and a retry, not a failure).
+        "busy_answers": busy() - busy_before,
         "failed": failed,
         "aggregate_gbps": gbps(size * times.len(), wall),
         "p50_s": quantile(&times, 0.5),
@@ -258,11 +267,12 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     if !clients.is_null() {
         println!(
-            "  {} from the origin, {} at once: {} completed, {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s",
+            "  {} from the origin, {} at once: {} completed, {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s, {} BUSY answers",
             clients["clients"], clients["at_once"], clients["completed"], clients["failed"],
             clients["aggregate_gbps"].as_f64().unwrap_or(0.0),
             clients["p50_s"].as_f64().unwrap_or(0.0),
-            clients["p99_s"].as_f64().unwrap_or(0.0)
+            clients["p99_s"].as_f64().unwrap_or(0.0),
+            clients["busy_answers"]
         );
     }
     Ok(())
