@@ -85,7 +85,11 @@ pub async fn fetch_with<W: Write>(
 /// bytes still in the CPU's caches, none waiting in memory for the chunks before it), by one
 /// writer thread, so no async task blocks on the disk. `file` is written from its start: the leading chunks
 /// `already_have` counts must already be there. `progress` is told the bytes complete from
-/// the start, as that prefix grows. The file is not truncated to the content's size.
+/// the start, as that prefix grows. The file is not truncated to the content's size. The
+/// writer hands the file's data to the disk (`fdatasync`) after every [`WRITEBACK_EVERY`]
+/// bytes, while the download goes on: a caller's final `sync_all` has only the tail left, a
+/// large download never piles up more dirty pages than that, and a full disk is reported
+/// when it fills, not at the end.
 pub async fn fetch_to_file(
     sources: &[StoqConnection],
     id: &ContentId,
@@ -137,6 +141,28 @@ type Notes = tokio::sync::mpsc::UnboundedSender<Note>;
 
 /// The thread that writes verified chunks (index, offset, bytes) into `file` as they come and
 /// tells the loop; it ends when the last sender is dropped.
+/// Bytes a download into a file writes between two hand-overs of its data to the disk.
+pub const WRITEBACK_EVERY: u64 = 16 << 20;
+
+/// Counts bytes written since the last `fdatasync` and says when the next one is due.
+#[derive(Debug, Default)]
+struct Writeback {
+    unsynced: u64,
+}
+
+impl Writeback {
+    /// `len` more bytes written; true when they bring the count to [`WRITEBACK_EVERY`] (and
+    /// the count starts again).
+    fn wrote(&mut self, len: usize) -> bool {
+        self.unsynced += len as u64;
+        let due = self.unsynced >= WRITEBACK_EVERY;
+        if due {
+            self.unsynced = 0;
+        }
+        due
+    }
+}
+
 fn spawn_writer(
     file: Arc<File>,
     notes: Notes,
@@ -145,13 +171,22 @@ fn spawn_writer(
     std::thread::Builder::new()
         .name("stoq-file-writer".into())
         .spawn(move || {
+            let mut writeback = Writeback::default();
             for (index, offset, bytes) in rx {
                 let note = match file.write_all_at(&bytes, offset) {
                     Ok(()) => Note::Written { index },
                     Err(e) => Note::WriteFailed(e),
                 };
-                if notes.send(note).is_err() {
+                let failed = matches!(note, Note::WriteFailed(_));
+                if notes.send(note).is_err() || failed {
                     return;
+                }
+                // After the note, so the download goes on while the disk catches up.
+                if writeback.wrote(bytes.len()) {
+                    if let Err(e) = file.sync_data() {
+                        let _ = notes.send(Note::WriteFailed(e));
+                        return;
+                    }
                 }
             }
         })?;
@@ -395,4 +430,22 @@ async fn fetch_manifest_from_any(
         }
     }
     Err(last_error.unwrap_or(FetchError::NoSource))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writeback_is_due_once_per_writeback_every_bytes() {
+        let mut writeback = Writeback::default();
+        let chunk = 1 << 20;
+        let due: Vec<bool> = (0..40).map(|_| writeback.wrote(chunk)).collect();
+        let at: Vec<usize> = (0..40).filter(|&i| due[i]).collect();
+        let every = (WRITEBACK_EVERY as usize) / chunk;
+        assert_eq!(at, vec![every - 1, 2 * every - 1], "due after each 16 MiB");
+        // A chunk larger than the interval is due at once, every time.
+        assert!(writeback.wrote(WRITEBACK_EVERY as usize + 1));
+        assert!(writeback.wrote(WRITEBACK_EVERY as usize));
+    }
 }
