@@ -117,7 +117,6 @@ enum Note {
     Arrived {
         s: usize,
         index: u32,
-        took: Duration,
         len: usize,
         bytes: Option<Bytes>,
     },
@@ -283,7 +282,7 @@ async fn fetch_into<W: Write>(
                             * 2u32.pow(asked_at)
                     };
                     let note = |event| match event {
-                        RunEvent::Chunk { index, took, bytes } => {
+                        RunEvent::Chunk { index, bytes, .. } => {
                             let entry = &manifest.chunks[index as usize];
                             for keeper in &keepers {
                                 keeper.keep(&entry.id, &bytes);
@@ -296,7 +295,6 @@ async fn fetch_into<W: Write>(
                             let note = Note::Arrived {
                                 s,
                                 index,
-                                took,
                                 len,
                                 bytes,
                             };
@@ -355,11 +353,10 @@ async fn fetch_into<W: Write>(
             Note::Arrived {
                 s,
                 index,
-                took,
                 len,
                 bytes,
             } => {
-                plan.delivered(s, len, took);
+                plan.delivered(s, len);
                 match bytes {
                     Some(bytes) => _ = ready.insert(index, Some(bytes)),
                     None => at_writer += 1,

@@ -127,7 +127,7 @@ pub(super) struct Plan {
     in_flight: Vec<usize>,
     /// Requests (runs) in flight per source, at most [`MAX_RUNS_PER_SOURCE`].
     pub(super) runs: Vec<usize>,
-    rate: Vec<Ewma>,
+    rate: Vec<Meter>,
     /// Stalls a source has shown since its last delivered chunk (see `MAX_STRIKES`).
     pub(super) strikes: Vec<u32>,
     /// When a busy source may be asked again, and the pause it got last.
@@ -160,7 +160,7 @@ impl Plan {
             standby: (active..n).collect(),
             in_flight: vec![0; n],
             runs: vec![0; n],
-            rate: vec![Ewma::starting_at(0.3, INITIAL_RATE_BYTES_PER_S); n],
+            rate: (0..n).map(|_| Meter::new(Instant::now())).collect(),
             strikes: vec![0; n],
             paused_until: vec![None; n],
             pause: vec![Duration::ZERO; n],
@@ -184,8 +184,11 @@ impl Plan {
         }
     }
 
+    /// The rate one run of source `s` may be expected to show: its measured rate shared among
+    /// its runs in flight (the stall deadline of a run's next chunk is sized by it).
     pub(super) fn rate_of(&self, s: usize) -> f64 {
-        rate_of(&self.rate[s])
+        let total = self.rate[s].value().unwrap_or(INITIAL_RATE_BYTES_PER_S);
+        total / self.runs[s].max(1) as f64
     }
 
     /// The next run source `s` should ask for, if it is alive, not paused and has room.
@@ -202,7 +205,7 @@ impl Plan {
             return None;
         }
         self.paused_until[s] = None;
-        let measured = (self.report.sources[s].1 > 0).then(|| self.rate_of(s));
+        let measured = self.rate[s].value();
         // A source that stalled gets one chunk at a time until it delivers again.
         let room = match self.strikes[s] {
             0 => window_for(measured, self.typical_len),
@@ -238,13 +241,9 @@ impl Plan {
         }
     }
 
-    pub(super) fn delivered(&mut self, s: usize, len: usize, took: Duration) {
+    pub(super) fn delivered(&mut self, s: usize, len: usize) {
         self.in_flight[s] -= 1;
-        let observed = len as f64 / took.as_secs_f64().max(1e-6);
-        if self.report.sources[s].1 == 0 {
-            self.rate[s] = Ewma::new(0.3);
-        }
-        self.rate[s].update(observed);
+        self.rate[s].delivered(len as u64, Instant::now());
         self.report.sources[s].1 += len as u64;
         self.strikes[s] = 0;
         self.pause[s] = Duration::ZERO;
@@ -314,8 +313,45 @@ fn next_pause(
     }
 }
 
-fn rate_of(rate: &Ewma) -> f64 {
-    rate.value().unwrap_or(INITIAL_RATE_BYTES_PER_S)
+/// The span over which a source's deliveries are summed into one rate sample.
+const RATE_SPAN: Duration = Duration::from_millis(50);
+
+/// A source's delivery rate: the bytes all its runs delivered over spans of at least
+/// [`RATE_SPAN`], smoothed. Measured per source, not per chunk: timing each chunk from the one
+/// before it in its run made a long run's back-to-back chunks look fast and a one-chunk run
+/// (which waits a whole round trip) look slow, so windows sized by it grew for the clients
+/// that were already fast and shrank for the slow ones, which then stayed slow under load.
+#[derive(Debug)]
+struct Meter {
+    since: Instant,
+    bytes: u64,
+    rate: Ewma,
+}
+
+impl Meter {
+    fn new(now: Instant) -> Self {
+        Meter {
+            since: now,
+            bytes: 0,
+            rate: Ewma::new(0.3),
+        }
+    }
+
+    /// `len` bytes arrived at `now`; a span of at least [`RATE_SPAN`] becomes a sample.
+    fn delivered(&mut self, len: u64, now: Instant) {
+        self.bytes += len;
+        let span = now.saturating_duration_since(self.since);
+        if span >= RATE_SPAN {
+            self.rate.update(self.bytes as f64 / span.as_secs_f64());
+            self.bytes = 0;
+            self.since = now;
+        }
+    }
+
+    /// Bytes per second, once a span has closed.
+    fn value(&self) -> Option<f64> {
+        self.rate.value()
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +374,27 @@ mod tests {
         assert_eq!(window_for(Some(1e7), 65536), 16);
         // 4 MiB chunks: memory caps the window at 8 however fast the source.
         assert_eq!(window_for(Some(1e10), 4 << 20), 8);
+    }
+
+    #[test]
+    fn a_source_rate_sums_its_runs_over_a_span() {
+        let start = Instant::now();
+        let mut meter = Meter::new(start);
+        // Four runs each deliver a 64 KiB chunk every 10 ms: 26.2 MB/s from the source, though
+        // each run alone shows a quarter of it.
+        for tick in 1..=4u64 {
+            for _ in 0..4 {
+                meter.delivered(65536, start + Duration::from_millis(10 * tick));
+            }
+        }
+        assert_eq!(meter.value(), None, "no span has closed at 40 ms");
+        meter.delivered(4 * 65536, start + Duration::from_millis(50));
+        let rate = meter.value().expect("a 50 ms span closed");
+        assert!((rate - 4.0 * 65536.0 / 0.010).abs() < 1.0, "{rate}");
+        // Nothing before the first span closes.
+        let mut fresh = Meter::new(start);
+        fresh.delivered(65536, start + Duration::from_millis(20));
+        assert_eq!(fresh.value(), None);
     }
 
     #[test]
