@@ -78,8 +78,6 @@ struct Shared {
     config: TransportConfig,
     /// Transport parameters of the connections this endpoint dials.
     dialled: PerPath<Arc<quinn::TransportConfig>>,
-    /// How connections peers open are accepted; `None` for a dial-only endpoint.
-    accepted: Option<PerPath<Arc<quinn::ServerConfig>>>,
     dial_configs: DialConfigs,
     accept_queue: Mutex<mpsc::Receiver<StoqConnection>>,
     counters: Counters,
@@ -131,11 +129,11 @@ impl StoqEndpoint {
             let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(crypto))
                 .map_err(|e| TransportError::Certificate(e.to_string()))?;
             let crypto = Arc::new(crypto);
-            Some(PerPath::new(|path| {
+            Some(Arc::new(PerPath::new(|path| {
                 let mut server = quinn::ServerConfig::with_crypto(crypto.clone());
                 server.transport_config(Arc::new(config.quinn_transport_accepted(path)));
                 Arc::new(server)
-            }))
+            })))
         } else {
             None
         };
@@ -188,7 +186,6 @@ impl StoqEndpoint {
             node_id: identity.node_id(),
             config,
             dialled,
-            accepted,
             dial_configs: DialConfigs::new(identity, ca_roots),
             accept_queue: Mutex::new(rx),
             counters: Counters::default(),
@@ -200,11 +197,21 @@ impl StoqEndpoint {
             .config
             .max_connections
             .map(|max| Arc::new(Semaphore::new(max as usize)));
-        for listener in &shared.listeners {
-            let (listener, limiter) = (listener.clone(), limiter.clone());
-            tokio::spawn(
-                accept_loop(shared.clone(), listener, limiter, tx.clone()).in_current_span(),
-            );
+        // Listeners exist only with a server config (`serve`).
+        if let Some(accepted) = &accepted {
+            for listener in &shared.listeners {
+                let (listener, accepted) = (listener.clone(), accepted.clone());
+                tokio::spawn(
+                    accept_loop(
+                        shared.clone(),
+                        listener,
+                        accepted,
+                        limiter.clone(),
+                        tx.clone(),
+                    )
+                    .in_current_span(),
+                );
+            }
         }
         Ok(StoqEndpoint { shared })
     }
@@ -350,10 +357,12 @@ impl StoqEndpoint {
     }
 }
 
-/// Accepts on one listener; every listener shares the connection limit and the queue.
+/// Accepts on one listener, with the server config for each peer's path; every listener
+/// shares the connection limit and the queue.
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: quinn::Endpoint,
+    accepted: Arc<PerPath<Arc<quinn::ServerConfig>>>,
     limiter: Option<Arc<Semaphore>>,
     tx: mpsc::Sender<StoqConnection>,
 ) {
@@ -370,7 +379,10 @@ async fn accept_loop(
                 .try_acquire_owned()
                 .map_or(Slot::Full, Slot::Taken),
         };
-        tokio::spawn(handshake(shared.clone(), incoming, slot, tx.clone()).in_current_span());
+        let config = accepted.to(incoming.remote_address()).clone();
+        tokio::spawn(
+            handshake(shared.clone(), incoming, config, slot, tx.clone()).in_current_span(),
+        );
     }
 }
 
@@ -409,16 +421,14 @@ enum Slot {
 async fn handshake(
     shared: Arc<Shared>,
     incoming: quinn::Incoming,
+    config: Arc<quinn::ServerConfig>,
     slot: Slot,
     tx: mpsc::Sender<StoqConnection>,
 ) {
     let remote = incoming.remote_address();
-    let accepted = (shared.accepted.as_ref()).map(|a| a.to(remote).clone());
-    let conn = match accepted.map(|config| incoming.accept_with(config)) {
-        Some(Ok(connecting)) => connecting.await,
-        Some(Err(e)) => Err(e),
-        // A listener exists only with a server config; nothing to accept with otherwise.
-        None => return,
+    let conn = match incoming.accept_with(config) {
+        Ok(connecting) => connecting.await,
+        Err(e) => Err(e),
     };
     let conn = match conn {
         Ok(conn) => conn,

@@ -172,12 +172,11 @@ fn spawn_writer(
         .spawn(move || {
             let mut writeback = Writeback::default();
             for (index, offset, bytes) in rx {
-                let note = match file.write_all_at(&bytes, offset) {
-                    Ok(()) => Note::Written { index },
-                    Err(e) => Note::WriteFailed(e),
-                };
-                let failed = matches!(note, Note::WriteFailed(_));
-                if notes.send(note).is_err() || failed {
+                if let Err(e) = file.write_all_at(&bytes, offset) {
+                    let _ = notes.send(Note::WriteFailed(e));
+                    return;
+                }
+                if notes.send(Note::Written { index }).is_err() {
                     return;
                 }
                 // After the note, so the download goes on while the disk catches up.

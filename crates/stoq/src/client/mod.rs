@@ -13,7 +13,9 @@ pub use chunk_cache::{ChunkCache, DEFAULT_CACHE_BYTES};
 pub use content::{
     fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_run, ReadDigest, RunEvent,
 };
-pub use download::{fetch, fetch_to_file, fetch_with, FetchOptions, MANIFEST_DEADLINE};
+pub use download::{
+    fetch, fetch_to_file, fetch_with, FetchOptions, MANIFEST_DEADLINE, WRITEBACK_EVERY,
+};
 pub use error::{FetchError, DEFAULT_BUSY_PAUSE};
 pub use plan::{
     run_len, stall_deadline, window_for, FetchReport, MAX_BUSY_PAUSE, MAX_BUSY_WAIT,
