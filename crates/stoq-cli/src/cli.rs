@@ -63,6 +63,19 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
+impl Command {
+    /// Whether the command runs nodes (`serve`, `demo`, `bench`), which serve many peers at
+    /// once and want a thread per core. Every other command is one client's requests: one
+    /// thread drives its connections and its tasks hand work to each other without waking
+    /// another thread (a 1 GiB `stoq get` spends about 15 % less CPU so, docs/PERFORMANCE.md).
+    pub fn runs_nodes(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve(_) | Command::Demo(_) | Command::Bench(_)
+        )
+    }
+}
+
 /// `stoq serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {

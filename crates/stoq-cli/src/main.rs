@@ -37,10 +37,11 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     logging::start(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = match cli.command.runs_nodes() {
+        true => tokio::runtime::Builder::new_multi_thread(),
+        false => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stoq: cannot start the async runtime: {e}");

@@ -7,6 +7,7 @@
 //! so the disk is not what is measured. Rounds interleave the cases so drift hits them alike;
 //! figures are medians.
 
+use std::net::SocketAddrV6;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use stoq::chunking::ContentId;
 use stoq::client::{self, FetchOptions};
 use stoq::protocol::PutSettings;
-use stoq::transport::{NodeIdentity, StoqConnection, StoqEndpoint};
+use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
 use stoq::{AdminToken, Node, Role};
 
 use super::nginx::Nginx;
@@ -49,11 +50,85 @@ async fn download(
     Ok(took)
 }
 
+/// A download for the client thread: the nodes to fetch from, the content, the output file,
+/// the expected size, and where the time taken goes.
+struct Job {
+    sources: Vec<(NodeId, SocketAddrV6)>,
+    id: ContentId,
+    out: PathBuf,
+    size: usize,
+    done: tokio::sync::oneshot::Sender<Result<Duration>>,
+}
+
+/// A client run as `stoq get` runs: its own thread and single-threaded runtime, apart from the
+/// nodes' runtime (as a `stoq get` process is apart from `stoq serve`). Each job dials its
+/// sources, then times the download alone.
+struct ClientThread {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+impl ClientThread {
+    fn start() -> Result<ClientThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name("bench-client".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let client = NodeIdentity::generate()
+                        .and_then(|id| StoqEndpoint::client(Default::default(), id));
+                    while let Some(job) = queue.recv().await {
+                        let took = match &client {
+                            Ok(client) => Self::run(client, &job).await,
+                            Err(e) => Err(anyhow::anyhow!("the client endpoint: {e}")),
+                        };
+                        let _ = job.done.send(took);
+                    }
+                })
+            })?;
+        Ok(ClientThread { jobs })
+    }
+
+    async fn run(client: &StoqEndpoint, job: &Job) -> Result<Duration> {
+        let mut conns = Vec::new();
+        for &(id, addr) in &job.sources {
+            conns.push(client::dial(client, id, addr).await?);
+        }
+        download(&conns, &job.id, &job.out, job.size).await
+    }
+
+    /// Downloads `id` from `nodes` into `out` on the client thread; the download's time.
+    async fn download(
+        &self,
+        nodes: &[&Node],
+        id: ContentId,
+        out: &Path,
+        size: usize,
+    ) -> Result<Duration> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            sources: nodes
+                .iter()
+                .map(|n| (n.node_id(), n.local_addr()))
+                .collect(),
+            id,
+            out: out.to_path_buf(),
+            size,
+            done,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the client thread has stopped"))?;
+        answer.await?
+    }
+}
+
 /// The nodes of the benchmark: an origin holding the content and an edge that has it cached.
 struct Network {
     origin: Node,
     edge: Node,
-    client: StoqEndpoint,
     id: ContentId,
 }
 
@@ -87,12 +162,7 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
     client::prefetch(&dial(&client, &edge).await?, token.as_str(), &id)
         .await
         .context("warming the edge")?;
-    Ok(Network {
-        origin,
-        edge,
-        client,
-        id,
-    })
+    Ok(Network { origin, edge, id })
 }
 
 /// `n` downloads from the origin, at most `at_once` in flight, each its own client on its own
@@ -174,21 +244,16 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     let (mut origin, mut edge, mut both, mut raw, mut https, mut http) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut raw_default = vec![];
+    let client = ClientThread::start()?;
     for _ in 0..args.rounds {
-        let at_origin = dial(&net.client, &net.origin).await?;
-        let at_edge = dial(&net.client, &net.edge).await?;
-        origin.push(gbps(
-            args.size,
-            download(std::slice::from_ref(&at_origin), &net.id, &out, args.size).await?,
-        ));
-        edge.push(gbps(
-            args.size,
-            download(std::slice::from_ref(&at_edge), &net.id, &out, args.size).await?,
-        ));
-        both.push(gbps(
-            args.size,
-            download(&[at_origin, at_edge], &net.id, &out, args.size).await?,
-        ));
+        for (nodes, figures) in [
+            (&[&net.origin][..], &mut origin),
+            (&[&net.edge], &mut edge),
+            (&[&net.origin, &net.edge], &mut both),
+        ] {
+            let took = client.download(nodes, net.id, &out, args.size).await?;
+            figures.push(gbps(args.size, took));
+        }
         raw.push(gbps(args.size, quinn.transfer(&data).await?));
         raw_default.push(gbps(args.size, quinn_default.transfer(&data).await?));
         if let Ok(nginx) = &nginx {
