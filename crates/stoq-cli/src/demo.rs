@@ -75,6 +75,7 @@ async fn client_fetch(
         active: parallel,
         read_token: None,
         local: Vec::new(),
+        manifest: None,
     };
     let report = located.fetch(id, &mut out, &options, |_| Ok(0)).await?;
     Ok((located, out, report, started.elapsed()))
@@ -221,6 +222,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         active: 2,
         read_token: None,
         local: Vec::new(),
+        manifest: None,
     };
     let kill_now = |_: &Manifest| {
         let _ = tripped.send(());

@@ -165,11 +165,13 @@ pub async fn get(args: GetArgs) -> Result<()> {
     if let Some(cache) = &cache {
         local.push(cache.clone());
     }
-    let options = FetchOptions {
+    let mut options = FetchOptions {
         active: args.parallel,
         read_token: read_token(args.read_token_file.as_deref())?,
         local,
+        manifest: None,
     };
+    let started = Instant::now();
     if let Target::File(dir) = output::target(args.output.as_deref()) {
         let (manifest, _) =
             client::fetch_manifest_as(&conns[0], &id, options.read_token.as_deref()).await?;
@@ -178,8 +180,9 @@ pub async fn get(args: GetArgs) -> Result<()> {
             hang_up(&client).await;
             return Ok(());
         }
+        // The download below needs the same manifest: not asked for twice.
+        options.manifest = Some(Arc::new(manifest));
     }
-    let started = Instant::now();
     let report = match output::target(args.output.as_deref()) {
         Target::File(path) => {
             let part = PathBuf::from(format!("{}.part", path.display()));

@@ -22,17 +22,11 @@ pub fn endpoint() -> Result<StoqEndpoint> {
     )?)
 }
 
-/// How long a command waits, at its end, for its connections' close to be sent and answered.
-/// The close leaves at once; waiting longer (QUIC's draining period is three probe timeouts,
-/// 80–90 ms even on loopback) only lets a lost close be sent again, and every command would
-/// end that much later.
-const HANG_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
-
 /// Closes every connection of `client` before the command exits, so nodes see them end now
-/// rather than at their idle timeout (a node stopping gracefully waits for its replies to be
-/// acknowledged); waits at most [`HANG_UP_WAIT`].
+/// rather than at their idle timeout; the command does not wait out QUIC's draining period
+/// (see [`StoqEndpoint::hang_up`]).
 pub async fn hang_up(client: &StoqEndpoint) {
-    client.shutdown(HANG_UP_WAIT).await;
+    client.hang_up().await;
 }
 
 pub async fn connect(

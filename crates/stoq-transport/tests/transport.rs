@@ -758,3 +758,31 @@ async fn several_sockets_on_one_port_serve_every_peer_and_still_dial() {
     })
     .await;
 }
+
+/// A client that hangs up (as every command does before it exits) tells the node at once: the
+/// node's connection ends on the close, not at its idle timeout 30 s later. The test runs on
+/// one thread, as client commands do.
+#[tokio::test]
+async fn a_client_that_hangs_up_closes_its_connections_at_the_node_at_once() {
+    bounded(async {
+        let server = echo_server(local_config());
+        let client = client();
+        let conn = client
+            .connect(server.local_addr().unwrap(), &expect(&server))
+            .await
+            .unwrap();
+        echo_round_trip(&conn, payload(1000, 11)).await;
+        assert_eq!(server.counters().open, 1);
+        client.hang_up().await;
+        assert!(conn.is_closed(), "the client's side is closed");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while server.counters().open > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node never heard the close"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

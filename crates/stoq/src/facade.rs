@@ -207,6 +207,7 @@ impl Stoq {
             active: located.sources.len(),
             read_token: None,
             local: Vec::new(),
+            manifest: None,
         };
         Ok(located.fetch(id, out, &options, |_| Ok(0)).await?)
     }

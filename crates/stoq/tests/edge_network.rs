@@ -326,6 +326,7 @@ async fn test_failover_scenarios() {
             active: 2,
             read_token: None,
             local: Vec::new(),
+            manifest: None,
         };
         let dying = b.clone();
         let report = client::fetch_with(&conns, &id, &mut out, &options, |_| {
@@ -655,6 +656,7 @@ async fn restricted_content_needs_its_read_token_at_origins_and_edges_even_after
             active: 1,
             read_token: token.map(str::to_owned),
             local: Vec::new(),
+            manifest: None,
         };
         let get = |node: &Node, token: Option<&'static str>| {
             let (client, node) = (client.clone(), node.clone());

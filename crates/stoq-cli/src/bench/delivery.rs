@@ -43,6 +43,7 @@ async fn download(
         active: sources.len(),
         read_token: None,
         local: Vec::new(),
+        manifest: None,
     };
     let report = client::fetch_to_file(sources, id, file, &options, |_| Ok(0), |_| {}).await?;
     let took = started.elapsed();

@@ -42,6 +42,7 @@ pub async fn fetch<W: Write>(
         active: sources.len(),
         read_token: None,
         local: Vec::new(),
+        manifest: None,
     };
     fetch_with(sources, id, out, &options, |_| Ok(0)).await
 }
@@ -57,6 +58,9 @@ pub struct FetchOptions {
     /// are copied from there, verified, instead of fetched; every fetched chunk is offered to
     /// each of them to keep.
     pub local: Vec<Arc<dyn LocalChunks>>,
+    /// The content's manifest when the caller already has it (say, fetched to see what kind
+    /// of content it is): used instead of asking a source again, once its id is checked.
+    pub manifest: Option<Arc<Manifest>>,
 }
 
 /// [`fetch`] with refinements: only the first `options.active` sources are used at once, the
@@ -203,7 +207,11 @@ async fn fetch_into<W: Write>(
         return Err(FetchError::NoSource);
     }
     let token = options.read_token.clone();
-    let manifest = Arc::new(fetch_manifest_from_any(sources, id, token.as_deref()).await?);
+    let manifest = match &options.manifest {
+        Some(given) if given.content_id() == *id => given.clone(),
+        Some(_) => return Err(FetchError::BadManifest("the caller's".into())),
+        None => Arc::new(fetch_manifest_from_any(sources, id, token.as_deref()).await?),
+    };
     let count = manifest.chunks.len() as u32;
     let skip = already_have(&manifest)?.min(count);
     let mut plan = Plan::new(sources, options.active, &manifest, skip);
