@@ -56,12 +56,17 @@ const IN_FLIGHT_SECONDS: f64 = 0.1;
 /// Chunks in flight for a source that has shown `rate` bytes/s, for chunks of about
 /// `chunk_len` bytes: enough to keep 100 ms of its rate in flight (so a fast source is never
 /// idle waiting for requests), at least 2, at most [`MAX_WINDOW_PER_SOURCE`] and
-/// [`MAX_IN_FLIGHT_BYTES`]. A source with no measurement yet gets [`WINDOW_PER_SOURCE`].
-pub fn window_for(rate: Option<f64>, chunk_len: u32) -> usize {
+/// [`MAX_IN_FLIGHT_BYTES`]. A source with no measurement yet starts at [`WINDOW_PER_SOURCE`]
+/// and gets two more chunks for each one it has `delivered` (in bytes): like TCP's slow start,
+/// the window doubles every round trip until the rate is known, so a fast path is not held to
+/// four chunks for the first measuring span, and a loaded one grows only as it delivers.
+pub fn window_for(rate: Option<f64>, delivered: u64, chunk_len: u32) -> usize {
     let len = u64::from(chunk_len.max(1));
     let cap = ((MAX_IN_FLIGHT_BYTES / len) as usize).clamp(2, MAX_WINDOW_PER_SOURCE);
     match rate {
-        None => WINDOW_PER_SOURCE.min(cap),
+        None => WINDOW_PER_SOURCE
+            .max((2 * delivered / len) as usize)
+            .min(cap),
         Some(r) => ((r * IN_FLIGHT_SECONDS / len as f64).ceil() as usize).clamp(2, cap),
     }
 }
@@ -208,7 +213,7 @@ impl Plan {
         let measured = self.rate[s].value();
         // A source that stalled gets one chunk at a time until it delivers again.
         let room = match self.strikes[s] {
-            0 => window_for(measured, self.typical_len),
+            0 => window_for(measured, self.report.sources[s].1, self.typical_len),
             _ => 1,
         };
         let free = room.saturating_sub(self.in_flight[s]);
@@ -360,20 +365,40 @@ mod tests {
 
     #[test]
     fn windows_follow_measured_throughput_within_bounds() {
-        assert_eq!(window_for(None, 65536), WINDOW_PER_SOURCE);
+        assert_eq!(window_for(None, 0, 65536), WINDOW_PER_SOURCE);
         assert_eq!(
-            window_for(Some(1e3), 65536),
+            window_for(Some(1e3), 0, 65536),
             2,
             "a slow source keeps a minimum"
         );
         // 100 MB/s with 64 KiB chunks: 10 MB in 100 ms = 153 chunks.
-        assert_eq!(window_for(Some(1e8), 65536), 153);
+        assert_eq!(window_for(Some(1e8), 1 << 30, 65536), 153);
         // 10 GB/s: 1 GB in flight would be 15,259 chunks; memory caps it at 32 MiB = 512.
-        assert_eq!(window_for(Some(1e10), 65536), MAX_WINDOW_PER_SOURCE);
+        assert_eq!(
+            window_for(Some(1e10), 1 << 30, 65536),
+            MAX_WINDOW_PER_SOURCE
+        );
         // 10 MB/s: 1 MB in flight = 16 chunks of 64 KiB.
-        assert_eq!(window_for(Some(1e7), 65536), 16);
+        assert_eq!(window_for(Some(1e7), 1 << 30, 65536), 16);
         // 4 MiB chunks: memory caps the window at 8 however fast the source.
-        assert_eq!(window_for(Some(1e10), 4 << 20), 8);
+        assert_eq!(window_for(Some(1e10), 1 << 30, 4 << 20), 8);
+    }
+
+    #[test]
+    fn before_its_rate_is_known_a_window_doubles_with_what_the_source_delivered() {
+        let chunk = 65536u32;
+        let c = u64::from(chunk);
+        // Nothing delivered yet, or less than two chunks: the starting window.
+        assert_eq!(window_for(None, 0, chunk), WINDOW_PER_SOURCE);
+        assert_eq!(window_for(None, c, chunk), WINDOW_PER_SOURCE);
+        // Each delivered chunk makes room for two: 4 delivered, 8 in flight; then 16, 32...
+        assert_eq!(window_for(None, 4 * c, chunk), 8);
+        assert_eq!(window_for(None, 16 * c, chunk), 32);
+        // Up to the caps on chunks and bytes in flight.
+        assert_eq!(window_for(None, 1 << 40, chunk), MAX_WINDOW_PER_SOURCE);
+        assert_eq!(window_for(None, 1 << 40, 4 << 20), 8);
+        // Once measured, the rate alone decides, whatever was delivered.
+        assert_eq!(window_for(Some(1e3), 1 << 40, chunk), 2);
     }
 
     #[test]
