@@ -1,9 +1,11 @@
 //! GET_CHUNKS: a run of chunks as one body, streamed as it is read.
 //!
 //! One request, one stream, one manifest lookup and one reading task for the whole run, where
-//! GET_CHUNK costs each of those per chunk. The next chunks are read while the current one is
-//! sent ([`READ_AHEAD`]), so the disk and the network overlap. A chunk that cannot be had ends
-//! the body with an ERROR after the whole chunks before it, which the asker keeps.
+//! GET_CHUNK costs each of those per chunk. The next chunks are read while the current ones
+//! are sent, handed over in batches ([`READ_BATCH_BYTES`], [`READ_AHEAD_BATCHES`]), so the
+//! disk and the network overlap and the reader and the sender wake each other once per batch,
+//! not once per chunk. A chunk that cannot be had ends the body with an ERROR after the whole
+//! chunks before it, which the asker keeps.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -18,8 +20,34 @@ use super::super::pull::{chunk_of, manifest_of};
 use super::super::state::{Holdings, NodeState};
 use crate::chunking::{ContentId, Manifest};
 
-/// Chunks read ahead of the one being sent.
+/// The bytes of chunks an origin's reader hands over at once (a bigger chunk goes alone).
+pub const READ_BATCH_BYTES: u64 = 256 << 10;
+
+/// Batches read ahead of the one being sent.
+pub const READ_AHEAD_BATCHES: usize = 2;
+
+/// Chunks fetched ahead of the one being sent where chunks come one at a time (an edge, a
+/// relay, shards).
 pub const READ_AHEAD: usize = 4;
+
+/// The chunks of a run in order, as [`read_run`] reads them: taken one by one from the
+/// batches the reader hands over.
+pub struct RunChunks {
+    batches: mpsc::Receiver<Vec<Answered<Bytes>>>,
+    current: std::vec::IntoIter<Answered<Bytes>>,
+}
+
+impl RunChunks {
+    /// The next chunk (or the refusal that ends the run); `None` after the last.
+    pub async fn recv(&mut self) -> Option<Answered<Bytes>> {
+        loop {
+            if let Some(next) = self.current.next() {
+                return Some(next);
+            }
+            self.current = self.batches.recv().await?.into_iter();
+        }
+    }
+}
 
 /// Answers GET_CHUNKS on `req`'s stream.
 pub async fn run(
@@ -69,34 +97,47 @@ pub async fn run(
 }
 
 /// The run's chunks in order, read ahead of the sender. An origin holding the content whole
-/// reads it on one blocking thread; otherwise (an edge, a relay, an origin holding shards)
-/// each chunk comes the way a single chunk would ([`chunk_of`]), fetched ahead the same way.
+/// reads it on one blocking thread, in batches; otherwise (an edge, a relay, an origin holding
+/// shards) each chunk comes the way a single chunk would ([`chunk_of`]), fetched ahead the
+/// same way ([`READ_AHEAD`]), one per batch.
 pub async fn read_run(
     state: &Arc<NodeState>,
     id: ContentId,
     manifest: Arc<Manifest>,
     run: Range<u32>,
-) -> mpsc::Receiver<Answered<Bytes>> {
-    if let Holdings::Origin(store) = &state.holdings {
-        let whole = store.read(move |s| s.contains(&id)).await.unwrap_or(false);
-        if whole {
+) -> RunChunks {
+    let batches = match &state.holdings {
+        Holdings::Origin(store) if store.read(move |s| s.contains(&id)).await.unwrap_or(false) => {
             let policy = manifest.erasure;
-            return store.read_each(run, READ_AHEAD, move |s, index| {
-                s.read_chunk(&id, &manifest.chunks[index as usize], policy)
-                    .map(|(bytes, _)| Bytes::from(bytes))
+            let lengths = manifest.clone();
+            store.read_batches(
+                run,
+                move |&index| u64::from(lengths.chunks[index as usize].length),
+                READ_BATCH_BYTES,
+                READ_AHEAD_BATCHES,
+                move |s, index| {
+                    s.read_chunk(&id, &manifest.chunks[index as usize], policy)
+                        .map(|(bytes, _)| Bytes::from(bytes))
+                },
+            )
+        }
+        _ => {
+            let (tx, rx) = mpsc::channel(READ_AHEAD);
+            let state = state.clone();
+            super::super::spawn_in_span(async move {
+                for index in run {
+                    let result = chunk_of(&state, id, manifest.clone(), index).await;
+                    let failed = result.is_err();
+                    if tx.send(vec![result]).await.is_err() || failed {
+                        break;
+                    }
+                }
             });
+            rx
         }
+    };
+    RunChunks {
+        batches,
+        current: Vec::new().into_iter(),
     }
-    let (tx, rx) = mpsc::channel(READ_AHEAD);
-    let state = state.clone();
-    super::super::spawn_in_span(async move {
-        for index in run {
-            let result = chunk_of(&state, id, manifest.clone(), index).await;
-            let failed = result.is_err();
-            if tx.send(result).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    rx
 }
