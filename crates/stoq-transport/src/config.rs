@@ -454,16 +454,36 @@ impl TransportConfig {
         } else {
             t.mtu_discovery_config(None);
         }
+        // On loopback the path is this host: ten packets of the size it takes from the start
+        // (RFC 9002's 10 × max_datagram_size). Elsewhere quinn's 14,720 bytes stand, which a
+        // path MTU probe of up to `max_mtu` bytes may half fill; on loopback a reply of a few
+        // packets behind that probe waited for the peer's delayed ACK (25 ms).
+        let initial_window = match path {
+            PathKind::Loopback => Some(10 * u64::from(self.max_mtu.max(self.initial_mtu))),
+            PathKind::Network => None,
+        };
         match self.congestion {
             CongestionController::Cubic => {
-                t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()))
+                let mut c = quinn::congestion::CubicConfig::default();
+                if let Some(w) = initial_window {
+                    c.initial_window(w);
+                }
+                t.congestion_controller_factory(Arc::new(c))
             }
             CongestionController::Bbr => {
-                t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
+                let mut c = quinn::congestion::BbrConfig::default();
+                if let Some(w) = initial_window {
+                    c.initial_window(w);
+                }
+                t.congestion_controller_factory(Arc::new(c))
             }
-            CongestionController::NewReno => t.congestion_controller_factory(Arc::new(
-                quinn::congestion::NewRenoConfig::default(),
-            )),
+            CongestionController::NewReno => {
+                let mut c = quinn::congestion::NewRenoConfig::default();
+                if let Some(w) = initial_window {
+                    c.initial_window(w);
+                }
+                t.congestion_controller_factory(Arc::new(c))
+            }
         };
         t
     }

@@ -654,6 +654,24 @@ async fn on_loopback_one_probe_takes_packets_to_max_mtu() {
     .await;
 }
 
+/// On loopback a connection starts with ten packets' worth of congestion window at the
+/// path's packet size, so a first answer of a few packets never waits behind the one MTU probe
+/// for the peer's delayed ACK (it did, 25 ms, in about half of `stoq get`s).
+#[tokio::test]
+async fn on_loopback_the_first_window_holds_ten_packets_of_max_mtu() {
+    bounded(async {
+        let config = local_config();
+        let server = echo_server(config.clone());
+        let conn = connect_to(&server).await;
+        let stats = conn.stats();
+        assert!(
+            stats.cwnd >= 10 * u64::from(config.max_mtu),
+            "quinn's default starts at 14,720 bytes: {stats:?}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_file_body_streams_from_a_reader() {
     bounded(async {
