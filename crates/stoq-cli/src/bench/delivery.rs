@@ -58,12 +58,16 @@ struct Job {
     id: ContentId,
     out: PathBuf,
     size: usize,
+    /// Dial from an endpoint of its own (a client of its own), not the thread's shared one.
+    own_endpoint: bool,
     done: tokio::sync::oneshot::Sender<Result<Duration>>,
 }
 
-/// A client run as `stoq get` runs: its own thread and single-threaded runtime, apart from the
-/// nodes' runtime (as a `stoq get` process is apart from `stoq serve`). Each job dials its
-/// sources, then times the download alone.
+/// Clients run as `stoq get` runs: their own thread and single-threaded runtime, apart from the
+/// nodes' runtime (as a `stoq get` process is apart from `stoq serve`). Each job is a task
+/// there that dials its sources, then times the download alone; jobs sent together run
+/// together.
+#[derive(Clone)]
 struct ClientThread {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
 }
@@ -78,18 +82,28 @@ impl ClientThread {
             .name("bench-client".into())
             .spawn(move || {
                 runtime.block_on(async {
-                    let client = NodeIdentity::generate()
-                        .and_then(|id| StoqEndpoint::client(Default::default(), id));
+                    let shared = Self::endpoint().map_err(|e| e.to_string());
                     while let Some(job) = queue.recv().await {
-                        let took = match &client {
-                            Ok(client) => Self::run(client, &job).await,
-                            Err(e) => Err(anyhow::anyhow!("the client endpoint: {e}")),
-                        };
-                        let _ = job.done.send(took);
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            let client = match job.own_endpoint {
+                                true => Self::endpoint().map_err(|e| e.to_string()),
+                                false => shared,
+                            };
+                            let took = match &client {
+                                Ok(client) => Self::run(client, &job).await,
+                                Err(e) => Err(anyhow::anyhow!("the client endpoint: {e}")),
+                            };
+                            let _ = job.done.send(took);
+                        });
                     }
                 })
             })?;
         Ok(ClientThread { jobs })
+    }
+
+    fn endpoint() -> Result<StoqEndpoint, stoq::transport::TransportError> {
+        StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)
     }
 
     async fn run(client: &StoqEndpoint, job: &Job) -> Result<Duration> {
@@ -100,13 +114,15 @@ impl ClientThread {
         download(&conns, &job.id, &job.out, job.size).await
     }
 
-    /// Downloads `id` from `nodes` into `out` on the client thread; the download's time.
+    /// Downloads `id` from `nodes` into `out` on the client thread (from an endpoint of its own
+    /// with `own_endpoint`); the download's time.
     async fn download(
         &self,
         nodes: &[&Node],
         id: ContentId,
         out: &Path,
         size: usize,
+        own_endpoint: bool,
     ) -> Result<Duration> {
         let (done, answer) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -117,6 +133,7 @@ impl ClientThread {
             id,
             out: out.to_path_buf(),
             size,
+            own_endpoint,
             done,
         };
         self.jobs
@@ -171,6 +188,7 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
 /// p99 of each download's time.
 async fn concurrent(
     net: &Network,
+    client: &ClientThread,
     n: usize,
     at_once: usize,
     dir: &Path,
@@ -189,12 +207,10 @@ async fn concurrent(
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
-        let slots = slots.clone();
+        let (slots, client) = (slots.clone(), client.clone());
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await?;
-            let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
-            let conn = dial(&client, &origin).await?;
-            let took = download(&[conn], &id, &out, size).await;
+            let took = client.download(&[&origin], id, &out, size, true).await;
             let _ = std::fs::remove_file(&out);
             took
         });
@@ -252,7 +268,9 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
             (&[&net.edge], &mut edge),
             (&[&net.origin, &net.edge], &mut both),
         ] {
-            let took = client.download(nodes, net.id, &out, args.size).await?;
+            let took = client
+                .download(nodes, net.id, &out, args.size, false)
+                .await?;
             figures.push(gbps(args.size, took));
         }
         raw.push(gbps(args.size, quinn.transfer(&data).await?));
@@ -270,7 +288,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     let clients = match args.clients {
         0 => serde_json::Value::Null,
-        n => concurrent(&net, n, args.at_once, &scratch.0, args.size).await?,
+        n => concurrent(&net, &client, n, args.at_once, &scratch.0, args.size).await?,
     };
     net.origin.shutdown(Duration::from_secs(1)).await;
     net.edge.shutdown(Duration::from_secs(1)).await;
