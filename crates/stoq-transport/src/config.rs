@@ -462,31 +462,31 @@ impl TransportConfig {
             PathKind::Loopback => Some(10 * u64::from(self.max_mtu.max(self.initial_mtu))),
             PathKind::Network => None,
         };
+        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
         match self.congestion {
-            CongestionController::Cubic => {
-                let mut c = quinn::congestion::CubicConfig::default();
-                if let Some(w) = initial_window {
-                    c.initial_window(w);
-                }
-                t.congestion_controller_factory(Arc::new(c))
-            }
-            CongestionController::Bbr => {
-                let mut c = quinn::congestion::BbrConfig::default();
-                if let Some(w) = initial_window {
-                    c.initial_window(w);
-                }
-                t.congestion_controller_factory(Arc::new(c))
-            }
-            CongestionController::NewReno => {
-                let mut c = quinn::congestion::NewRenoConfig::default();
-                if let Some(w) = initial_window {
-                    c.initial_window(w);
-                }
-                t.congestion_controller_factory(Arc::new(c))
-            }
+            CongestionController::Cubic => t.congestion_controller_factory(Arc::new(
+                starting_with(initial_window, CubicConfig::initial_window),
+            )),
+            CongestionController::Bbr => t.congestion_controller_factory(Arc::new(starting_with(
+                initial_window,
+                BbrConfig::initial_window,
+            ))),
+            CongestionController::NewReno => t.congestion_controller_factory(Arc::new(
+                starting_with(initial_window, NewRenoConfig::initial_window),
+            )),
         };
         t
     }
+}
+
+/// A congestion controller's default config, with its first window set to `window` if given
+/// (`set` is the config's `initial_window` setter).
+fn starting_with<C: Default>(window: Option<u64>, set: fn(&mut C, u64) -> &mut C) -> C {
+    let mut config = C::default();
+    if let Some(window) = window {
+        set(&mut config, window);
+    }
+    config
 }
 
 #[cfg(test)]

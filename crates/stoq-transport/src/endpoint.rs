@@ -23,8 +23,8 @@ use crate::{
     NodeId, NodeIdentity, StoqConnection, TransportConfig, TransportError,
 };
 
-/// Yields [`StoqEndpoint::hang_up`] gives the connection drivers to send their close.
-const HANG_UP_YIELDS: usize = 4;
+/// Yields a closing endpoint gives the connection drivers to send their close.
+const CLOSE_YIELDS: usize = 4;
 
 /// What [`StoqEndpoint::hang_up`] waits at most after those yields, for a driver running on
 /// another thread or a socket that was full.
@@ -335,25 +335,7 @@ impl StoqEndpoint {
     /// period (three probe timeouts, which only serve to send a lost close again). The peer
     /// sees the connection end now instead of at its idle timeout.
     pub async fn hang_up(&self) {
-        let code = quinn::VarInt::from_u32(ErrorCode::ShuttingDown.to_u16().into());
-        let shared = &self.shared;
-        let all: Vec<&quinn::Endpoint> = std::iter::once(&shared.endpoint)
-            .chain(&shared.listeners)
-            .collect();
-        for endpoint in &all {
-            endpoint.close(code, b"client done");
-        }
-        // The close reaches each connection's driver as an event; the drivers run (and send)
-        // before a yielding task resumes on its runtime.
-        for _ in 0..HANG_UP_YIELDS {
-            tokio::task::yield_now().await;
-        }
-        let _ = tokio::time::timeout(HANG_UP_GRACE, async {
-            for endpoint in &all {
-                endpoint.wait_idle().await;
-            }
-        })
-        .await;
+        self.shared.close_all(b"client done", HANG_UP_GRACE).await;
     }
 
     /// Graceful shutdown: refuse new connections and streams at once, let in-flight request
@@ -372,22 +354,35 @@ impl StoqEndpoint {
             .await
             .is_ok();
         let abandoned = shared.tasks.len();
-        let code = quinn::VarInt::from_u32(ErrorCode::ShuttingDown.to_u16().into());
-        let all: Vec<&quinn::Endpoint> = std::iter::once(&shared.endpoint)
-            .chain(&shared.listeners)
-            .collect();
-        for endpoint in &all {
-            endpoint.close(code, b"node shutting down");
-        }
         // Give the close frames what is left of the deadline to leave; never more.
         let left = deadline.saturating_sub(started.elapsed());
-        let _ = tokio::time::timeout(left, async {
+        shared.close_all(b"node shutting down", left).await;
+        ShutdownReport { drained, abandoned }
+    }
+}
+
+impl Shared {
+    /// Closes every connection of every socket with `SHUTTING_DOWN` and `reason`, gives the
+    /// connection drivers their turn to send the close (it reaches each as an event, and the
+    /// drivers run before a yielding task resumes on its runtime), then waits at most `wait`
+    /// for QUIC's draining period to end.
+    async fn close_all(&self, reason: &[u8], wait: Duration) {
+        let code = quinn::VarInt::from_u32(ErrorCode::ShuttingDown.to_u16().into());
+        let all: Vec<&quinn::Endpoint> = std::iter::once(&self.endpoint)
+            .chain(&self.listeners)
+            .collect();
+        for endpoint in &all {
+            endpoint.close(code, reason);
+        }
+        for _ in 0..CLOSE_YIELDS {
+            tokio::task::yield_now().await;
+        }
+        let _ = tokio::time::timeout(wait, async {
             for endpoint in &all {
                 endpoint.wait_idle().await;
             }
         })
         .await;
-        ShutdownReport { drained, abandoned }
     }
 }
 

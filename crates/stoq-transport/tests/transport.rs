@@ -666,7 +666,7 @@ async fn on_loopback_the_first_window_holds_ten_packets_of_max_mtu() {
         let stats = conn.stats();
         assert!(
             stats.cwnd >= 10 * u64::from(config.max_mtu),
-            "quinn's default starts at 14,720 bytes: {stats:?}"
+            "quinn's default starts at 12,000 bytes: {stats:?}"
         );
     })
     .await;

@@ -142,8 +142,6 @@ enum Note {
 
 type Notes = tokio::sync::mpsc::UnboundedSender<Note>;
 
-/// The thread that writes verified chunks (index, offset, bytes) into `file` as they come and
-/// tells the loop; it ends when the last sender is dropped.
 /// Bytes a download into a file writes between two hand-overs of its data to the disk.
 pub const WRITEBACK_EVERY: u64 = 16 << 20;
 
@@ -166,6 +164,9 @@ impl Writeback {
     }
 }
 
+/// The thread that writes verified chunks (index, offset, bytes) into `file` as they come and
+/// tells the loop, handing the data to the disk every [`WRITEBACK_EVERY`] bytes; it ends when
+/// the last sender is dropped.
 fn spawn_writer(
     file: Arc<File>,
     notes: Notes,
