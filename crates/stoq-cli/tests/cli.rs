@@ -967,11 +967,19 @@ fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
         "--json",
     ]));
     assert_eq!(j["name"], "delivery");
-    for figure in ["origin_gbps", "edge_gbps", "two_sources_gbps", "quinn_gbps"] {
+    for figure in [
+        "origin_gbps",
+        "edge_gbps",
+        "two_sources_gbps",
+        "quinn_gbps",
+        "quinn_file_gbps",
+    ] {
         assert!(j[figure].as_f64().unwrap() > 0.0, "{figure}: {j}");
     }
     assert!(j["ratio"]["quinn"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["ratio"]["quinn_file"].as_f64().unwrap() > 0.0, "{j}");
     assert_eq!(j["clients"]["completed"], 3, "{j}");
+    assert_eq!(j["clients"]["identical"], 3, "{j}");
     assert_eq!(j["clients"]["at_once"], 2, "{j}");
     assert!(j["clients"]["busy_answers"].is_u64(), "{j}");
     // nginx is a baseline when installed; otherwise the report says why it is missing.

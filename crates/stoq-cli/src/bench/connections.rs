@@ -221,7 +221,7 @@ async fn quinn_ping(conn: quinn::Connection) -> Result<quinn::Connection> {
 }
 
 async fn quinn_side(count: usize) -> Result<serde_json::Value> {
-    let (cert, key) = super::transport::self_signed()?;
+    let (cert, key) = super::raw_quinn::self_signed()?;
     let mut server_config = quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?;
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(Duration::from_secs(600).try_into()?));

@@ -1,6 +1,7 @@
 //! `stoq bench delivery`: whole downloads as `stoq get` does them (manifest, chunks, every
 //! chunk verified, written to a file) from an origin, from a warm edge and from both at once;
-//! beside, in the same run, raw quinn moving the same bytes (the ceiling) and nginx + curl
+//! beside, in the same run, raw quinn moving the same bytes (the ceiling), raw quinn doing the
+//! same work without STOQ's protocol (file read, hashed, file written), and nginx + curl
 //! serving the same file over HTTPS and plain HTTP, when both are installed.
 //!
 //! Nodes run in this process on [::1]; files live on tmpfs (`/dev/shm`) where there is one,
@@ -19,7 +20,9 @@ use stoq::protocol::PutSettings;
 use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
 use stoq::{AdminToken, Node, Role};
 
+use super::client_thread::ClientThread;
 use super::nginx::Nginx;
+use super::quinn_file::QuinnFile;
 use super::transport::RawQuinn;
 use super::{gbps, machine, median, noise, quantile};
 use crate::cli::DeliveryBenchArgs;
@@ -51,96 +54,42 @@ async fn download(
     Ok(took)
 }
 
-/// A download for the client thread: the nodes to fetch from, the content, the output file,
-/// the expected size, and where the time taken goes.
-struct Job {
-    sources: Vec<(NodeId, SocketAddrV6)>,
+fn client_endpoint() -> Result<StoqEndpoint> {
+    Ok(StoqEndpoint::client(
+        Default::default(),
+        NodeIdentity::generate()?,
+    )?)
+}
+
+/// Downloads `id` from `nodes` into `out` on the client thread, dialing from `endpoint` (the
+/// thread's shared client) or, with `None`, from an endpoint of its own (a client of its
+/// own); the download's time, dialing not counted.
+async fn download_on(
+    client: &ClientThread,
+    endpoint: Option<StoqEndpoint>,
+    nodes: &[&Node],
     id: ContentId,
-    out: PathBuf,
+    out: &Path,
     size: usize,
-    /// Dial from an endpoint of its own (a client of its own), not the thread's shared one.
-    own_endpoint: bool,
-    done: tokio::sync::oneshot::Sender<Result<Duration>>,
-}
-
-/// Clients run as `stoq get` runs: their own thread and single-threaded runtime, apart from the
-/// nodes' runtime (as a `stoq get` process is apart from `stoq serve`). Each job is a task
-/// there that dials its sources, then times the download alone; jobs sent together run
-/// together.
-#[derive(Clone)]
-struct ClientThread {
-    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
-}
-
-impl ClientThread {
-    fn start() -> Result<ClientThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
-        std::thread::Builder::new()
-            .name("bench-client".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let shared = Self::endpoint().map_err(|e| e.to_string());
-                    while let Some(job) = queue.recv().await {
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            let client = match job.own_endpoint {
-                                true => Self::endpoint().map_err(|e| e.to_string()),
-                                false => shared,
-                            };
-                            let took = match &client {
-                                Ok(client) => Self::run(client, &job).await,
-                                Err(e) => Err(anyhow::anyhow!("the client endpoint: {e}")),
-                            };
-                            let _ = job.done.send(took);
-                        });
-                    }
-                })
-            })?;
-        Ok(ClientThread { jobs })
-    }
-
-    fn endpoint() -> Result<StoqEndpoint, stoq::transport::TransportError> {
-        StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)
-    }
-
-    async fn run(client: &StoqEndpoint, job: &Job) -> Result<Duration> {
-        let mut conns = Vec::new();
-        for &(id, addr) in &job.sources {
-            conns.push(client::dial(client, id, addr).await?);
-        }
-        download(&conns, &job.id, &job.out, job.size).await
-    }
-
-    /// Downloads `id` from `nodes` into `out` on the client thread (from an endpoint of its own
-    /// with `own_endpoint`); the download's time.
-    async fn download(
-        &self,
-        nodes: &[&Node],
-        id: ContentId,
-        out: &Path,
-        size: usize,
-        own_endpoint: bool,
-    ) -> Result<Duration> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let job = Job {
-            sources: nodes
-                .iter()
-                .map(|n| (n.node_id(), n.local_addr()))
-                .collect(),
-            id,
-            out: out.to_path_buf(),
-            size,
-            own_endpoint,
-            done,
-        };
-        self.jobs
-            .send(job)
-            .map_err(|_| anyhow::anyhow!("the client thread has stopped"))?;
-        answer.await?
-    }
+) -> Result<Duration> {
+    let sources: Vec<(NodeId, SocketAddrV6)> = nodes
+        .iter()
+        .map(|n| (n.node_id(), n.local_addr()))
+        .collect();
+    let out = out.to_path_buf();
+    client
+        .run(move || async move {
+            let endpoint = match endpoint {
+                Some(shared) => shared,
+                None => client_endpoint()?,
+            };
+            let mut conns = Vec::new();
+            for (node, addr) in sources {
+                conns.push(client::dial(&endpoint, node, addr).await?);
+            }
+            download(&conns, &id, &out, size).await
+        })
+        .await
 }
 
 /// The nodes of the benchmark: an origin holding the content and an edge that has it cached.
@@ -172,7 +121,7 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
         peers_become(&[&origin, &edge], 1, Duration::from_secs(20)).await,
         "the edge never joined the origin"
     );
-    let client = StoqEndpoint::client(Default::default(), NodeIdentity::generate()?)?;
+    let client = client_endpoint()?;
     let at_origin = dial(&client, &origin).await?;
     let id = client::publish(&at_origin, token.as_str(), file, PutSettings::default())
         .await?
@@ -183,17 +132,19 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
     Ok(Network { origin, edge, id })
 }
 
-/// `n` downloads from the origin, at most `at_once` in flight, each its own client on its own
-/// connection: completed, failed, aggregate rate (all bytes over the wall time) and the p50 /
-/// p99 of each download's time.
+/// `n` downloads of `data` from the origin, at most `at_once` in flight, each its own client on
+/// its own connection: completed, byte-identical to `data` (compared after each download's
+/// clock stops), failed, aggregate rate (all bytes over the wall time) and the p50 / p99 of
+/// each download's time.
 async fn concurrent(
     net: &Network,
     client: &ClientThread,
     n: usize,
     at_once: usize,
     dir: &Path,
-    size: usize,
+    data: &Bytes,
 ) -> Result<serde_json::Value> {
+    let size = data.len();
     let at_once = if at_once == 0 { n } else { at_once.min(n) };
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(at_once));
     let busy = || {
@@ -207,19 +158,26 @@ async fn concurrent(
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
         let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
-        let (slots, client) = (slots.clone(), client.clone());
+        let (slots, client, data) = (slots.clone(), client.clone(), data.clone());
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await?;
-            let took = client.download(&[&origin], id, &out, size, true).await;
-            let _ = std::fs::remove_file(&out);
-            took
+            let took = download_on(&client, None, &[&origin], id, &out, size).await?;
+            let identical = tokio::task::spawn_blocking(move || {
+                let identical = std::fs::read(&out).is_ok_and(|got| got == data);
+                let _ = std::fs::remove_file(&out);
+                identical
+            })
+            .await?;
+            anyhow::Ok((took, identical))
         });
     }
-    let mut times = Vec::new();
-    let mut failed = 0;
+    let (mut times, mut identical, mut failed) = (Vec::new(), 0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(took)) => times.push(took.as_secs_f64()),
+            Ok(Ok((took, same))) => {
+                times.push(took.as_secs_f64());
+                identical += usize::from(same);
+            }
             _ => failed += 1,
         }
     }
@@ -228,6 +186,7 @@ async fn concurrent(
         "clients": n,
         "at_once": at_once,
         "completed": times.len(),
+        "identical": identical,
         // Requests the origin answered BUSY meanwhile (each a pause and a retry, not a failure).
         "busy_answers": busy() - busy_before,
         "failed": failed,
@@ -257,24 +216,46 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     let max_mtu = stoq::transport::TransportConfig::default().max_mtu;
     let mut quinn = RawQuinn::start(1, max_mtu).await?;
     let mut quinn_default = RawQuinn::start(1, QUINN_DEFAULT_MTU).await?;
+    // The same work as a verified download, without STOQ's protocol; its client stands where
+    // STOQ's does, on the client thread.
+    let quinn_file = std::sync::Arc::new(QuinnFile::start(max_mtu)?);
+    let expected = blake3::hash(&data);
     let out: PathBuf = scratch.0.join("out.bin");
     let (mut origin, mut edge, mut both, mut raw, mut https, mut http) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut raw_default = vec![];
+    let (mut raw_default, mut raw_file) = (vec![], vec![]);
     let client = ClientThread::start()?;
+    let shared = client.run(|| async { client_endpoint() }).await?;
+    let file_client = {
+        let server = quinn_file.clone();
+        client
+            .run(move || async move { server.connect().await })
+            .await?
+    };
     for _ in 0..args.rounds {
         for (nodes, figures) in [
             (&[&net.origin][..], &mut origin),
             (&[&net.edge], &mut edge),
             (&[&net.origin, &net.edge], &mut both),
         ] {
-            let took = client
-                .download(nodes, net.id, &out, args.size, false)
-                .await?;
+            let took = download_on(
+                &client,
+                Some(shared.clone()),
+                nodes,
+                net.id,
+                &out,
+                args.size,
+            )
+            .await?;
             figures.push(gbps(args.size, took));
         }
         raw.push(gbps(args.size, quinn.transfer(&data).await?));
         raw_default.push(gbps(args.size, quinn_default.transfer(&data).await?));
+        let (c, from, to) = (file_client.clone(), file.clone(), out.clone());
+        let took = client
+            .run(move || async move { c.fetch(&from, &to, &expected).await })
+            .await?;
+        raw_file.push(gbps(args.size, took));
         if let Ok(nginx) = &nginx {
             https.push(gbps(
                 args.size,
@@ -288,7 +269,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     let clients = match args.clients {
         0 => serde_json::Value::Null,
-        n => concurrent(&net, &client, n, args.at_once, &scratch.0, args.size).await?,
+        n => concurrent(&net, &client, n, args.at_once, &scratch.0, &data).await?,
     };
     net.origin.shutdown(Duration::from_secs(1)).await;
     net.edge.shutdown(Duration::from_secs(1)).await;
@@ -308,15 +289,17 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         "two_sources_gbps": median(&both),
         "quinn_gbps": q,
         "quinn_default_mtu_gbps": median(&raw_default),
+        "quinn_file_gbps": median(&raw_file),
         "max_mtu": max_mtu,
         "nginx_https_gbps": nginx_figure(&https),
         "nginx_http_gbps": nginx_figure(&http),
         "nginx_skipped": nginx.as_ref().err(),
         "clients": clients,
         "endpoints": endpoints,
-        "baseline": "quinn with the same MTU bounds (same bytes, memory to memory) and nginx + curl over HTTPS",
+        "baseline": "quinn with the same MTU bounds (same bytes, memory to memory) and nginx + curl over HTTPS; quinn_file: quinn reading the file, the client hashing and writing it",
         "ratio": {
             "quinn": o / q,
+            "quinn_file": o / median(&raw_file),
             "nginx_https": nginx_figure(&https).map(|n| o / n),
         },
         "machine": machine(),
@@ -341,6 +324,11 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         "  raw quinn, 1452    {:6.2} Gbit/s   (quinn's default packet bound)",
         median(&raw_default)
     );
+    println!(
+        "  raw quinn, a file  {:6.2} Gbit/s   (read from the file, hashed, written to a file: the same work without STOQ's protocol; origin {:.2}x)",
+        median(&raw_file),
+        o / median(&raw_file)
+    );
     match (&nginx, nginx_figure(&https), nginx_figure(&http)) {
         (Ok(_), Some(s), Some(p)) => println!(
             "  nginx + curl       {s:6.2} Gbit/s HTTPS, {p:.2} HTTP   (origin {:.2}x nginx HTTPS)",
@@ -351,8 +339,8 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     if !clients.is_null() {
         println!(
-            "  {} from the origin, {} at once: {} completed, {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s, {} BUSY answers",
-            clients["clients"], clients["at_once"], clients["completed"], clients["failed"],
+            "  {} from the origin, {} at once: {} completed ({} byte-identical), {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s, {} BUSY answers",
+            clients["clients"], clients["at_once"], clients["completed"], clients["identical"], clients["failed"],
             clients["aggregate_gbps"].as_f64().unwrap_or(0.0),
             clients["p50_s"].as_f64().unwrap_or(0.0),
             clients["p99_s"].as_f64().unwrap_or(0.0),

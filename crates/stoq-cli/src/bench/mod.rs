@@ -2,12 +2,15 @@
 //! in the same run.
 
 pub mod chunking;
+mod client_thread;
 pub mod connections;
 pub mod dedup;
 pub mod delivery;
 pub mod erasure;
 pub mod http;
 pub mod nginx;
+pub mod quinn_file;
+mod raw_quinn;
 pub mod retrieval;
 pub mod route;
 pub mod transport;

@@ -37,7 +37,7 @@ async fn pass(
 
 /// Raw quinn: the server answers a u32 index with that chunk's bytes from memory.
 async fn quinn_pass(chunks: Arc<Vec<Vec<u8>>>) -> Result<Vec<f64>> {
-    let (cert, key) = super::transport::self_signed()?;
+    let (cert, key) = super::raw_quinn::self_signed()?;
     let server = quinn::Endpoint::server(
         quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?,
         "[::1]:0".parse()?,

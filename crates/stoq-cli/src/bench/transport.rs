@@ -11,16 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use stoq::transport::{NodeIdentity, PeerExpectation, StoqConnection, StoqEndpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::raw_quinn::{quinn_pair, self_signed, LOCALHOST};
 use super::{gbps, machine, median};
 use crate::cli::TransportBenchArgs;
 use crate::usage::usage;
-
-const LOCALHOST: &str = "[::1]:0";
 
 /// Runs the benchmark and prints the figures (JSON with `--json`).
 pub async fn run(args: TransportBenchArgs) -> Result<()> {
@@ -135,12 +134,6 @@ where
     Ok(elapsed)
 }
 
-pub(super) fn self_signed() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
-    let key = PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
-    Ok((cert.cert.der().clone(), key.into()))
-}
-
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -195,51 +188,19 @@ pub(super) struct RawQuinn {
 
 impl RawQuinn {
     pub(super) async fn start(streams: usize, max_mtu: u16) -> Result<Self> {
-        let (cert, key) = self_signed()?;
-        let mut transport = quinn::TransportConfig::default();
-        let mut discovery = quinn::MtuDiscoveryConfig::default();
-        discovery.upper_bound(max_mtu);
-        transport.mtu_discovery_config(Some(discovery));
-        let transport = Arc::new(transport);
-        let mut endpoint_config = quinn::EndpointConfig::default();
-        endpoint_config.max_udp_payload_size(max_mtu.max(1472))?;
-        let localhost: SocketAddr = LOCALHOST.parse()?;
-        let socket = || std::net::UdpSocket::bind(localhost);
-        let runtime = quinn::default_runtime().context("no async runtime")?;
-        let mut server_config = quinn::ServerConfig::with_single_cert(vec![cert.clone()], key)?;
-        server_config.transport_config(transport.clone());
-        let server = quinn::Endpoint::new(
-            endpoint_config.clone(),
-            Some(server_config),
-            socket()?,
-            runtime.clone(),
-        )?;
-        let addr = server.local_addr()?;
-        let acceptor = server.clone();
-        tokio::spawn(async move {
-            while let Some(incoming) = acceptor.accept().await {
+        let (server, client, conn) = quinn_pair(max_mtu, |conn| async move {
+            while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                 tokio::spawn(async move {
-                    let Ok(conn) = incoming.await else { return };
-                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                        tokio::spawn(async move {
-                            let mut count = 0u64;
-                            while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
-                                count += chunk.bytes.len() as u64;
-                            }
-                            let _ = send.write_all(&count.to_be_bytes()).await;
-                            let _ = send.finish();
-                        });
+                    let mut count = 0u64;
+                    while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
+                        count += chunk.bytes.len() as u64;
                     }
+                    let _ = send.write_all(&count.to_be_bytes()).await;
+                    let _ = send.finish();
                 });
             }
-        });
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert)?;
-        let mut client_config = quinn::ClientConfig::with_root_certificates(Arc::new(roots))?;
-        client_config.transport_config(transport);
-        let mut client = quinn::Endpoint::new(endpoint_config, None, socket()?, runtime)?;
-        client.set_default_client_config(client_config);
-        let conn = client.connect(addr, "localhost")?.await?;
+        })
+        .await?;
         Ok(RawQuinn {
             _server: server,
             _client: client,
