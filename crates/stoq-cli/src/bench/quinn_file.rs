@@ -27,6 +27,9 @@ const MAX_REQUEST: usize = 4096;
 /// Blocks the server's reader may be ahead of its sender.
 const READ_AHEAD: usize = 16;
 
+/// Blocks the client's receiver may be ahead of its writer (16 MiB).
+const WRITE_AHEAD: usize = 256;
+
 /// A raw quinn server that streams the file each request names.
 pub(super) struct QuinnFile {
     server: QuinnServer,
@@ -81,22 +84,36 @@ impl QuinnFileClient {
         let (mut send, mut recv) = self.conn.open_bi().await?;
         send.write_all(path.as_os_str().as_bytes()).await?;
         send.finish()?;
+        // As a STOQ client does: hash on the receiving task, write on a thread of its own, at
+        // most WRITE_AHEAD blocks behind (a full queue holds the receiver back).
         let mut file = File::create(out)?;
+        let (to_write, blocks) = std::sync::mpsc::sync_channel::<Bytes>(WRITE_AHEAD);
+        let writer = std::thread::spawn(move || -> std::io::Result<()> {
+            for block in blocks {
+                file.write_all(&block)?;
+            }
+            Ok(())
+        });
         let mut hasher = blake3::Hasher::new();
         let mut block = BytesMut::with_capacity(BLOCK);
-        let mut take = |block: &mut BytesMut| -> std::io::Result<()> {
-            hasher.update(block);
-            file.write_all(block)?;
-            block.clear();
-            Ok(())
+        let mut take = |block: &mut BytesMut| {
+            let full = block.split().freeze();
+            hasher.update(&full);
+            let _ = to_write.send(full);
+            block.reserve(BLOCK);
         };
         while let Some(piece) = recv.read_chunk(BLOCK - block.len(), true).await? {
             block.extend_from_slice(&piece.bytes);
             if block.len() == BLOCK {
-                take(&mut block)?;
+                take(&mut block);
             }
         }
-        take(&mut block)?;
+        take(&mut block);
+        drop(take);
+        drop(to_write);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
         let took = started.elapsed();
         ensure!(
             hasher.finalize() == *expected,
