@@ -109,7 +109,6 @@ impl QuinnFileClient {
             }
         }
         take(&mut block);
-        drop(take);
         drop(to_write);
         writer
             .join()
