@@ -980,6 +980,10 @@ fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
     assert!(j["ratio"]["quinn_file"].as_f64().unwrap() > 0.0, "{j}");
     assert_eq!(j["clients"]["completed"], 3, "{j}");
     assert_eq!(j["clients"]["identical"], 3, "{j}");
+    assert!(
+        j["ratio"]["clients_aggregate"].as_f64().unwrap() > 0.0,
+        "{j}"
+    );
     assert_eq!(j["clients"]["at_once"], 2, "{j}");
     assert!(j["clients"]["busy_answers"].is_u64(), "{j}");
     // nginx is a baseline when installed; otherwise the report says why it is missing.

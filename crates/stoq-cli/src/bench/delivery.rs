@@ -334,6 +334,8 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
             "quinn": o / q,
             "quinn_file": o / median(&raw_file),
             "nginx_https": nginx_figure(&https).map(|n| o / n),
+            // The concurrent downloads' aggregate against the single download from the origin.
+            "clients_aggregate": clients["aggregate_gbps"].as_f64().map(|a| a / o),
         },
         "machine": machine(),
     });
@@ -372,9 +374,10 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     if !clients.is_null() {
         println!(
-            "  {} from the origin, {} at once: {} completed ({} byte-identical), {} failed, {:.2} Gbit/s in all, p50 {:.2} s, p99 {:.2} s, {} BUSY answers",
+            "  {} from the origin, {} at once: {} completed ({} byte-identical), {} failed, {:.2} Gbit/s in all ({:.2}x one download), p50 {:.2} s, p99 {:.2} s, {} BUSY answers",
             clients["clients"], clients["at_once"], clients["completed"], clients["identical"], clients["failed"],
             clients["aggregate_gbps"].as_f64().unwrap_or(0.0),
+            clients["aggregate_gbps"].as_f64().unwrap_or(0.0) / o,
             clients["p50_s"].as_f64().unwrap_or(0.0),
             clients["p99_s"].as_f64().unwrap_or(0.0),
             clients["busy_answers"]
