@@ -5,8 +5,9 @@
 //! serving the same file over HTTPS and plain HTTP, when both are installed.
 //!
 //! Nodes run in this process on [::1]; files live on tmpfs (`/dev/shm`) where there is one,
-//! so the disk is not what is measured. Rounds interleave the cases so drift hits them alike;
-//! figures are medians.
+//! so the disk is not what is measured. Every case writes a new output file, and connection
+//! set-up (the QUIC dial, curl's TCP and TLS handshakes) is outside every clock. Rounds
+//! interleave the cases so drift hits them alike; figures are medians.
 
 use std::net::SocketAddrV6;
 use std::path::{Path, PathBuf};
@@ -291,12 +292,16 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
             fresh(&out)?;
             https.push(gbps(
                 args.size,
-                nginx.fetch("content.bin", true, &out, args.size)?.total,
+                nginx
+                    .fetch("content.bin", true, &out, args.size)?
+                    .transfer(),
             ));
             fresh(&out)?;
             http.push(gbps(
                 args.size,
-                nginx.fetch("content.bin", false, &out, args.size)?.total,
+                nginx
+                    .fetch("content.bin", false, &out, args.size)?
+                    .transfer(),
             ));
         }
     }

@@ -28,6 +28,16 @@ pub struct CurlTimes {
     pub first_byte: Duration,
     /// From start to the last byte.
     pub total: Duration,
+    /// From start to the connection being ready (TCP, and TLS where used).
+    pub connected: Duration,
+}
+
+impl CurlTimes {
+    /// From the connection being ready to the last byte: the request and the transfer, with
+    /// connection set-up outside the clock (as the STOQ cases beside it dial before theirs).
+    pub fn transfer(&self) -> Duration {
+        self.total.saturating_sub(self.connected)
+    }
 }
 
 /// Downloads `url` with curl into `out` (`flags` first, such as `--http2`), checks it came
@@ -36,7 +46,11 @@ pub fn curl(url: &str, flags: &[&str], out: &Path, size: usize) -> Result<CurlTi
     let done = Command::new("curl")
         .args(["-sS", "-k", "--fail", "--max-time", "600"])
         .args(flags)
-        .args(["-w", "%{time_starttransfer} %{time_total}", "-o"])
+        .args([
+            "-w",
+            "%{time_starttransfer} %{time_total} %{time_connect} %{time_appconnect}",
+            "-o",
+        ])
         .arg(out)
         .arg(url)
         .output()?;
@@ -53,8 +67,13 @@ pub fn curl(url: &str, flags: &[&str], out: &Path, size: usize) -> Result<CurlTi
     let mut times = text
         .split_whitespace()
         .map(|t| t.parse::<f64>().map(Duration::from_secs_f64));
-    match (times.next(), times.next()) {
-        (Some(Ok(first_byte)), Some(Ok(total))) => Ok(CurlTimes { first_byte, total }),
+    match (times.next(), times.next(), times.next(), times.next()) {
+        (Some(Ok(first_byte)), Some(Ok(total)), Some(Ok(tcp)), Some(Ok(tls))) => Ok(CurlTimes {
+            first_byte,
+            total,
+            // curl reports no TLS time (0) for plain HTTP.
+            connected: tcp.max(tls),
+        }),
         _ => anyhow::bail!("curl printed no timings: {text}"),
     }
 }
