@@ -87,32 +87,41 @@ impl QuinnFileClient {
         // As a STOQ client does: hash on the receiving task, write on a thread of its own, at
         // most WRITE_AHEAD blocks behind (a full queue holds the receiver back).
         let mut file = File::create(out)?;
-        let (to_write, blocks) = std::sync::mpsc::sync_channel::<Bytes>(WRITE_AHEAD);
-        let writer = std::thread::spawn(move || -> std::io::Result<()> {
-            for block in blocks {
-                file.write_all(&block)?;
+        let (to_write, mut blocks) = tokio::sync::mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let (wrote, written) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut result = Ok(());
+            while let Some(block) = blocks.blocking_recv() {
+                result = file.write_all(&block);
+                if result.is_err() {
+                    break;
+                }
             }
-            Ok(())
+            let _ = wrote.send(result);
         });
         let mut hasher = blake3::Hasher::new();
         let mut block = BytesMut::with_capacity(BLOCK);
-        let mut take = |block: &mut BytesMut| {
-            let full = block.split().freeze();
-            hasher.update(&full);
-            let _ = to_write.send(full);
-            block.reserve(BLOCK);
-        };
-        while let Some(piece) = recv.read_chunk(BLOCK - block.len(), true).await? {
-            block.extend_from_slice(&piece.bytes);
-            if block.len() == BLOCK {
-                take(&mut block);
+        loop {
+            let piece = recv.read_chunk(BLOCK - block.len(), true).await?;
+            if let Some(piece) = &piece {
+                block.extend_from_slice(&piece.bytes);
+            }
+            let ended = piece.is_none();
+            if block.len() == BLOCK || (ended && !block.is_empty()) {
+                let full = block.split().freeze();
+                hasher.update(&full);
+                // A writer gone has failed; its error is read below.
+                if to_write.send(full).await.is_err() {
+                    break;
+                }
+                block.reserve(BLOCK);
+            }
+            if ended {
+                break;
             }
         }
-        take(&mut block);
         drop(to_write);
-        writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+        written.await.context("the writer stopped")??;
         let took = started.elapsed();
         ensure!(
             hasher.finalize() == *expected,
