@@ -73,9 +73,7 @@ async fn client_fetch(
     let mut out = Vec::new();
     let options = FetchOptions {
         active: parallel,
-        read_token: None,
-        local: Vec::new(),
-        manifest: None,
+        ..Default::default()
     };
     let report = located.fetch(id, &mut out, &options, |_| Ok(0)).await?;
     Ok((located, out, report, started.elapsed()))
@@ -220,9 +218,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let options = FetchOptions {
         active: 2,
-        read_token: None,
-        local: Vec::new(),
-        manifest: None,
+        ..Default::default()
     };
     let kill_now = |_: &Manifest| {
         let _ = tripped.send(());

@@ -15,7 +15,7 @@ use crate::cli::{AdminArgs, GetArgs, NameCommand, PutArgs};
 use crate::known;
 use crate::output::{self, Target};
 use crate::progress::{self, Counting};
-use crate::session::{connect, endpoint, hang_up, read_token, token, Publisher};
+use crate::session::{connect, endpoint, read_token, token, Publisher};
 use crate::usage::usage;
 
 /// `stoq put FILE --node ADDR`: publishes to an origin.
@@ -177,7 +177,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
             client::fetch_manifest_as(&conns[0], &id, options.read_token.as_deref()).await?;
         if manifest.kind == ContentKind::Collection {
             get_collection(&located, &id, &dir, &options, args.json).await?;
-            hang_up(&client).await;
+            client.hang_up().await;
             return Ok(());
         }
         // The download below needs the same manifest: not asked for twice.
@@ -285,7 +285,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
             tracing::warn!(error = %e, "cannot trim the chunk cache");
         }
     }
-    hang_up(&client).await;
+    client.hang_up().await;
     Ok(())
 }
 
@@ -340,7 +340,7 @@ pub async fn status(node: &str, json: bool, watch: bool) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    hang_up(&client).await;
+    client.hang_up().await;
     Ok(())
 }
 
@@ -384,7 +384,7 @@ pub async fn admin(args: AdminArgs, purge: bool) -> Result<()> {
             answer["chunks"], answer["bytes"]
         );
     }
-    hang_up(&client).await;
+    client.hang_up().await;
     Ok(())
 }
 
@@ -410,7 +410,7 @@ pub async fn name(command: NameCommand) -> Result<()> {
                     args.name, record.version, args.ttl, args.swr
                 );
             }
-            hang_up(&client).await;
+            client.hang_up().await;
         }
         NameCommand::Get(args) => {
             stoq::edge::names::check_name(&args.name).map_err(usage)?;
@@ -432,7 +432,7 @@ pub async fn name(command: NameCommand) -> Result<()> {
             } else {
                 println!("{}", record.id);
             }
-            hang_up(&client).await;
+            client.hang_up().await;
         }
     }
     Ok(())

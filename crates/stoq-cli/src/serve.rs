@@ -191,6 +191,6 @@ pub async fn ping(args: PingArgs) -> Result<()> {
         );
     }
     conn.close(stoq::protocol::ErrorCode::NoError, "done");
-    crate::session::hang_up(&client).await;
+    client.hang_up().await;
     Ok(())
 }

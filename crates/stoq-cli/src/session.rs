@@ -22,13 +22,6 @@ pub fn endpoint() -> Result<StoqEndpoint> {
     )?)
 }
 
-/// Closes every connection of `client` before the command exits, so nodes see them end now
-/// rather than at their idle timeout; the command does not wait out QUIC's draining period
-/// (see [`StoqEndpoint::hang_up`]).
-pub async fn hang_up(client: &StoqEndpoint) {
-    client.hang_up().await;
-}
-
 pub async fn connect(
     client: &StoqEndpoint,
     id: NodeId,
@@ -106,6 +99,6 @@ impl Publisher {
 
     /// Closes the connection.
     pub async fn hang_up(self) {
-        hang_up(&self.client).await;
+        self.client.hang_up().await;
     }
 }

@@ -205,9 +205,7 @@ impl Stoq {
         let located = Located::locate(&*self.transport, &given, &Location::ByAddress).await?;
         let options = FetchOptions {
             active: located.sources.len(),
-            read_token: None,
-            local: Vec::new(),
-            manifest: None,
+            ..Default::default()
         };
         Ok(located.fetch(id, out, &options, |_| Ok(0)).await?)
     }

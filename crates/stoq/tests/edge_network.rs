@@ -324,9 +324,7 @@ async fn test_failover_scenarios() {
         let mut out = Vec::new();
         let options = client::FetchOptions {
             active: 2,
-            read_token: None,
-            local: Vec::new(),
-            manifest: None,
+            ..Default::default()
         };
         let dying = b.clone();
         let report = client::fetch_with(&conns, &id, &mut out, &options, |_| {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use stoq::chunking::ContentId;
 use stoq::client::{self, FetchOptions};
 use stoq::protocol::PutSettings;
-use stoq::transport::{NodeId, NodeIdentity, StoqConnection, StoqEndpoint};
+use stoq::transport::{NodeId, StoqConnection, StoqEndpoint};
 use stoq::{AdminToken, Node, Role};
 
 use super::client_thread::ClientThread;
@@ -28,6 +28,7 @@ use super::transport::RawQuinn;
 use super::{gbps, machine, median, noise, quantile};
 use crate::cli::DeliveryBenchArgs;
 use crate::local::{dial, peers_become, start_node_with, Place};
+use crate::session::endpoint;
 use crate::usage::usage;
 
 /// quinn's own upper bound for path MTU discovery (UDP payload bytes).
@@ -45,9 +46,7 @@ async fn download(
     let file = std::sync::Arc::new(std::fs::File::create(out)?);
     let options = FetchOptions {
         active: sources.len(),
-        read_token: None,
-        local: Vec::new(),
-        manifest: None,
+        ..Default::default()
     };
     let report = client::fetch_to_file(sources, id, file, &options, |_| Ok(0), |_| {}).await?;
     let took = started.elapsed();
@@ -55,19 +54,12 @@ async fn download(
     Ok(took)
 }
 
-fn client_endpoint() -> Result<StoqEndpoint> {
-    Ok(StoqEndpoint::client(
-        Default::default(),
-        NodeIdentity::generate()?,
-    )?)
-}
-
-/// Downloads `id` from `nodes` into `out` on the client thread, dialing from `endpoint` (the
+/// Downloads `id` from `nodes` into `out` on the client thread, dialing from `shared` (the
 /// thread's shared client) or, with `None`, from an endpoint of its own (a client of its
 /// own); the download's time, dialing not counted.
 async fn download_on(
     client: &ClientThread,
-    endpoint: Option<StoqEndpoint>,
+    shared: Option<StoqEndpoint>,
     nodes: &[&Node],
     id: ContentId,
     out: &Path,
@@ -80,9 +72,9 @@ async fn download_on(
     let out = out.to_path_buf();
     client
         .run(move || async move {
-            let endpoint = match endpoint {
+            let endpoint = match shared {
                 Some(shared) => shared,
-                None => client_endpoint()?,
+                None => endpoint()?,
             };
             let mut conns = Vec::new();
             for (node, addr) in sources {
@@ -151,7 +143,7 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
         peers_become(&[&origin, &edge], 1, Duration::from_secs(20)).await,
         "the edge never joined the origin"
     );
-    let client = client_endpoint()?;
+    let client = endpoint()?;
     let at_origin = dial(&client, &origin).await?;
     let id = client::publish(&at_origin, token.as_str(), file, PutSettings::default())
         .await?
@@ -255,7 +247,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut raw_default, mut raw_file) = (vec![], vec![]);
     let client = ClientThread::start()?;
-    let shared = client.run(|| async { client_endpoint() }).await?;
+    let shared = client.run(|| async { endpoint() }).await?;
     let file_client = {
         let server = quinn_file.clone();
         client
@@ -317,7 +309,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         ..Default::default()
     }
     .endpoint_count();
-    let (o, q) = (median(&origin), median(&raw));
+    let (o, q, qf) = (median(&origin), median(&raw), median(&raw_file));
     let report = serde_json::json!({
         "name": "delivery",
         "size": args.size,
@@ -327,7 +319,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         "two_sources_gbps": median(&both),
         "quinn_gbps": q,
         "quinn_default_mtu_gbps": median(&raw_default),
-        "quinn_file_gbps": median(&raw_file),
+        "quinn_file_gbps": qf,
         "max_mtu": max_mtu,
         "nginx_https_gbps": nginx_figure(&https),
         "nginx_http_gbps": nginx_figure(&http),
@@ -337,7 +329,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         "baseline": "quinn with the same MTU bounds (same bytes, memory to memory) and nginx + curl over HTTPS; quinn_file: quinn reading the file, the client hashing and writing it",
         "ratio": {
             "quinn": o / q,
-            "quinn_file": o / median(&raw_file),
+            "quinn_file": o / qf,
             "nginx_https": nginx_figure(&https).map(|n| o / n),
             // The concurrent downloads' aggregate against the single download from the origin.
             "clients_aggregate": clients["aggregate_gbps"].as_f64().map(|a| a / o),
@@ -365,9 +357,8 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         median(&raw_default)
     );
     println!(
-        "  raw quinn, a file  {:6.2} Gbit/s   (read from the file, hashed, written to a file: the same work without STOQ's protocol; origin {:.2}x)",
-        median(&raw_file),
-        o / median(&raw_file)
+        "  raw quinn, a file  {qf:6.2} Gbit/s   (read from the file, hashed, written to a file: the same work without STOQ's protocol; origin {:.2}x)",
+        o / qf
     );
     match (&nginx, nginx_figure(&https), nginx_figure(&http)) {
         (Ok(_), Some(s), Some(p)) => println!(

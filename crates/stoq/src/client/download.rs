@@ -40,9 +40,7 @@ pub async fn fetch<W: Write>(
 ) -> Result<FetchReport, FetchError> {
     let options = FetchOptions {
         active: sources.len(),
-        read_token: None,
-        local: Vec::new(),
-        manifest: None,
+        ..Default::default()
     };
     fetch_with(sources, id, out, &options, |_| Ok(0)).await
 }

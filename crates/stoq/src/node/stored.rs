@@ -47,8 +47,8 @@ impl OriginStore {
 
     /// Runs `f` over `items` in order, off the runtime on one blocking thread, taking the
     /// shared lock per item (a writer waits for one item, not the whole run). Results are
-    /// handed over in batches of at least `batch_weight` (each item weighs `weight(item)`, the
-    /// last batch may weigh less) through a channel that holds `ahead` batches: reading runs
+    /// handed over in batches of at least `batch_weight` (each result weighs `weight(result)`,
+    /// an error nothing; the last batch may weigh less) through a channel that holds `ahead` batches: reading runs
     /// ahead of the consumer by that much and no further, and each side wakes the other once
     /// per batch, not once per item. Stops after the first error (the last result of its
     /// batch) or when the receiver is dropped.
@@ -64,7 +64,7 @@ impl OriginStore {
         I: IntoIterator + Send + 'static,
         I::Item: Send,
         T: Send + 'static,
-        W: Fn(&I::Item) -> u64 + Send + 'static,
+        W: Fn(&T) -> u64 + Send + 'static,
         F: Fn(&Store, I::Item) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(ahead.max(1));
@@ -73,8 +73,8 @@ impl OriginStore {
             let mut batch = Vec::new();
             let mut weighed = 0u64;
             for item in items {
-                weighed += weight(&item);
                 let result = f(&store.read().expect("store lock"), item).map_err(Refusal::from);
+                weighed += result.as_ref().map_or(0, &weight);
                 let failed = result.is_err();
                 batch.push(result);
                 if failed || weighed >= batch_weight {

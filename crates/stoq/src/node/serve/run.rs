@@ -109,10 +109,9 @@ pub async fn read_run(
     let batches = match &state.holdings {
         Holdings::Origin(store) if store.read(move |s| s.contains(&id)).await.unwrap_or(false) => {
             let policy = manifest.erasure;
-            let lengths = manifest.clone();
             store.read_batches(
                 run,
-                move |&index| u64::from(lengths.chunks[index as usize].length),
+                |bytes: &Bytes| bytes.len() as u64,
                 READ_BATCH_BYTES,
                 READ_AHEAD_BATCHES,
                 move |s, index| {
