@@ -63,10 +63,14 @@ pub struct DeliveryBenchArgs {
     /// Also run this many downloads from the origin, each its own client (0: none).
     #[arg(long, default_value_t = 0)]
     pub clients: usize,
-    /// With --clients: at most this many in flight, the next starting as one ends (0: all at
-    /// once). Each holds its output file until done, so this bounds the memory they take.
+    /// With --clients: run them in batches of this many started together (0: all at once).
+    /// Each holds its output file until its batch is checked, so this bounds their memory.
     #[arg(long, default_value_t = 0)]
     pub at_once: usize,
+    /// With --clients: client threads they are spread over, each a current-thread runtime as
+    /// a `stoq get` process has (0: one per core).
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
     /// Sockets each node serves from on its port (SO_REUSEPORT; 0: one per core).
     #[arg(long, default_value_t = 0)]
     pub endpoints: u32,

@@ -952,6 +952,25 @@ fn bench_connections_retrieval_and_utilization_report_against_their_baselines() 
 }
 
 #[test]
+fn a_benchmark_uses_stoq_bench_dir_and_names_it_when_it_cannot_be_made() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be: the benchmark stops at once and says where.
+    let blocked = dir.path().join("not-a-directory");
+    std::fs::write(&blocked, b"x").unwrap();
+    let out = stoq()
+        .args(["bench", "delivery", "--size", "1048576", "--rounds", "1"])
+        .env("STOQ_BENCH_DIR", &blocked)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&blocked.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
     let j = json_of(&run(&[
         "bench",
@@ -963,6 +982,8 @@ fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
         "--clients",
         "3",
         "--at-once",
+        "2",
+        "--client-threads",
         "2",
         "--json",
     ]));
@@ -985,6 +1006,7 @@ fn bench_delivery_reports_whole_downloads_against_quinn_and_nginx() {
         "{j}"
     );
     assert_eq!(j["clients"]["at_once"], 2, "{j}");
+    assert_eq!(j["clients"]["client_threads"], 2, "{j}");
     assert!(j["clients"]["busy_answers"].is_u64(), "{j}");
     // nginx is a baseline when installed; otherwise the report says why it is missing.
     match j["nginx_https_gbps"].as_f64() {

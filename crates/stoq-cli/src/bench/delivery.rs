@@ -154,13 +154,15 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
     Ok(Network { origin, edge, id })
 }
 
-/// `n` downloads of `data` from the origin, at most `at_once` in flight, each its own client on
-/// its own connection: completed, byte-identical to `data` (compared after each download's
-/// clock stops), failed, aggregate rate (all bytes over the wall time) and the p50 / p99 of
-/// each download's time.
+/// `n` downloads of `data` from the origin in batches of `at_once` started together, each its
+/// own client on its own connection, spread over the client threads: completed,
+/// byte-identical to `data`, failed, aggregate rate and the p50 / p99 of each download's
+/// time. The aggregate is all bytes over the batches' wall times: a batch's clock runs from
+/// its first dial to its last download's end; the byte comparison and the removal of the
+/// batch's files come after it stops, as they do for the single download.
 async fn concurrent(
     net: &Network,
-    client: &ClientThread,
+    clients: &[ClientThread],
     n: usize,
     at_once: usize,
     dir: &Path,
@@ -168,7 +170,6 @@ async fn concurrent(
 ) -> Result<serde_json::Value> {
     let size = data.len();
     let at_once = if at_once == 0 { n } else { at_once.min(n) };
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(at_once));
     let busy = || {
         net.origin
             .metrics()
@@ -176,37 +177,47 @@ async fn concurrent(
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let busy_before = busy();
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
-        let (slots, client, data) = (slots.clone(), client.clone(), data.clone());
-        tasks.spawn(async move {
-            let _slot = slots.acquire_owned().await?;
-            let took = download_on(&client, None, &[&origin], id, &out, size).await?;
-            let identical = tokio::task::spawn_blocking(move || {
-                let identical = same_bytes(&out, &data).unwrap_or(false);
-                let _ = std::fs::remove_file(&out);
-                identical
-            })
-            .await?;
-            anyhow::Ok((took, identical))
-        });
-    }
     let (mut times, mut identical, mut failed) = (Vec::new(), 0, 0);
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok((took, same))) => {
-                times.push(took.as_secs_f64());
-                identical += usize::from(same);
+    let mut wall = Duration::ZERO;
+    for batch in (0..n).collect::<Vec<_>>().chunks(at_once) {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for &i in batch {
+            let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
+            let client = clients[i % clients.len()].clone();
+            tasks.spawn(async move {
+                let took = download_on(&client, None, &[&origin], id, &out, size).await;
+                (out, took)
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            done.push(joined?);
+        }
+        wall += started.elapsed();
+        for (out, took) in done {
+            match took {
+                Ok(took) => {
+                    times.push(took.as_secs_f64());
+                    let data = data.clone();
+                    let same = tokio::task::spawn_blocking(move || {
+                        let same = same_bytes(&out, &data).unwrap_or(false);
+                        let _ = std::fs::remove_file(&out);
+                        same
+                    });
+                    identical += usize::from(same.await?);
+                }
+                Err(_) => {
+                    failed += 1;
+                    let _ = std::fs::remove_file(&out);
+                }
             }
-            _ => failed += 1,
         }
     }
-    let wall = started.elapsed();
     Ok(serde_json::json!({
         "clients": n,
         "at_once": at_once,
+        "client_threads": clients.len(),
         "completed": times.len(),
         "identical": identical,
         // Requests the origin answered BUSY meanwhile (each a pause and a retry, not a failure).
@@ -299,7 +310,17 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     let clients = match args.clients {
         0 => serde_json::Value::Null,
-        n => concurrent(&net, &client, n, args.at_once, &scratch.0, &data).await?,
+        n => {
+            let threads = match args.client_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                t => t,
+            };
+            let mut pool = vec![client.clone()];
+            for _ in 1..threads {
+                pool.push(ClientThread::start()?);
+            }
+            concurrent(&net, &pool, n, args.at_once, &scratch.0, &data).await?
+        }
     };
     net.origin.shutdown(Duration::from_secs(1)).await;
     net.edge.shutdown(Duration::from_secs(1)).await;
@@ -370,8 +391,8 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     }
     if !clients.is_null() {
         println!(
-            "  {} from the origin, {} at once: {} completed ({} byte-identical), {} failed, {:.2} Gbit/s in all ({:.2}x one download), p50 {:.2} s, p99 {:.2} s, {} BUSY answers",
-            clients["clients"], clients["at_once"], clients["completed"], clients["identical"], clients["failed"],
+            "  {} from the origin, in batches of {} on {} client thread(s): {} completed ({} byte-identical), {} failed, {:.2} Gbit/s in all ({:.2}x one download), p50 {:.2} s, p99 {:.2} s, {} BUSY answers",
+            clients["clients"], clients["at_once"], clients["client_threads"], clients["completed"], clients["identical"], clients["failed"],
             clients["aggregate_gbps"].as_f64().unwrap_or(0.0),
             clients["aggregate_gbps"].as_f64().unwrap_or(0.0) / o,
             clients["p50_s"].as_f64().unwrap_or(0.0),

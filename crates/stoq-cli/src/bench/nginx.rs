@@ -6,16 +6,25 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 
 use crate::local::Scratch;
 
-/// A scratch directory on tmpfs where there is one (so the disk is not what is measured).
+/// The benchmarks' scratch directory: under `STOQ_BENCH_DIR` where it is set (a machine whose
+/// `/dev/shm` is too small, say), else on tmpfs where there is one (so the disk is not what is
+/// measured), else a temporary directory.
 pub fn scratch(bench: &str) -> Result<Scratch> {
+    let chosen = std::env::var_os("STOQ_BENCH_DIR").map(std::path::PathBuf::from);
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        let dir = shm.join(format!("stoq-bench-{bench}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+    let root = match chosen {
+        Some(dir) => Some(dir),
+        None => shm.is_dir().then(|| shm.to_path_buf()),
+    };
+    if let Some(root) = root {
+        let dir = root.join(format!("stoq-bench-{bench}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| {
+            format!("cannot create the benchmark's directory {}", dir.display())
+        })?;
         return Ok(Scratch(dir));
     }
     Scratch::new(&format!("bench-{bench}"))
