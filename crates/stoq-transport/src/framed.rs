@@ -482,13 +482,25 @@ impl FramedRecv {
             len += piece.len();
             pieces.push(piece);
         }
-        Ok(join(pieces, len))
+        Ok(join_pieces(pieces, len))
     }
 
     /// Reads exactly `len` body bytes (which may span DATA frames), or `None` at the END frame
     /// when none of them came. A body that ends part-way is a protocol error. This is how a
     /// receiver splits one body into parts whose lengths it knows (a run of chunks).
     pub async fn recv_exact(&mut self, len: usize) -> Result<Option<Bytes>, TransportError> {
+        Ok(self
+            .recv_exact_pieces(len)
+            .await?
+            .map(|pieces| join_pieces(pieces, len)))
+    }
+
+    /// [`Self::recv_exact`] as the pieces the bytes arrived in, not yet joined: a receiver
+    /// that does its heavy work elsewhere joins them there ([`join_pieces`]).
+    pub async fn recv_exact_pieces(
+        &mut self,
+        len: usize,
+    ) -> Result<Option<Vec<Bytes>>, TransportError> {
         let mut pieces: Vec<Bytes> = Vec::new();
         let mut got = 0usize;
         while got < len {
@@ -501,7 +513,7 @@ impl FramedRecv {
                 None => return Err(self.fail(ProtocolError::Truncated { missing: len - got })),
             }
         }
-        Ok(Some(join(pieces, len)))
+        Ok(Some(pieces))
     }
 
     /// Tells the peer to stop sending on this stream.
@@ -513,7 +525,7 @@ impl FramedRecv {
 }
 
 /// Joins the pieces of a body of `len` bytes: no copy for one piece, one copy otherwise.
-fn join(mut pieces: Vec<Bytes>, len: usize) -> Bytes {
+pub fn join_pieces(mut pieces: Vec<Bytes>, len: usize) -> Bytes {
     if pieces.len() == 1 {
         return pieces.pop().expect("one piece");
     }

@@ -47,7 +47,7 @@ pub use config::{
 pub use connection::{ConnectionStats, StoqConnection};
 pub use endpoint::{EndpointCounters, ShutdownReport, StoqEndpoint};
 pub use error::TransportError;
-pub use framed::{FramedRecv, FramedSend};
+pub use framed::{join_pieces, FramedRecv, FramedSend};
 pub use identity::{
     node_id_of_certificate, NodeId, NodeIdParseError, NodeIdentity, CERT_FILE, KEY_FILE,
 };

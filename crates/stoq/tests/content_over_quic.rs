@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use stoq::chunking::{ErasurePolicy, Hash32};
 use stoq::client::{
-    fetch, fetch_manifest, fetch_run, fetch_to_file, stall_deadline, FetchError, FetchOptions,
-    RunEvent,
+    fetch, fetch_manifest, fetch_run, fetch_to_file, stall_deadline, ChunkRun, FetchError,
+    FetchOptions, RunEvent, Verifier,
 };
 use stoq::protocol::{ErrorCode, Request};
 use stoq::store::{PutOptions, Store};
@@ -484,12 +484,16 @@ async fn a_run_of_chunks_arrives_whole_and_a_run_past_the_end_is_not_found() {
         let n = manifest.chunks.len() as u32;
         assert!(n >= 3, "the test needs several chunks, got {n}");
         let mut got = Vec::new();
+        let asked = ChunkRun {
+            id: &id,
+            manifest: &manifest,
+            run: 1..n,
+            read_token: None,
+        };
         fetch_run(
             &conn,
-            &id,
-            &manifest,
-            1..n,
-            None,
+            asked,
+            &Verifier::start().unwrap(),
             |_| Duration::from_secs(5),
             |e| got.push(e),
         )
@@ -527,6 +531,69 @@ async fn a_run_of_chunks_arrives_whole_and_a_run_past_the_end_is_not_found() {
                 assert_eq!(code, ErrorCode::NotFound)
             }
             other => panic!("expected NOT_FOUND, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_does_not_match_its_id_stops_the_run_after_those_before_it() {
+    bounded(async {
+        let data = noise(2 << 20, 13);
+        let dir = tempfile::tempdir().unwrap();
+        let id = stored(dir.path(), &data, PutOptions::default());
+        let node = origin(dir.path()).await;
+        let client = StoqEndpoint::client(local(), NodeIdentity::generate().unwrap()).unwrap();
+        let conn = dial(&client, &node).await;
+        let mut manifest = fetch_manifest(&conn, &id).await.unwrap();
+        let n = manifest.chunks.len() as u32;
+        assert!(
+            n >= 12,
+            "the test needs a run longer than the hashing queue, got {n}"
+        );
+        // The client expects other bytes for chunk 10 than the node holds: to the client,
+        // the node sends a chunk that does not match its id.
+        let bad = 10;
+        manifest.chunks[bad as usize].id = Hash32::of(b"other bytes");
+        let mut got = Vec::new();
+        let asked = ChunkRun {
+            id: &id,
+            manifest: &manifest,
+            run: 0..n,
+            read_token: None,
+        };
+        fetch_run(
+            &conn,
+            asked,
+            &Verifier::start().unwrap(),
+            |_| Duration::from_secs(5),
+            |e| got.push(e),
+        )
+        .await;
+        assert_eq!(got.len() as u32, bad + 1, "{got:?}");
+        for (index, event) in got[..bad as usize].iter().enumerate() {
+            let entry = &manifest.chunks[index];
+            match event {
+                RunEvent::Chunk {
+                    index: i, bytes, ..
+                } => {
+                    assert_eq!(*i as usize, index);
+                    let at = entry.offset as usize;
+                    assert!(bytes[..] == data[at..at + entry.length as usize]);
+                }
+                other => panic!("chunk {index}: {other:?}"),
+            }
+        }
+        match &got[bad as usize] {
+            RunEvent::Stopped { index, error, rest } => {
+                assert_eq!(*index, bad);
+                assert!(
+                    matches!(error, FetchError::BadChunk { index: 10, .. }),
+                    "{error}"
+                );
+                assert_eq!(*rest, bad + 1..n);
+            }
+            other => panic!("expected the run to stop at chunk {bad}: {other:?}"),
         }
     })
     .await;

@@ -1,12 +1,15 @@
 //! One request each: a manifest, a chunk, a run of chunks, checked against their ids.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use stoq_transport::{FramedRecv, StoqConnection, TransportError};
+use tokio::sync::oneshot::error::TryRecvError;
 
 use super::error::FetchError;
+use super::verifier::Verifier;
 use crate::chunking::{ContentId, Manifest};
 use crate::protocol::{ManifestMeta, Request, MAX_MANIFEST_BYTES};
 
@@ -128,20 +131,53 @@ pub enum RunEvent {
     },
 }
 
-/// Fetches the chunks `run` of `id` with one GET_CHUNKS request, checking each against the
-/// manifest as it completes and handing it to `deliver` at once (so the caller writes and
-/// measures chunk by chunk). Chunk `i` gets `deadline(i)` from the previous chunk's arrival
-/// (the first, from the request). Stops at the first failure, which it also hands on.
+/// Chunks of one run received and still being hashed, at most: the receiving task reads
+/// this far ahead of the hashing (8 chunks of the generic profile's 64 KiB mean: 512 KiB).
+const HASHING_AHEAD: usize = 8;
+
+/// A received chunk being joined and checked off the receiving thread.
+struct Checking {
+    index: u32,
+    took: Duration,
+    /// The joined chunk if it matched its id.
+    checked: tokio::sync::oneshot::Receiver<Option<Bytes>>,
+}
+
+/// The chunks a run fetch asks for: `run` of content `id`, whose manifest is `manifest`,
+/// with the read token of restricted content.
+#[derive(Debug, Clone)]
+pub struct ChunkRun<'a> {
+    /// The content.
+    pub id: &'a ContentId,
+    /// Its manifest (verified).
+    pub manifest: &'a Manifest,
+    /// The chunks, by position in the manifest.
+    pub run: Range<u32>,
+    /// The read token, for restricted content.
+    pub read_token: Option<&'a str>,
+}
+
+/// Fetches the chunks `asked` with one GET_CHUNKS request, checking each against the
+/// manifest and handing it to `deliver` in order as soon as it is checked (so the caller
+/// writes and measures chunk by chunk). Hashing runs on `verifier`'s thread, up to
+/// [`HASHING_AHEAD`] chunks behind the receiving, so on a machine with a core to spare the
+/// thread that drives the connection only receives. Chunk `i` gets `deadline(i)` from the
+/// previous chunk's arrival (the first, from the request). Stops at the first failure, which
+/// it also hands on.
 pub async fn fetch_run(
     conn: &StoqConnection,
-    id: &ContentId,
-    manifest: &Manifest,
-    run: Range<u32>,
-    read_token: Option<&str>,
+    asked: ChunkRun<'_>,
+    verifier: &Verifier,
     deadline: impl Fn(u32) -> Duration,
     mut deliver: impl FnMut(RunEvent),
 ) {
     let addr = || conn.remote_addr().to_string();
+    let ChunkRun {
+        id,
+        manifest,
+        run,
+        read_token,
+    } = asked;
     let request = Request::GetChunks {
         id: *id,
         first: run.start,
@@ -149,7 +185,11 @@ pub async fn fetch_run(
         read_token: Request::read_token(read_token),
     };
     let mut recv: Option<FramedRecv> = None;
+    let mut checking = VecDeque::new();
     for index in run.clone() {
+        if !settle(conn, &mut checking, false, run.end, &mut deliver).await {
+            return;
+        }
         let entry = &manifest.chunks[index as usize];
         let started = Instant::now();
         let after = deadline(index);
@@ -158,44 +198,47 @@ pub async fn fetch_run(
                 Some(stream) => stream,
                 None => recv.insert(open_run(conn, &request).await?),
             };
-            stream.recv_exact(entry.length as usize).await
+            stream.recv_exact_pieces(entry.length as usize).await
         })
         .await;
-        let outcome = match received {
-            Err(_) => Err(FetchError::Stalled {
+        let error = match received {
+            Ok(Ok(Some(pieces))) => {
+                let checked = verifier.check(entry.id, pieces, entry.length as usize);
+                let took = started.elapsed();
+                checking.push_back(Checking {
+                    index,
+                    took,
+                    checked,
+                });
+                continue;
+            }
+            Err(_) => FetchError::Stalled {
                 source_addr: addr(),
                 index,
                 after,
-            }),
-            Ok(Err(error)) => Err(FetchError::Transport {
+            },
+            Ok(Err(error)) => FetchError::Transport {
                 source_addr: addr(),
                 error,
-            }),
-            Ok(Ok(None)) => Err(FetchError::Transport {
+            },
+            Ok(Ok(None)) => FetchError::Transport {
                 source_addr: addr(),
                 error: TransportError::UnexpectedEnd("the run of chunks ended early"),
-            }),
-            Ok(Ok(Some(bytes))) if !entry.id.matches(&bytes) => Err(FetchError::BadChunk {
-                source_addr: addr(),
-                index,
-            }),
-            Ok(Ok(Some(bytes))) => Ok(bytes),
+            },
         };
-        match outcome {
-            Ok(bytes) => deliver(RunEvent::Chunk {
-                index,
-                took: started.elapsed(),
-                bytes,
-            }),
-            Err(error) => {
-                deliver(RunEvent::Stopped {
-                    index,
-                    error,
-                    rest: index + 1..run.end,
-                });
-                return;
-            }
+        // The chunks before this one arrived: they are handed on (or stop the run) first.
+        if !settle(conn, &mut checking, true, run.end, &mut deliver).await {
+            return;
         }
+        deliver(RunEvent::Stopped {
+            index,
+            error,
+            rest: index + 1..run.end,
+        });
+        return;
+    }
+    if !settle(conn, &mut checking, true, run.end, &mut deliver).await {
+        return;
     }
     // Read the END and the empty RESPONSE, so the stream closes cleanly on both sides.
     if let Some(mut stream) = recv {
@@ -207,6 +250,43 @@ pub async fn fetch_run(
         })
         .await;
     }
+}
+
+/// Hands on the checked chunks at the front of `checking`: those whose check is done, any
+/// beyond [`HASHING_AHEAD`], or (with `all`) every one, waiting for each. False once one
+/// failed its check: it stops the run (the chunks after it, to `run_end`, are its rest).
+async fn settle(
+    conn: &StoqConnection,
+    checking: &mut VecDeque<Checking>,
+    all: bool,
+    run_end: u32,
+    deliver: &mut impl FnMut(RunEvent),
+) -> bool {
+    loop {
+        let must_wait = all || checking.len() >= HASHING_AHEAD;
+        let Some(front) = checking.front_mut() else {
+            break;
+        };
+        let checked = match front.checked.try_recv() {
+            Ok(checked) => checked,
+            Err(TryRecvError::Empty) if must_wait => (&mut front.checked).await.unwrap_or(None),
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Closed) => None,
+        };
+        let Checking { index, took, .. } = checking.pop_front().expect("checked above");
+        if let Some(bytes) = checked {
+            deliver(RunEvent::Chunk { index, took, bytes });
+        } else {
+            let source_addr = conn.remote_addr().to_string();
+            deliver(RunEvent::Stopped {
+                index,
+                error: FetchError::BadChunk { source_addr, index },
+                rest: index + 1..run_end,
+            });
+            return false;
+        }
+    }
+    true
 }
 
 async fn open_run(conn: &StoqConnection, request: &Request) -> Result<FramedRecv, TransportError> {

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use stoq_transport::StoqConnection;
 
-use super::content::{fetch_manifest_as, fetch_run, RunEvent};
+use super::content::{fetch_manifest_as, fetch_run, ChunkRun, RunEvent};
 use super::error::FetchError;
 use super::plan::{stall_deadline, FetchReport, Plan, Waiting, MAX_BUSY_WAIT};
 use super::reuse::LocalChunks;
+use super::verifier::Verifier;
 use crate::chunking::{ContentId, Manifest};
 
 /// How long a source may take to send a manifest before the next source is asked.
@@ -229,6 +230,7 @@ async fn fetch_into<W: Write>(
         Sink::At(file) => Some(spawn_writer(file.clone(), tx.clone())?),
         Sink::Ordered(_) => None,
     };
+    let verifier = Verifier::start()?;
     // Verified chunks past the write cursor: their bytes, or `None` where written to the file.
     let mut ready: BTreeMap<u32, Option<Bytes>> = BTreeMap::new();
     let mut next_write = skip;
@@ -280,7 +282,7 @@ async fn fetch_into<W: Write>(
             while let Some(run) = plan.next_run(s, next_write, now) {
                 let (conn, manifest, tx, id) = (conn.clone(), manifest.clone(), tx.clone(), *id);
                 let (token, keepers) = (token.clone(), options.local.clone());
-                let writer = writer.clone();
+                let (writer, verifier) = (writer.clone(), verifier.clone());
                 let (asked_at, rate) = (plan.strikes[s], plan.rate_of(s));
                 tokio::spawn(async move {
                     let deadline = |i: u32| {
@@ -317,23 +319,21 @@ async fn fetch_into<W: Write>(
                             (note, None)
                         }
                     };
-                    fetch_run(
-                        &conn,
-                        &id,
-                        &manifest,
+                    let asked = ChunkRun {
+                        id: &id,
+                        manifest: &manifest,
                         run,
-                        token.as_deref(),
-                        deadline,
-                        |e| {
-                            // The loop hears of a chunk before the writer can say it is written.
-                            let (note, to_write) = note(e);
-                            let _ = tx.send(note);
-                            if let (Some(writer), Some(chunk)) = (&writer, to_write) {
-                                // A writer gone means the fetch is over.
-                                let _ = writer.send(chunk);
-                            }
-                        },
-                    )
+                        read_token: token.as_deref(),
+                    };
+                    fetch_run(&conn, asked, &verifier, deadline, |e| {
+                        // The loop hears of a chunk before the writer can say it is written.
+                        let (note, to_write) = note(e);
+                        let _ = tx.send(note);
+                        if let (Some(writer), Some(chunk)) = (&writer, to_write) {
+                            // A writer gone means the fetch is over.
+                            let _ = writer.send(chunk);
+                        }
+                    })
                     .await;
                     let _ = tx.send(Note::Ended { s });
                 });

@@ -8,10 +8,12 @@ mod download;
 mod error;
 mod plan;
 mod reuse;
+mod verifier;
 
 pub use chunk_cache::{ChunkCache, DEFAULT_CACHE_BYTES};
 pub use content::{
-    fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_run, ReadDigest, RunEvent,
+    fetch_chunk, fetch_chunk_as, fetch_manifest, fetch_manifest_as, fetch_run, ChunkRun,
+    ReadDigest, RunEvent,
 };
 pub use download::{
     fetch, fetch_to_file, fetch_with, FetchOptions, MANIFEST_DEADLINE, WRITEBACK_EVERY,
@@ -23,6 +25,7 @@ pub use plan::{
     STALL_FLOOR, WINDOW_PER_SOURCE,
 };
 pub use reuse::{LocalChunks, ReuseIndex};
+pub use verifier::Verifier;
 
 use std::future::Future;
 use std::io::Write;
