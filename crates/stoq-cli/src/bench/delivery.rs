@@ -121,7 +121,7 @@ struct Network {
     id: ContentId,
 }
 
-async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
+async fn network(dir: &Path, file: &Path, size: usize, endpoints: u32) -> Result<Network> {
     let token = AdminToken::load_or_create(&dir.join("token"))?;
     let place = |role, seed| Place {
         role,
@@ -129,7 +129,11 @@ async fn network(dir: &Path, file: &Path, endpoints: u32) -> Result<Network> {
         geo: None,
         seed,
     };
-    let tune = |c: &mut stoq::StoqConfig| c.transport.endpoints = endpoints;
+    let tune = |c: &mut stoq::StoqConfig| {
+        c.transport.endpoints = endpoints;
+        // The edge keeps the whole content, so the warm edge is warm at any size.
+        c.edge.cache_bytes = c.edge.cache_bytes.max(2 * size as u64);
+    };
     let origin =
         start_node_with(dir.join("origin"), place(Role::Origin, None), &token, tune).await?;
     let edge = start_node_with(
@@ -242,7 +246,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
     let data = Bytes::from(noise(args.size, 7));
     let file = www.join("content.bin");
     std::fs::write(&file, &data)?;
-    let net = network(&scratch.0, &file, args.endpoints).await?;
+    let net = network(&scratch.0, &file, args.size, args.endpoints).await?;
     let nginx = Nginx::start(&scratch.0);
     // The ceiling: raw quinn with the same path MTU bounds as STOQ's transport; and quinn as it
     // comes (1452-byte packets at most), for reference.
