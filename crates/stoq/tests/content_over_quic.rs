@@ -555,45 +555,48 @@ async fn a_chunk_that_does_not_match_its_id_stops_the_run_after_those_before_it(
         // the node sends a chunk that does not match its id.
         let bad = 10;
         manifest.chunks[bad as usize].id = Hash32::of(b"other bytes");
-        let mut got = Vec::new();
-        let asked = ChunkRun {
-            id: &id,
-            manifest: &manifest,
-            run: 0..n,
-            read_token: None,
-        };
-        fetch_run(
-            &conn,
-            asked,
-            &Verifier::start().unwrap(),
-            |_| Duration::from_secs(5),
-            |e| got.push(e),
-        )
-        .await;
-        assert_eq!(got.len() as u32, bad + 1, "{got:?}");
-        for (index, event) in got[..bad as usize].iter().enumerate() {
-            let entry = &manifest.chunks[index];
-            match event {
-                RunEvent::Chunk {
-                    index: i, bytes, ..
-                } => {
-                    assert_eq!(*i as usize, index);
-                    let at = entry.offset as usize;
-                    assert!(bytes[..] == data[at..at + entry.length as usize]);
+        // Checked on a thread of its own (machines with cores to spare) and inline.
+        for verifier in [Verifier::start().unwrap(), Verifier::inline()] {
+            let mut got = Vec::new();
+            let asked = ChunkRun {
+                id: &id,
+                manifest: &manifest,
+                run: 0..n,
+                read_token: None,
+            };
+            fetch_run(
+                &conn,
+                asked,
+                &verifier,
+                |_| Duration::from_secs(5),
+                |e| got.push(e),
+            )
+            .await;
+            assert_eq!(got.len() as u32, bad + 1, "{got:?}");
+            for (index, event) in got[..bad as usize].iter().enumerate() {
+                let entry = &manifest.chunks[index];
+                match event {
+                    RunEvent::Chunk {
+                        index: i, bytes, ..
+                    } => {
+                        assert_eq!(*i as usize, index);
+                        let at = entry.offset as usize;
+                        assert!(bytes[..] == data[at..at + entry.length as usize]);
+                    }
+                    other => panic!("chunk {index}: {other:?}"),
                 }
-                other => panic!("chunk {index}: {other:?}"),
             }
-        }
-        match &got[bad as usize] {
-            RunEvent::Stopped { index, error, rest } => {
-                assert_eq!(*index, bad);
-                assert!(
-                    matches!(error, FetchError::BadChunk { index: 10, .. }),
-                    "{error}"
-                );
-                assert_eq!(*rest, bad + 1..n);
+            match &got[bad as usize] {
+                RunEvent::Stopped { index, error, rest } => {
+                    assert_eq!(*index, bad);
+                    assert!(
+                        matches!(error, FetchError::BadChunk { index: 10, .. }),
+                        "{error}"
+                    );
+                    assert_eq!(*rest, bad + 1..n);
+                }
+                other => panic!("expected the run to stop at chunk {bad}: {other:?}"),
             }
-            other => panic!("expected the run to stop at chunk {bad}: {other:?}"),
         }
     })
     .await;

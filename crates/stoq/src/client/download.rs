@@ -230,7 +230,7 @@ async fn fetch_into<W: Write>(
         Sink::At(file) => Some(spawn_writer(file.clone(), tx.clone())?),
         Sink::Ordered(_) => None,
     };
-    let verifier = Verifier::start()?;
+    let verifier = Verifier::for_this_machine()?;
     // Verified chunks past the write cursor: their bytes, or `None` where written to the file.
     let mut ready: BTreeMap<u32, Option<Bytes>> = BTreeMap::new();
     let mut next_write = skip;

@@ -25,7 +25,7 @@ pub use plan::{
     STALL_FLOOR, WINDOW_PER_SOURCE,
 };
 pub use reuse::{LocalChunks, ReuseIndex};
-pub use verifier::Verifier;
+pub use verifier::{Verifier, THREADED_FROM_CORES};
 
 use std::future::Future;
 use std::io::Write;
