@@ -54,12 +54,23 @@ async fn download(
     Ok(took)
 }
 
+/// Where a download of a batch waits once it has dialed: it says so on `dialed` (failed or
+/// not), then starts when `go` turns true, so the batch's clock, like the single download's,
+/// leaves connection set-up out.
+#[derive(Clone)]
+struct StartGate {
+    dialed: tokio::sync::mpsc::UnboundedSender<()>,
+    go: tokio::sync::watch::Receiver<bool>,
+}
+
 /// Downloads `id` from `nodes` into `out` on the client thread, dialing from `shared` (the
 /// thread's shared client) or, with `None`, from an endpoint of its own (a client of its
-/// own); the download's time, dialing not counted.
+/// own), and with a `gate`, waiting at it after dialing; the download's time, dialing not
+/// counted.
 async fn download_on(
     client: &ClientThread,
     shared: Option<StoqEndpoint>,
+    gate: Option<StartGate>,
     nodes: &[&Node],
     id: ContentId,
     out: &Path,
@@ -72,15 +83,25 @@ async fn download_on(
     let out = out.to_path_buf();
     client
         .run(move || async move {
-            let endpoint = match shared {
-                Some(shared) => shared,
-                None => endpoint()?,
-            };
-            let mut conns = Vec::new();
-            for (node, addr) in sources {
-                conns.push(client::dial(&endpoint, node, addr).await?);
+            let dialed = async {
+                let endpoint = match shared {
+                    Some(shared) => shared,
+                    None => endpoint()?,
+                };
+                let mut conns = Vec::new();
+                for (node, addr) in sources {
+                    conns.push(client::dial(&endpoint, node, addr).await?);
+                }
+                anyhow::Ok(conns)
             }
-            download(&conns, &id, &out, size).await
+            .await;
+            if let Some(mut gate) = gate {
+                let _ = gate.dialed.send(());
+                if dialed.is_ok() {
+                    gate.go.wait_for(|go| *go).await?;
+                }
+            }
+            download(&dialed?, &id, &out, size).await
         })
         .await
 }
@@ -161,9 +182,11 @@ async fn network(dir: &Path, file: &Path, size: usize, endpoints: u32) -> Result
 /// `n` downloads of `data` from the origin in batches of `at_once` started together, each its
 /// own client on its own connection, spread over the client threads: completed,
 /// byte-identical to `data`, failed, aggregate rate and the p50 / p99 of each download's
-/// time. The aggregate is all bytes over the batches' wall times: a batch's clock runs from
-/// its first dial to its last download's end; the byte comparison and the removal of the
-/// batch's files come after it stops, as they do for the single download.
+/// time. The aggregate is all bytes over the batches' wall times: a batch's clock starts
+/// once all its clients have dialed (connection set-up is outside every clock here;
+/// `stoq bench connections` measures it) and stops when its last download ends; the byte
+/// comparison and the removal of the batch's files come after it stops, as they do for the
+/// single download.
 async fn concurrent(
     net: &Network,
     clients: &[ClientThread],
@@ -184,16 +207,27 @@ async fn concurrent(
     let (mut times, mut identical, mut failed) = (Vec::new(), 0, 0);
     let mut wall = Duration::ZERO;
     for batch in (0..n).collect::<Vec<_>>().chunks(at_once) {
-        let started = Instant::now();
+        let (dialed, mut dials) = tokio::sync::mpsc::unbounded_channel();
+        let (go, start) = tokio::sync::watch::channel(false);
+        let gate = StartGate { dialed, go: start };
         let mut tasks = tokio::task::JoinSet::new();
         for &i in batch {
             let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
-            let client = clients[i % clients.len()].clone();
+            let (client, gate) = (clients[i % clients.len()].clone(), gate.clone());
             tasks.spawn(async move {
-                let took = download_on(&client, None, &[&origin], id, &out, size).await;
+                let took = download_on(&client, None, Some(gate), &[&origin], id, &out, size).await;
                 (out, took)
             });
         }
+        drop(gate);
+        // Every client has dialed (or failed to) when the channel has a word from each.
+        for _ in batch {
+            if dials.recv().await.is_none() {
+                break;
+            }
+        }
+        let started = Instant::now();
+        go.send_replace(true);
         let mut done = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             done.push(joined?);
@@ -279,6 +313,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
             let took = download_on(
                 &client,
                 Some(shared.clone()),
+                None,
                 nodes,
                 net.id,
                 &out,
