@@ -225,11 +225,16 @@ impl Default for TransportConfig {
     }
 }
 
+/// The CPU cores this process may run on (at least 1): what "one per core" settings count.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl TransportConfig {
     /// The listening sockets this configuration asks for: `endpoints`, or one per CPU core.
     pub fn endpoint_count(&self) -> usize {
         match self.endpoints {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => cores(),
             n => n as usize,
         }
     }

@@ -41,7 +41,7 @@ mod trust;
 
 pub use addr::{ensure_ipv6, parse_ipv6};
 pub use config::{
-    CongestionController, PoolConfig, TlsConfig, TransportConfig, DEFAULT_MAX_CONNECTIONS,
+    cores, CongestionController, PoolConfig, TlsConfig, TransportConfig, DEFAULT_MAX_CONNECTIONS,
     MAX_MTU_WITH_GSO,
 };
 pub use connection::{ConnectionStats, StoqConnection};

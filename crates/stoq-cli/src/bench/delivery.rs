@@ -206,12 +206,13 @@ async fn concurrent(
     let busy_before = busy();
     let (mut times, mut identical, mut failed) = (Vec::new(), 0, 0);
     let mut wall = Duration::ZERO;
-    for batch in (0..n).collect::<Vec<_>>().chunks(at_once) {
+    for first in (0..n).step_by(at_once) {
+        let batch = first..(first + at_once).min(n);
         let (dialed, mut dials) = tokio::sync::mpsc::unbounded_channel();
         let (go, start) = tokio::sync::watch::channel(false);
         let gate = StartGate { dialed, go: start };
         let mut tasks = tokio::task::JoinSet::new();
-        for &i in batch {
+        for i in batch.clone() {
             let (origin, id, out) = (net.origin.clone(), net.id, dir.join(format!("c{i}")));
             let (client, gate) = (clients[i % clients.len()].clone(), gate.clone());
             tasks.spawn(async move {
@@ -351,7 +352,7 @@ pub async fn run(args: DeliveryBenchArgs) -> Result<()> {
         0 => serde_json::Value::Null,
         n => {
             let threads = match args.client_threads {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                0 => stoq::transport::cores(),
                 t => t,
             };
             let mut pool = vec![client.clone()];

@@ -48,8 +48,7 @@ impl Verifier {
 
     /// A thread of its own from [`THREADED_FROM_CORES`] cores on, the caller's thread below.
     pub fn for_this_machine() -> std::io::Result<Verifier> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        match cores >= THREADED_FROM_CORES {
+        match stoq_transport::cores() >= THREADED_FROM_CORES {
             true => Verifier::start(),
             false => Ok(Verifier::inline()),
         }
